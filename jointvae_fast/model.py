@@ -1,0 +1,147 @@
+"""The Joint-VAE network of the paper's Appendix B.
+
+Encoder: 4x4 stride-2 convolutions (32, 32, 64, 64 channels for 64x64 images;
+32, 64, 64 for 32x32), ReLU, a 256-unit linear layer, then one linear head that
+gives the joint posterior's parameters [mu (D), logvar (D), logits (sum K)].
+Decoder: latent -> 256 -> 64*4*4, then the transposed convolutions mirrored,
+ending in image logits (the paper's sigmoid is applied by the loss / by
+`probabilities`).
+
+The module names follow the paper's reference implementation
+(img_to_features, features_to_hidden, latent_to_features, features_to_img) so
+its checkpoints map onto ours; its three heads fc_mean, fc_log_var and
+fc_alphas.i are stacked into our single `to_posterior` layer (one GEMM).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+HIDDEN = 256
+FEATURES = (64, 4, 4)  # encoder output / decoder input, for both image sizes
+
+
+class JointVAEOutput(NamedTuple):
+    """What `JointVAE.forward` returns. Shapes for a batch of B images."""
+
+    x_logits: torch.Tensor  # [B, C, H, W] Bernoulli logits of the reconstruction
+    mu: torch.Tensor  # [B, D]
+    logvar: torch.Tensor  # [B, D]
+    logits: torch.Tensor  # [B, sum K] discrete posteriors, packed side by side
+    latent: torch.Tensor  # [B, D + sum K] what the decoder read
+
+
+def _encoder_channels(channels: int, size: int) -> list[int]:
+    return [channels, 32, 32, 64, 64] if size == 64 else [channels, 32, 64, 64]
+
+
+def _decoder_channels(channels: int, size: int) -> list[int]:
+    return [64, 64, 32, 32, channels] if size == 64 else [64, 32, 32, channels]
+
+
+def validate_latent_spec(cont, disc) -> tuple[int, tuple[int, ...]]:
+    """Check a latent spec: cont >= 0 units, disc a list of class counts >= 2, not both empty."""
+    if isinstance(cont, bool) or not isinstance(cont, int) or cont < 0:
+        raise ValueError(f"cont must be an int >= 0, got {cont!r}")
+    if isinstance(disc, (str, bytes)) or not isinstance(disc, Sequence):
+        raise TypeError(f"disc must be a list of class counts, got {disc!r}")
+    disc = tuple(disc)
+    for k in disc:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ValueError(f"disc must hold class counts >= 2, got {list(disc)!r}")
+    if cont == 0 and not disc:
+        raise ValueError("the latent is empty: give cont > 0 or at least one discrete variable")
+    return cont, disc
+
+
+def validate_image_size(img_size) -> tuple[int, int, int]:
+    """Check an image size (C, H, W): C in {1, 3}, H == W in {32, 64}."""
+    try:
+        c, h, w = (int(v) for v in img_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"img_size must be (C, H, W), got {img_size!r}") from None
+    if c not in (1, 3) or h != w or h not in (32, 64):
+        raise ValueError(
+            f"img_size must be (C, H, W) with C in {{1, 3}} and H == W in {{32, 64}} "
+            f"(the paper's architectures), got {tuple(img_size)!r}"
+        )
+    return c, h, w
+
+
+class JointVAE(nn.Module):
+    """Joint-VAE with D continuous units and discrete variables of K_i classes.
+
+    JointVAE(img_size=(C, H, W), cont=D, disc=[K_1, ..., K_V], temperature=tau)
+    """
+
+    def __init__(self, img_size, cont: int, disc: Sequence[int] = (), temperature: float = 0.67):
+        super().__init__()
+        self.img_size = validate_image_size(img_size)
+        self.cont, self.disc = validate_latent_spec(cont, disc)
+        temperature = float(temperature)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.temperature = temperature
+        self.latent_dim = self.cont + sum(self.disc)
+        c, size, _ = self.img_size
+
+        enc = _encoder_channels(c, size)
+        layers: list[nn.Module] = []
+        for cin, cout in zip(enc[:-1], enc[1:]):
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.ReLU()]
+        self.img_to_features = nn.Sequential(*layers)
+        n_features = FEATURES[0] * FEATURES[1] * FEATURES[2]
+        self.features_to_hidden = nn.Sequential(nn.Linear(n_features, HIDDEN), nn.ReLU())
+        self.to_posterior = nn.Linear(HIDDEN, 2 * self.cont + sum(self.disc))
+
+        self.latent_to_features = nn.Sequential(
+            nn.Linear(self.latent_dim, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, n_features), nn.ReLU()
+        )
+        dec = _decoder_channels(c, size)
+        layers = []
+        for i, (cin, cout) in enumerate(zip(dec[:-1], dec[1:])):
+            layers.append(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1))
+            if i < len(dec) - 2:
+                layers.append(nn.ReLU())
+        self.features_to_img = nn.Sequential(*layers)
+
+    @property
+    def num_pixels(self) -> int:
+        """H * W: what the paper's reference implementation divides the loss by."""
+        return self.img_size[1] * self.img_size[2]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, C, H, W] in [0, 1] -> (mu [B, D], logvar [B, D], logits [B, sum K])."""
+        h = self.features_to_hidden(self.img_to_features(x).flatten(1))
+        params = self.to_posterior(h)
+        d = self.cont
+        return params[:, :d], params[:, d : 2 * d], params[:, 2 * d :]
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """latent [B, D + sum K] -> image logits [B, C, H, W]; sigmoid gives probabilities."""
+        h = self.latent_to_features(latent).view(-1, *FEATURES)
+        return self.features_to_img(h)
+
+    def latent(self, mu, logvar, logits, generator=None) -> torch.Tensor:
+        """The decoder's input: a reparameterised sample when training, else [mu, one-hot argmax]."""
+        from . import ops
+
+        return ops.sample_latent(
+            mu, logvar, logits, self.disc, self.temperature, training=self.training, generator=generator
+        )
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> JointVAEOutput:
+        """x [B, C, H, W] -> JointVAEOutput (reconstruction logits, posterior, latent)."""
+        mu, logvar, logits = self.encode(x)
+        z = self.latent(mu, logvar, logits, generator)
+        return JointVAEOutput(self.decode(z), mu, logvar, logits, z)
+
+    @torch.no_grad()
+    def probabilities(self, latent: torch.Tensor) -> torch.Tensor:
+        """Decoded pixel probabilities sigmoid(decode(latent)), [B, C, H, W]."""
+        return torch.sigmoid(self.decode(latent))
+
+    def extra_repr(self) -> str:
+        return f"img_size={self.img_size}, cont={self.cont}, disc={list(self.disc)}, temperature={self.temperature}"
