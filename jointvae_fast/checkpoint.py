@@ -122,3 +122,10 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu") -> Checkpoin
 def load(path, map_location: str | torch.device = "cpu") -> JointVAE:
     """A ready model (eval mode) from a jointvae_fast checkpoint file."""
     return load_checkpoint(path, map_location).model
+
+
+def import_reference(model_pt, specs_json=None) -> JointVAE:
+    """A JointVAE from a checkpoint of the paper's reference implementation (see `official`)."""
+    from .official import import_reference as _import_reference
+
+    return _import_reference(model_pt, specs_json)

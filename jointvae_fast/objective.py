@@ -92,3 +92,22 @@ def jointvae_loss(
     recon = bernoulli_nll(x, x_logits)
     total = (recon * recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
     return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Eq. 7 with its settings bound: `Objective(...)(x, out, step)` -> LossTerms.
+
+    out is a model.JointVAEOutput (anything with x_logits, mu, logvar, logits).
+    """
+
+    disc_dims: tuple[int, ...]
+    cont_capacity: Capacity | None
+    disc_capacity: Capacity | None
+    recon_weight: float = 1.0
+
+    def __call__(self, x: torch.Tensor, out, step: int) -> LossTerms:
+        return jointvae_loss(
+            x, out.x_logits, out.mu, out.logvar, out.logits, self.disc_dims, step,
+            self.cont_capacity, self.disc_capacity, self.recon_weight,
+        )
