@@ -1,0 +1,524 @@
+"""The training loop: device-resident data, seeded batch order, logging, checkpoints, exact resume.
+
+Batches. The training images stay on the training device as uint8 [N, C, H, W]
+(or behind a dataset's own batch-gather method); every batch is gathered there
+and converted to float in [0, 1] (x / 255). Epoch e visits the images in the
+order torch.randperm(N) drawn from a generator seeded with
+derive_seed("batch-order", seed, e), the last incomplete batch dropped. Step s
+(1-based) of the run reads positions [(s-1) % steps_per_epoch * B, ... + B) of
+its epoch's permutation, B the global batch; DDP rank r of R takes the r-th of
+R equal slices of those positions (a distinct shard). So the batch order is a
+function of (seed, step) alone: resume needs no saved batch-order state.
+
+Steps. The loop calls TrainStep with step = 1 for the first optimizer step:
+the paper's reference implementation increments its step counter before
+computing the capacities, so C(1) = c_min + (c_max - c_min)/num_iters is what
+its first update sees; we do the same. A checkpoint's `step` is the number of
+completed optimizer steps.
+
+Host syncs. Each step only appends its loss terms to a device buffer; every
+--log-every steps (and at checkpoints, at the end and on Ctrl-C) the buffer is
+copied to the host once ("a flush"): that is where the log line is written,
+the progress display updated, and non-finite values detected, naming the exact
+step and term.
+
+Log (log.jsonl in the run directory, one JSON object per flush; loss terms and
+KLs are means over the steps since the previous line, and over DDP ranks):
+  step, epoch (step / steps_per_epoch), loss (the differentiated value:
+  (recon_weight*recon + capacity_loss)/(H*W)), recon (nats per image),
+  capacity_loss, kl_cont_sum (KL_z), kl_disc_sum (KL_c), kl_cont [D],
+  kl_disc [V], c_cont (C_z), c_disc (C_c), temperature, img_per_s,
+  steps_per_s, elapsed_s (since this process started training), steps_in_mean.
+
+Randomness. Sampling noise comes from a torch.Generator on the training
+device per rank, seeded with derive_seed("sampling", seed, rank). A checkpoint
+stores the state of every rank's sampling generator, the CPU default
+generator and (on CUDA) the device's default generator, so that resuming on
+the same device and world size continues bit for bit on the CPU.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import checkpoint as ckpt
+from .distributed import World, all_reduce_mean_, any_rank, broadcast_from_writer, gather_to_writer, scatter_from_writer
+from .model import JointVAE
+from .objective import Capacity, Objective, max_discrete_capacity
+from .step import TrainStep, make_optimizer
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
+PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line per this many seconds
+
+
+class ResumeError(ValueError):
+    """A run directory that cannot be resumed (no readable checkpoint, shapes that do not match)."""
+
+
+def derive_seed(purpose: str, seed: int, index: int) -> int:
+    """A 63-bit seed for one use of the run's seed: first 8 bytes of sha256("purpose:seed:index")."""
+    digest = hashlib.sha256(f"{purpose}:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The visiting order of epoch `epoch` (0-based): randperm(n) on `device`, int64 [n]."""
+    g = torch.Generator(device=device)
+    g.manual_seed(derive_seed("batch-order", seed, epoch))
+    return torch.randperm(n, generator=g, device=device)
+
+
+class TrainImages:
+    """The training split on the device. `batch(idx)` -> float [B, C, H, W] in [0, 1].
+
+    source: a uint8 tensor [N, C, H, W] (moved to `device` once), or an object
+    with `__len__` and a batch-gather method `gather(indices) -> uint8 [B, C, H, W]`
+    (e.g. a lazily materialised dSprites), called with indices on `device`.
+    """
+
+    def __init__(self, source, device: torch.device):
+        self.device = torch.device(device)
+        if isinstance(source, torch.Tensor):
+            if source.dtype != torch.uint8 or source.dim() != 4:
+                raise ValueError(f"training images must be uint8 [N, C, H, W], got {source.dtype} {tuple(source.shape)}")
+            self.images = source.to(self.device)
+            self._gather = lambda idx: self.images.index_select(0, idx)
+            self.image_size = tuple(source.shape[1:])
+            self.n = source.shape[0]
+        elif hasattr(source, "gather") and hasattr(source, "__len__"):
+            self.images = source
+            self._gather = source.gather
+            self.n = len(source)
+            shape = getattr(source, "image_size", None) or getattr(source, "shape", None)
+            self.image_size = tuple(shape[-3:]) if shape is not None else tuple(self._gather(
+                torch.zeros(1, dtype=torch.long, device=self.device)).shape[1:])
+        else:
+            raise TypeError(f"training images must be a uint8 tensor or have a gather(indices) method, got {type(source).__name__}")
+        if self.n < 1:
+            raise ValueError("the training split is empty")
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self._gather(idx)
+        if x.device != self.device:
+            x = x.to(self.device, non_blocking=True)
+        return x.to(torch.float32).div_(255.0)
+
+
+def limit_images(source, limit: int, seed: int):
+    """A seeded random subset of `limit` training images (in their original order), as a uint8 tensor."""
+    n = source.shape[0] if isinstance(source, torch.Tensor) else len(source)
+    if limit >= n:
+        return source
+    g = torch.Generator().manual_seed(derive_seed("limit", seed, 0))
+    idx = torch.randperm(n, generator=g)[:limit].sort().values
+    if isinstance(source, torch.Tensor):
+        return source.index_select(0, idx)
+    return source.gather(idx).cpu()
+
+
+# ---------------------------------------------------------------- checkpoints in a run directory
+
+
+def checkpoint_path(run_dir, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
+    """(step, path) of the run's checkpoint files, oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def read_latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint of a run (path, raw dict); unreadable newer ones are skipped with a warning."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise ResumeError(f"{run_dir} has no checkpoint to resume from (looked for {Path(run_dir) / CHECKPOINT_DIR}/step-*.pt)")
+    problems = []
+    for _, path in reversed(found):
+        try:
+            obj = ckpt.read(path, map_location)
+            if "training" not in obj:
+                raise ckpt.CheckpointError(f"{path} holds no training state")
+        except (ckpt.CheckpointError, OSError) as e:
+            problems.append(str(e))
+            warnings.warn(f"skipping unreadable checkpoint {path}: {e}", stacklevel=2)
+            continue
+        return path, obj
+    raise ResumeError(f"no readable checkpoint in {run_dir}: " + "; ".join(problems))
+
+
+def prune_checkpoints(run_dir, keep: int) -> None:
+    """Delete all but the `keep` newest checkpoint files."""
+    found = list_checkpoints(run_dir)
+    for _, path in found[: max(0, len(found) - keep)]:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+# ---------------------------------------------------------------- progress display
+
+
+class Progress:
+    """tqdm bar on a terminal; otherwise a plain line at most every PLAIN_LINE_SECONDS (and at the end)."""
+
+    def __init__(self, total: int, initial: int, steps_per_epoch: int, enabled: bool, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.total = total
+        self.steps_per_epoch = steps_per_epoch
+        self.epochs = math.ceil(total / steps_per_epoch)
+        self.bar = None
+        self.last_line = -math.inf
+        if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=self.stream,
+                            smoothing=0.1)
+
+    def update(self, record: dict[str, Any], final: bool = False) -> None:
+        if not self.enabled:
+            return
+        step = record["step"]
+        epoch = min((step - 1) // self.steps_per_epoch + 1, self.epochs)
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+            self.bar.set_postfix_str(
+                f"loss {record['loss']:.4g} recon {record['recon']:.4g} KL_z {record['kl_cont_sum']:.3g} "
+                f"KL_c {record['kl_disc_sum']:.3g} C_z {record['c_cont']:.3g} C_c {record['c_disc']:.3g} "
+                f"{record['img_per_s']:.0f} img/s", refresh=False)
+            self.bar.update(step - self.bar.n)
+            return
+        now = time.monotonic()
+        if not final and now - self.last_line < PLAIN_LINE_SECONDS:
+            return
+        self.last_line = now
+        rate = record["steps_per_s"]
+        left = (self.total - step) / rate if rate > 0 else float("nan")
+        print(
+            f"step {step}/{self.total} epoch {epoch}/{self.epochs} loss {record['loss']:.4g} "
+            f"recon {record['recon']:.4g} KL_z {record['kl_cont_sum']:.3g} KL_c {record['kl_disc_sum']:.3g} "
+            f"C_z {record['c_cont']:.3g} C_c {record['c_disc']:.3g} {record['img_per_s']:.0f} img/s "
+            f"left {format_seconds(left)}",
+            file=self.stream, flush=True,
+        )
+
+    def write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag the loop checks between steps; a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping: saving a checkpoint after this step (Ctrl-C again to abort without saving)",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopResult:
+    status: str  # "done", "interrupted" or "nonfinite"
+    step: int  # completed optimizer steps (of the last good state)
+    message: str
+    last_record: dict[str, Any] | None
+
+
+def make_objective(config: dict[str, Any], model: JointVAE) -> Objective:
+    """Eq. 7 with the config's capacities (a part without latent units has no capacity term)."""
+    cont = Capacity(config["cont_min"], config["cont_max"], config["cont_iters"], config["cont_gamma"]) if model.cont else None
+    disc = Capacity(config["disc_min"], config["disc_max"], config["disc_iters"], config["disc_gamma"]) if model.disc else None
+    return Objective(tuple(model.disc), cont, disc, float(config["recon_weight"]))
+
+
+def temperature_at(config: dict[str, Any], step: int) -> float:
+    """tau(step): fixed, or tau0 * (tau_final/tau0)^(step/N) floored at tau_final when annealing is on."""
+    t0, tf, n = config["temperature"], config["temperature_final"], config["temperature_anneal_steps"]
+    if tf is None:
+        return t0
+    return max(tf, t0 * (tf / t0) ** (step / n))
+
+
+def rank_rng_state(world: World, sampling: torch.Generator) -> dict[str, Any]:
+    state = {"sampling": sampling.get_state(), "sampling_device": sampling.device.type, "cuda": None}
+    if world.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(world.device)
+    return state
+
+
+def check_resume_shapes(obj: dict[str, Any], model: JointVAE, path) -> None:
+    meta = obj["meta"]
+    have = (tuple(meta.get("img_size", ())), meta.get("cont"), tuple(meta.get("disc", ())))
+    want = (tuple(model.img_size), model.cont, tuple(model.disc))
+    if have != want:
+        raise ResumeError(
+            f"checkpoint {path} holds a model with img_size={have[0]}, cont={have[1]}, disc={list(have[2])}, "
+            f"but this run builds img_size={want[0]}, cont={want[1]}, disc={list(want[2])}: "
+            "resume with the run's own settings (drop --cont/--disc/--dataset overrides)"
+        )
+    sd = obj["model"]
+    ours = model.state_dict()
+    bad = [k for k in ours if k not in sd or tuple(sd[k].shape) != tuple(ours[k].shape)]
+    extra = [k for k in sd if k not in ours]
+    if bad or extra:
+        raise ResumeError(f"checkpoint {path} does not match the model: mismatched or missing {bad}, unexpected {extra}")
+
+
+def train(
+    config: dict[str, Any],
+    model: JointVAE,
+    data: TrainImages,
+    world: World,
+    run_dir: Path,
+    resume: tuple[Path, dict[str, Any]] | None = None,
+    show_progress: bool = True,
+    step_hook: Callable[[int, TrainStep], None] | None = None,
+) -> LoopResult:
+    """Train `model` (already on world.device) for the config's steps, writing into `run_dir` (rank 0).
+
+    resume: (path, raw checkpoint dict) to continue from. step_hook(step, train_step) is called after
+    each step (for tests).
+    """
+    device = world.device
+    seed = config["seed"]
+    global_batch = config["batch_size"]
+    if global_batch % world.size:
+        raise ValueError(f"batch_size {global_batch} must be divisible by the number of processes {world.size}")
+    local_batch = global_batch // world.size
+    n = len(data)
+    steps_per_epoch = n // global_batch
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {global_batch} is larger than the training split ({n} images)")
+    total = config["steps"] if config["steps"] is not None else config["epochs"] * steps_per_epoch
+
+    optimizer = make_optimizer(model, config["lr"])
+    objective = make_objective(config, model)
+    sampling = torch.Generator(device=device)
+    sampling.manual_seed(derive_seed("sampling", seed, world.rank))
+
+    start = 0
+    if resume is not None:
+        path, obj = resume
+        check_resume_shapes(obj, model, path)
+        training = obj["training"]
+        model.load_state_dict(obj["model"])
+        optimizer.load_state_dict(training["optimizer"])
+        start = int(training["step"])
+        torch.set_rng_state(training["rng"]["cpu"])
+        ranks = training["rng"]["ranks"]
+        if len(ranks) == world.size and ranks[world.rank]["sampling_device"] == device.type:
+            sampling.set_state(ranks[world.rank]["sampling"])
+            if device.type == "cuda" and ranks[world.rank]["cuda"] is not None:
+                torch.cuda.set_rng_state(ranks[world.rank]["cuda"], device)
+        elif world.is_writer:
+            warnings.warn(
+                f"{path} was written by {len(ranks)} process(es) on {ranks[0]['sampling_device']}; this run has "
+                f"{world.size} on {device.type}: sampling noise is reseeded (training continues, not bit for bit)",
+                stacklevel=2,
+            )
+            sampling.manual_seed(derive_seed("sampling-resumed", seed, world.rank * 1_000_003 + start))
+
+    forward = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    model.train()
+    step_fn = TrainStep(model, optimizer, objective, forward=forward, generator=sampling)
+
+    columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
+        [f"kl_disc[{i}]" for i in range(len(model.disc))]
+    buf = torch.zeros(config["log_every"], len(columns), device=device)
+    rows = 0
+    log_path = run_dir / "log.jsonl"
+    progress = Progress(total, start, steps_per_epoch, show_progress and world.is_writer)
+    disc_cap = max_discrete_capacity(model.disc)
+    t_start = time.perf_counter()
+    t_last = t_start
+    last_record: dict[str, Any] | None = None
+    cur_epoch, perm = -1, None
+
+    def flush(step: int) -> tuple[dict[str, Any] | None, str | None]:
+        """Bring the buffered terms to the host; returns (log record, non-finite message)."""
+        nonlocal rows, t_last, last_record
+        if rows == 0:
+            return last_record, None
+        vals = all_reduce_mean_(buf[:rows].clone(), world).cpu().double()
+        first_step = step - rows + 1
+        finite = torch.isfinite(vals)
+        if not bool(finite.all()):
+            r = int((~finite.all(dim=1)).nonzero()[0])
+            bad = [columns[j] for j in range(len(columns)) if not bool(finite[r, j])]
+            rows = 0
+            return None, (
+                f"non-finite loss at step {first_step + r}: {', '.join(bad)} "
+                f"({'+'.join(f'{columns[j]}={vals[r, j].item()}' for j in range(min(3, len(columns))))})"
+            )
+        now = time.perf_counter()
+        mean = vals.mean(dim=0)
+        d, v = model.cont, len(model.disc)
+        kl_cont = mean[3 : 3 + d].tolist()
+        kl_disc = mean[3 + d : 3 + d + v].tolist()
+        elapsed = max(now - t_last, 1e-9)
+        record = {
+            "step": step,
+            "epoch": round(step / steps_per_epoch, 6),
+            "loss": mean[0].item(),
+            "recon": mean[1].item(),
+            "capacity_loss": mean[2].item(),
+            "kl_cont_sum": float(sum(kl_cont)),
+            "kl_disc_sum": float(sum(kl_disc)),
+            "kl_cont": kl_cont,
+            "kl_disc": kl_disc,
+            "c_cont": objective.cont_capacity.at(step) if objective.cont_capacity else 0.0,
+            "c_disc": objective.disc_capacity.at(step, disc_cap) if objective.disc_capacity else 0.0,
+            "temperature": model.temperature,
+            "img_per_s": rows * global_batch / elapsed,
+            "steps_per_s": rows / elapsed,
+            "elapsed_s": now - t_start,
+            "steps_in_mean": rows,
+        }
+        rows = 0
+        t_last = now
+        last_record = record
+        if world.is_writer:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        progress.update(record, final=step == total)
+        return record, None
+
+    def save(step: int) -> str | None:
+        """Write the checkpoint of `step` (rank 0), or return why the state is not worth saving."""
+        with torch.no_grad():
+            ok = bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+        if not ok:
+            return f"parameters became non-finite by step {step}"
+        states = gather_to_writer(rank_rng_state(world, sampling), world)
+        if world.is_writer:
+            training = {
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "rng": {"cpu": torch.get_rng_state(), "ranks": states},
+                "world_size": world.size,
+            }
+            meta = {"preset": config["preset"], "dataset": config["dataset"], "step": step, "config": config}
+            ckpt.save(checkpoint_path(run_dir, step), model, meta=meta, training=training)
+            prune_checkpoints(run_dir, config["keep"])
+        return None
+
+    status, message, step = "done", "", start
+    try:
+        with StopRequest() as stop:
+            for step in range(start + 1, total + 1):
+                epoch, pos = divmod(step - 1, steps_per_epoch)
+                if epoch != cur_epoch:
+                    perm = epoch_permutation(n, seed, epoch, device)
+                    cur_epoch = epoch
+                lo = pos * global_batch + world.rank * local_batch
+                x = data.batch(perm[lo : lo + local_batch])
+                if config["temperature_final"] is not None:
+                    model.temperature = temperature_at(config, step)
+                terms = step_fn(x, step)
+                with torch.no_grad():
+                    torch.cat([terms.total.detach().reshape(1), terms.recon.detach().reshape(1),
+                               terms.capacity_loss.detach().reshape(1), terms.kl_cont.detach().reshape(-1),
+                               terms.kl_disc.detach().reshape(-1)], out=buf[rows])
+                rows += 1
+                if step_hook is not None:
+                    step_hook(step, step_fn)
+
+                at_save = step % config["save_every"] == 0 or step == total
+                at_log = at_save or step % config["log_every"] == 0
+                stopping = stop.requested if not world.distributed else False
+                if at_log and world.distributed:
+                    stopping = any_rank(stop.requested, world)
+                if at_log or stopping:
+                    _, bad = flush(step)
+                    if bad is not None:
+                        status, message = "nonfinite", bad
+                        break
+                if at_save or stopping:
+                    bad = save(step)
+                    if bad is not None:
+                        status, message = "nonfinite", bad
+                        break
+                if stopping:
+                    status = "interrupted"
+                    message = f"interrupted: checkpoint saved at step {step}; continue with --resume {run_dir}"
+                    break
+            else:
+                message = f"finished {total} steps"
+    finally:
+        progress.close()
+    if status == "nonfinite":
+        kept = list_checkpoints(run_dir)
+        message += (f"; training stopped. The last good checkpoint is {kept[-1][1]} (step {kept[-1][0]})"
+                    if kept else "; training stopped before any checkpoint was written")
+        return LoopResult(status, kept[-1][0] if kept else 0, message, last_record)
+    return LoopResult(status, step, message, last_record)
