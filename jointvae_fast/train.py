@@ -39,7 +39,7 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError
 from .distributed import World, broadcast_from_writer, cleanup, setup
-from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, derive_seed, limit_images, list_checkpoints, \
+from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, check_resume_shapes, derive_seed, limit_images, list_checkpoints, \
     read_latest_checkpoint, train
 from .model import JointVAE, validate_image_size
 from .presets import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, preset_table, read_config_file, \
@@ -258,12 +258,17 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         source, img_size = load_training_data(config, dataset)
         model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
         data = TrainImages(source, world.device)
+        if config["batch_size"] % world.size:
+            raise ValueError(f"batch_size {config['batch_size']} must be divisible by the number of processes {world.size}")
+        if len(data) < config["batch_size"]:
+            raise ValueError(f"batch_size {config['batch_size']} is larger than the training split ({len(data)} images)")
 
         resume = None
         if resume_path is not None:
             from . import checkpoint as ckpt
 
             resume = (Path(resume_path), ckpt.read(resume_path, "cpu"))
+            check_resume_shapes(resume[1], model, resume[0])  # before anything in the run directory changes
         if world.is_writer:
             _atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
             start = int(resume[1]["training"]["step"]) if resume else 0
