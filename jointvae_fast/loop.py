@@ -41,7 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -54,7 +53,7 @@ from typing import Any, Callable
 import torch
 
 from . import checkpoint as ckpt
-from .distributed import World, all_reduce_mean_, any_rank, broadcast_from_writer, gather_to_writer, scatter_from_writer
+from .distributed import World, all_reduce_mean_, any_rank, gather_to_writer
 from .model import JointVAE
 from .objective import Capacity, Objective, max_discrete_capacity
 from .step import TrainStep, make_optimizer

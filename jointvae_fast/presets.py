@@ -34,15 +34,15 @@ from typing import Any
 # key -> (kind, help). kind: "int", "float", "str", "bool", "ints" (list of ints); "?"-suffix: may be None.
 SCHEMA: dict[str, tuple[str, str]] = {
     "dataset": ("str", "dataset name"),
-    "preset": ("str?", "preset name (default: the dataset's own preset)"),
+    "preset": ("str?", "preset name"),
     "data_dir": ("str?", "folder holding the dataset files (see jointvae_fast.data)"),
-    "out": ("str?", "run directory (default: runs/<dataset>-<UTC time>)"),
+    "out": ("str?", "run directory"),
     "epochs": ("int?", "number of passes over the training split"),
     "steps": ("int?", "number of optimizer steps; overrides epochs when given"),
     "batch_size": ("int", "global batch size (split evenly across DDP ranks)"),
     "lr": ("float", "Adam learning rate"),
     "seed": ("int", "seed of model init, batch order and sampling noise"),
-    "device": ("str?", "torch device (default: cuda if available, else cpu)"),
+    "device": ("str?", "torch device"),
     "cont": ("int", "number of continuous latent units"),
     "disc": ("ints", "class count of each discrete latent variable"),
     "temperature": ("float", "Gumbel-Softmax temperature tau"),

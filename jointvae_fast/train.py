@@ -30,7 +30,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,8 +37,8 @@ import torch
 
 from . import __version__
 from .checkpoint import CheckpointError
-from .distributed import World, broadcast_from_writer, cleanup, setup
-from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, check_resume_shapes, derive_seed, limit_images, list_checkpoints, \
+from .distributed import broadcast_from_writer, cleanup, setup
+from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, check_resume_shapes, derive_seed, limit_images, \
     read_latest_checkpoint, train
 from .model import JointVAE, validate_image_size
 from .presets import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, preset_table, read_config_file, \
@@ -67,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="presets (the paper's Appendix C; every value can be overridden):\n" + preset_table()
-        + "\n\nsettings resolve as: defaults < preset < resumed run's config.json < --config FILE < flags."
+        + "\n  (synthetic-chairs uses the chairs preset; celeba's recon_weight 1/3 reproduces the reference"
+        "\n  implementation's RGB reshape, which divides the per-image reconstruction sum by the channel count)"
+        "\n\nsettings resolve as: defaults < preset < resumed run's config.json < --config FILE < flags."
+        "\nThe first optimizer step uses step = 1 in the capacity schedule C(step), as the paper's reference"
+        "\nimplementation does (it increments its step counter before computing C)."
         "\nA short first run: python -m jointvae_fast.train --dataset chairs --steps 2000"
         "\nThe paper's full run: python -m jointvae_fast.train --dataset chairs",
         argument_default=argparse.SUPPRESS,
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     preset_note = "the preset's"
     p.add_argument("--dataset", choices=list(DATASET_PRESETS), help="dataset to train on (required unless --resume)")
     p.add_argument("--preset", choices=list(PRESETS), help=_help("preset", "the dataset's own"))
-    p.add_argument("--data-dir", help=_help("data_dir", "--data-dir, $JOINTVAE_DATA, then a per-user cache"))
+    p.add_argument("--data-dir", help=_help("data_dir", "$JOINTVAE_DATA, then a per-user cache folder"))
     p.add_argument("--out", help=_help("out", "runs/<dataset>-<UTC time>"))
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys as the flags, with _)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest readable checkpoint")

@@ -20,7 +20,6 @@ import socket
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 

@@ -1,6 +1,5 @@
 """Bad input to the training CLI: a clear error (exit code 2), and nothing lost."""
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
