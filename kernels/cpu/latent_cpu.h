@@ -1,0 +1,49 @@
+// CPU twin of the fused latent kernels: plain loops over rows [row_begin, row_end) using the shared
+// math in kernels/include. No torch; the caller splits rows across threads.
+// Matrices are row-major with unit column stride and the given leading dimension (ld = row stride).
+// T is float or double (explicit instantiations in latent_cpu.cpp).
+#pragma once
+#include <stdint.h>
+
+#include "jointvae/latent_args.h"
+
+namespace jointvae {
+namespace cpu {
+
+
+template <typename T>
+void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end);
+
+// dmu = g_z; dlogvar = 0.5 g_z sigma_eps; dlogits per block = y (g_y - <g_y, y>) / tau.
+// Evaluation mode: dmu = g_z, dlogvar = 0, dlogits = 0.
+
+template <typename T>
+void sample_latent_backward_rows(const SampleLatentBackwardArgs<T>& a, int64_t row_begin, int64_t row_end);
+
+
+// acc[d] += sum over rows of kl_normal_term; acc[D + v] += sum over rows of kl_categorical_row.
+template <typename T>
+void kl_sums_rows(const KLArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc);
+
+// From column sums: kl_cont = acc[:D]/B, kl_disc = acc[D:]/B,
+// loss = gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|.
+template <typename T>
+void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont,
+               double gamma_disc, T* loss, T* kl_cont, T* kl_disc);
+
+// Weights w[j] = d objective / d kl_j, j over D + V:
+// grad_loss * gamma * sign(sum kl - c) (+ grad_kl_cont / grad_kl_disc when given).
+template <typename T>
+void kl_weights(const T* kl_cont, const T* kl_disc, T grad_loss, const T* grad_kl_cont, const T* grad_kl_disc,
+                int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont, double gamma_disc, T* w);
+
+// dmu = w_d mu / B, dlogvar = w_d expm1(logvar) / (2B), dlogits = w_v p (a - E_p a) / B.
+template <typename T>
+void kl_backward_rows(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t row_end, T* dmu, T* dlogvar,
+                      T* dlogits);
+
+// out[i] = uniform of stream S(seed, offset), element i, for i in [begin, end).
+void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end, float* out);
+
+}  // namespace cpu
+}  // namespace jointvae

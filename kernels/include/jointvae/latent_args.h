@@ -1,0 +1,59 @@
+// Argument structs of the fused latent ops, shared by the CPU twin and the CUDA launchers (no torch).
+// Matrices are row-major with unit column stride and the given leading dimension (ld = row stride);
+// outputs are contiguous.
+#pragma once
+#include <stdint.h>
+
+#include "jointvae/latent_math.h"
+
+namespace jointvae {
+
+template <typename T>
+struct SampleLatentArgs {
+  int64_t B, D;
+  DiscLayout disc;
+  T tau;
+  bool training;
+  const T* mu;
+  int64_t ld_mu;
+  const T* logvar;
+  int64_t ld_logvar;
+  const T* logits;
+  int64_t ld_logits;
+  const T* eps;  // explicit noise [B, D] or nullptr -> Philox stream S(seed, offset)
+  int64_t ld_eps;
+  const T* u;  // explicit noise [B, sumK] or nullptr -> Philox stream S(seed, offset + 1)
+  int64_t ld_u;
+  uint64_t seed, offset;
+  T* latent;     // [B, D + sumK], contiguous
+  T* sigma_eps;  // [B, D], contiguous: exp(logvar/2) * eps, what the backward needs
+};
+
+template <typename T>
+struct SampleLatentBackwardArgs {
+  int64_t B, D;
+  DiscLayout disc;
+  T tau;
+  bool training;
+  const T* grad;  // [B, D + sumK]
+  int64_t ld_grad;
+  const T* latent;     // [B, D + sumK] contiguous
+  const T* sigma_eps;  // [B, D] contiguous
+  T* dmu;              // [B, D] contiguous
+  T* dlogvar;          // [B, D]
+  T* dlogits;          // [B, sumK]
+};
+
+template <typename T>
+struct KLArgs {
+  int64_t B, D;
+  DiscLayout disc;
+  const T* mu;
+  int64_t ld_mu;
+  const T* logvar;
+  int64_t ld_logvar;
+  const T* logits;
+  int64_t ld_logits;
+};
+
+}  // namespace jointvae

@@ -1,0 +1,116 @@
+// The Joint-VAE latent math, once, for host and device (see /work/shared/DESIGN.md):
+//   z = mu + exp(logvar/2) * eps,  eps = sqrt(-2 ln U1) * cos(2 pi U2)        (Box-Muller)
+//   y = softmax((log_softmax(l) + g) / tau) = softmax((l - max l + g) / tau),  g = -log(-log u)
+//   kl_normal term   = 0.5 * (mu^2 + expm1(logvar) - logvar)  (= -0.5(1 + lv - mu^2 - e^lv))
+//   kl_categorical   = log K + sum_k p_k log p_k,  p = softmax(l)
+// Per-row block functions take raw pointers with unit stride; T is float or double.
+#pragma once
+#include <stdint.h>
+
+#include "jointvae/hd.h"
+
+namespace jointvae {
+
+constexpr int kMaxDiscVars = 64;
+
+// Packed discrete variables: block v occupies columns [off[v], off[v] + dims[v]) of the logits.
+struct DiscLayout {
+  int32_t num_vars;
+  int32_t total;  // sum of dims
+  int32_t dims[kMaxDiscVars];
+  int32_t off[kMaxDiscVars];
+};
+
+template <typename T>
+JV_HD T box_muller(float u1, float u2) {
+  const T two_pi = T(6.283185307179586476925286766559);
+  return jv_sqrt(T(-2) * jv_log(static_cast<T>(u1))) * jv_cos(two_pi * static_cast<T>(u2));
+}
+
+template <typename T>
+JV_HD T gumbel_from_uniform(T u) {
+  return -jv_log(-jv_log(u));
+}
+
+// Gumbel-softmax of one block. noise(k) returns the uniform u_k. y receives the sample.
+// NaN anywhere in the block's logits gives a NaN block.
+template <typename T, typename Noise>
+JV_HD void gumbel_softmax_block(const T* l, int K, T tau, Noise noise, T* y) {
+  T lmax = -jv_inf<T>();
+  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
+  T vmax = -jv_inf<T>();
+  for (int k = 0; k < K; ++k) {
+    const T v = (l[k] - lmax + gumbel_from_uniform(static_cast<T>(noise(k)))) / tau;
+    y[k] = v;
+    vmax = v > vmax ? v : vmax;
+  }
+  T sum = T(0);
+  for (int k = 0; k < K; ++k) {
+    const T e = jv_exp(y[k] - vmax);
+    y[k] = e;
+    sum += e;
+  }
+  const T inv = T(1) / sum;
+  for (int k = 0; k < K; ++k) y[k] *= inv;
+}
+
+// Evaluation mode: one-hot of argmax (first index on ties); NaN in the block -> NaN block.
+template <typename T>
+JV_HD void onehot_argmax_block(const T* l, int K, T* y) {
+  int best = 0;
+  bool nan = false;
+  for (int k = 0; k < K; ++k) {
+    nan = nan || jv_isnan(l[k]);
+    if (l[k] > l[best]) best = k;
+  }
+  for (int k = 0; k < K; ++k) y[k] = nan ? jv_nan<T>() : (k == best ? T(1) : T(0));
+}
+
+// d/dl of <g, y>: y_k (g_k - sum_j g_j y_j) / tau (the log_softmax Jacobian drops out since sum_k y_k = 1
+// makes the intermediate gradient sum to zero).
+template <typename T>
+JV_HD void gumbel_softmax_block_backward(const T* g, const T* y, int K, T tau, T* dl) {
+  T s = T(0);
+  for (int k = 0; k < K; ++k) s += g[k] * y[k];
+  for (int k = 0; k < K; ++k) dl[k] = y[k] * (g[k] - s) / tau;
+}
+
+template <typename T>
+JV_HD T kl_normal_term(T mu, T lv) {
+  return T(0.5) * (mu * mu + jv_expm1(lv) - lv);
+}
+
+// KL(softmax(l) || uniform(K)) for one row = log K - log S + sum_k e_k a_k / S, a = l - max l, e = exp(a).
+template <typename T>
+JV_HD T kl_categorical_row(const T* l, int K) {
+  T lmax = -jv_inf<T>();
+  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
+  T S = T(0), Sa = T(0);
+  for (int k = 0; k < K; ++k) {
+    const T a = l[k] - lmax;
+    const T e = jv_exp(a);
+    S += e;
+    Sa += e * a;
+  }
+  return jv_log(static_cast<T>(K)) - jv_log(S) + Sa / S;
+}
+
+// w * d KL / d l_k = w * p_k (a_k - E_p[a]).
+template <typename T>
+JV_HD void kl_categorical_row_backward(const T* l, int K, T w, T* dl) {
+  T lmax = -jv_inf<T>();
+  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
+  T S = T(0), Sa = T(0);
+  for (int k = 0; k < K; ++k) {
+    const T a = l[k] - lmax;
+    const T e = jv_exp(a);
+    dl[k] = e;  // stash exp(a)
+    S += e;
+    Sa += e * a;
+  }
+  const T inv = T(1) / S;
+  const T mean_a = Sa * inv;
+  for (int k = 0; k < K; ++k) dl[k] = w * (dl[k] * inv) * ((l[k] - lmax) - mean_a);
+}
+
+}  // namespace jointvae
