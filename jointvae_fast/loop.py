@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -194,7 +195,7 @@ class Progress:
         self.epochs = math.ceil(total / steps_per_epoch)
         self.bar = None
         self.last_line = -math.inf
-        if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
+        if enabled and _terminal_columns(self.stream) > 0:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=self.stream,
@@ -236,6 +237,14 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _terminal_columns(stream) -> int:
+    """Width of the terminal `stream` writes to; 0 when it is not a terminal (or one of unknown size)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def format_seconds(s: float) -> str:
