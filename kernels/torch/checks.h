@@ -5,8 +5,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
+#include <utility>
 
-#include "jointvae/latent_math.h"
+#include "jointvae/latent_args.h"
 
 namespace jointvae {
 namespace torch_ops {
@@ -90,6 +92,118 @@ inline void check_vector(const at::Tensor& t, const char* name, const at::Tensor
 
 inline void check_tau(double tau) {
   TORCH_CHECK(tau > 0.0 && std::isfinite(tau), "jointvae: tau must be a finite number > 0, got ", tau);
+}
+
+template <typename T>
+const T* ptr_or_null(const at::Tensor& t) {
+  return t.numel() == 0 ? nullptr : t.const_data_ptr<T>();
+}
+template <typename T>
+T* mut_or_null(at::Tensor& t) {
+  return t.numel() == 0 ? nullptr : t.mutable_data_ptr<T>();
+}
+
+template <typename T>
+KLArgs<T> kl_args(const LatentInputs& in) {
+  KLArgs<T> a{};
+  a.B = in.B;
+  a.D = in.D;
+  a.disc = in.disc;
+  a.mu = ptr_or_null<T>(in.mu);
+  a.ld_mu = row_stride(in.mu);
+  a.logvar = ptr_or_null<T>(in.logvar);
+  a.ld_logvar = row_stride(in.logvar);
+  a.logits = ptr_or_null<T>(in.logits);
+  a.ld_logits = row_stride(in.logits);
+  return a;
+}
+
+
+// Fills the pointer/stride fields; explicit noise when eps/u are defined (a width-0 block still counts as
+// given: it points at a dummy). seed/offset are left 0.
+template <typename T>
+SampleLatentArgs<T> sample_args(const LatentInputs& in, double tau, bool training, const at::Tensor& eps,
+                                const at::Tensor& u, at::Tensor& latent, at::Tensor& sigma_eps, const T* dummy) {
+  SampleLatentArgs<T> a{};
+  a.B = in.B;
+  a.D = in.D;
+  a.disc = in.disc;
+  a.tau = static_cast<T>(tau);
+  a.training = training;
+  a.mu = ptr_or_null<T>(in.mu);
+  a.ld_mu = row_stride(in.mu);
+  a.logvar = ptr_or_null<T>(in.logvar);
+  a.ld_logvar = row_stride(in.logvar);
+  a.logits = ptr_or_null<T>(in.logits);
+  a.ld_logits = row_stride(in.logits);
+  if (eps.defined()) {
+    a.eps = in.D ? eps.const_data_ptr<T>() : dummy;
+    a.ld_eps = row_stride(eps);
+    a.u = in.disc.total ? u.const_data_ptr<T>() : dummy;
+    a.ld_u = row_stride(u);
+  }
+  a.latent = mut_or_null<T>(latent);
+  a.sigma_eps = mut_or_null<T>(sigma_eps);
+  return a;
+}
+
+template <typename T>
+SampleLatentBackwardArgs<T> sample_backward_args(int64_t B, int64_t D, const DiscLayout& disc, double tau,
+                                                 bool training, const at::Tensor& g, const at::Tensor& lat,
+                                                 const at::Tensor& se, at::Tensor& dmu, at::Tensor& dlv,
+                                                 at::Tensor& dl) {
+  SampleLatentBackwardArgs<T> a{};
+  a.B = B;
+  a.D = D;
+  a.disc = disc;
+  a.tau = static_cast<T>(tau);
+  a.training = training;
+  a.grad = ptr_or_null<T>(g);
+  a.ld_grad = row_stride(g);
+  a.latent = ptr_or_null<T>(lat);
+  a.sigma_eps = ptr_or_null<T>(se);
+  a.dmu = mut_or_null<T>(dmu);
+  a.dlogvar = mut_or_null<T>(dlv);
+  a.dlogits = mut_or_null<T>(dl);
+  return a;
+}
+
+// Validation of sample_latent's arguments shared by CPU and CUDA; returns the explicit noise views.
+inline std::pair<at::Tensor, at::Tensor> check_sample_latent(const LatentInputs& in, const at::Tensor& mu, double tau,
+                                                             const std::optional<at::Tensor>& eps,
+                                                             const std::optional<at::Tensor>& u) {
+  check_tau(tau);
+  TORCH_CHECK(eps.has_value() == u.has_value(), "jointvae: pass both eps and u (explicit noise) or neither");
+  if (!eps.has_value()) return {};
+  check_like(*eps, "eps", mu, in.B, in.D);
+  check_like(*u, "u", mu, in.B, in.disc.total);
+  return {unit_cols(*eps), unit_cols(*u)};
+}
+
+// Validation of sample_latent_backward's arguments; returns the DiscLayout (D = sigma_eps.size(1)).
+inline DiscLayout check_sample_latent_backward(const at::Tensor& grad, const at::Tensor& latent,
+                                               const at::Tensor& sigma_eps, at::IntArrayRef disc_dims, double tau) {
+  check_float_matrix(latent, "latent");
+  TORCH_CHECK(sigma_eps.dim() == 2 && sigma_eps.size(0) == latent.size(0) && sigma_eps.size(1) <= latent.size(1),
+              "jointvae: sigma_eps must be [B, D] with D <= latent width, got ", sigma_eps.sizes());
+  const int64_t B = latent.size(0), D = sigma_eps.size(1);
+  const DiscLayout disc = make_layout(disc_dims, latent.size(1) - D);
+  check_like(grad, "grad", latent, B, latent.size(1));
+  check_like(sigma_eps, "sigma_eps", latent, B, D);
+  check_tau(tau);
+  return disc;
+}
+
+// Validation of kl_capacity_loss_backward's tensors (beyond check_latent_inputs).
+inline void check_kl_backward(const LatentInputs& in, const at::Tensor& mu, const at::Tensor& grad_loss,
+                              const std::optional<at::Tensor>& gkc, const std::optional<at::Tensor>& gkd,
+                              const at::Tensor& kl_cont, const at::Tensor& kl_disc) {
+  TORCH_CHECK(grad_loss.numel() == 1 && grad_loss.scalar_type() == mu.scalar_type() && grad_loss.device() == mu.device(),
+              "jointvae: grad_loss must be a one-element ", mu.scalar_type(), " tensor on ", mu.device());
+  check_vector(kl_cont, "kl_cont", mu, in.D);
+  check_vector(kl_disc, "kl_disc", mu, in.disc.num_vars);
+  if (gkc.has_value()) check_vector(*gkc, "grad_kl_cont", mu, in.D);
+  if (gkd.has_value()) check_vector(*gkd, "grad_kl_disc", mu, in.disc.num_vars);
 }
 
 }  // namespace torch_ops

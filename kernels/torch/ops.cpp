@@ -22,35 +22,18 @@ using at::Tensor;
 // Rows per task: below ~32k elements a call stays on the calling thread (B = 64 is one task).
 int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1)); }
 
-template <typename T>
-const T* ptr_or_null(const Tensor& t) {
-  return t.numel() == 0 ? nullptr : t.const_data_ptr<T>();
-}
-template <typename T>
-T* mut_or_null(Tensor& t) {
-  return t.numel() == 0 ? nullptr : t.mutable_data_ptr<T>();
-}
-
 std::tuple<Tensor, Tensor, Tensor> sample_latent_cpu(const Tensor& mu, const Tensor& logvar, const Tensor& logits,
                                                      at::IntArrayRef disc_dims, double tau, bool training,
                                                      const std::optional<Tensor>& eps,
                                                      const std::optional<Tensor>& u,
                                                      std::optional<at::Generator> generator) {
-  LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
-  check_tau(tau);
-  TORCH_CHECK(eps.has_value() == u.has_value(), "jointvae: pass both eps and u (explicit noise) or neither");
+  const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  auto [eps_c, u_c] = check_sample_latent(in, mu, tau, eps, u);
   const int64_t B = in.B, D = in.D, K = in.disc.total;
-  Tensor eps_c, u_c;
-  if (eps.has_value()) {
-    check_like(*eps, "eps", mu, B, D);
-    check_like(*u, "u", mu, B, K);
-    eps_c = unit_cols(*eps);
-    u_c = unit_cols(*u);
-  }
   Tensor latent = at::empty({B, D + K}, mu.options());
   Tensor sigma_eps = at::empty({B, D}, mu.options());
   Tensor state = at::empty({2}, mu.options().dtype(at::kLong));
-  uint64_t seed = 0, offset = 0;
+  uint64_t seed = 0;
   if (training && !eps.has_value()) {
     auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(generator, at::detail::getDefaultCPUGenerator());
     std::lock_guard<std::mutex> lock(gen->mutex_);
@@ -58,35 +41,14 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cpu(const Tensor& mu, const Ten
   }
   int64_t* st = state.mutable_data_ptr<int64_t>();
   st[0] = static_cast<int64_t>(seed);
-  st[1] = static_cast<int64_t>(offset);
+  st[1] = 0;  // CPU: a fresh seed per call, offset 0 (SPEC)
   if (B == 0) return {latent, sigma_eps, state};
-
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    SampleLatentArgs<T> a{};
-    a.B = B;
-    a.D = D;
-    a.disc = in.disc;
-    a.tau = static_cast<T>(tau);
-    a.training = training;
-    a.mu = ptr_or_null<T>(in.mu);
-    a.ld_mu = row_stride(in.mu);
-    a.logvar = ptr_or_null<T>(in.logvar);
-    a.ld_logvar = row_stride(in.logvar);
-    a.logits = ptr_or_null<T>(in.logits);
-    a.ld_logits = row_stride(in.logits);
-    if (eps.has_value()) {
-      // An explicit noise block of width 0 still counts as "given".
-      static const T dummy = T(0.5);
-      a.eps = D ? eps_c.const_data_ptr<T>() : &dummy;
-      a.ld_eps = row_stride(eps_c);
-      a.u = K ? u_c.const_data_ptr<T>() : &dummy;
-      a.ld_u = row_stride(u_c);
-    }
+    static const T dummy = T(0.5);
+    SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, &dummy);
     a.seed = seed;
-    a.offset = offset;
-    a.latent = mut_or_null<T>(latent);
-    a.sigma_eps = mut_or_null<T>(sigma_eps);
+    a.offset = 0;
     at::parallel_for(0, B, row_grain(D + K), [&](int64_t b0, int64_t b1) { cpu::sample_latent_rows<T>(a, b0, b1); });
   };
   if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
@@ -96,53 +58,20 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cpu(const Tensor& mu, const Ten
 std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cpu(const Tensor& grad, const Tensor& latent,
                                                               const Tensor& sigma_eps, at::IntArrayRef disc_dims,
                                                               double tau, bool training) {
-  check_float_matrix(latent, "latent");
-  const int64_t B = latent.size(0), D = sigma_eps.dim() == 2 ? sigma_eps.size(1) : -1;
-  TORCH_CHECK(D >= 0 && sigma_eps.size(0) == B, "jointvae: sigma_eps must be [B, D], got ", sigma_eps.sizes());
-  const DiscLayout disc = make_layout(disc_dims, latent.size(1) - D);
-  const int64_t K = disc.total;
-  check_like(grad, "grad", latent, B, D + K);
-  check_like(sigma_eps, "sigma_eps", latent, B, D);
-  check_tau(tau);
+  const DiscLayout disc = check_sample_latent_backward(grad, latent, sigma_eps, disc_dims, tau);
+  const int64_t B = latent.size(0), D = sigma_eps.size(1), K = disc.total;
   Tensor g = unit_cols(grad), lat = latent.contiguous(), se = sigma_eps.contiguous();
   Tensor dmu = at::empty({B, D}, latent.options()), dlv = at::empty({B, D}, latent.options()),
          dl = at::empty({B, K}, latent.options());
   if (B == 0) return {dmu, dlv, dl};
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    SampleLatentBackwardArgs<T> a{};
-    a.B = B;
-    a.D = D;
-    a.disc = disc;
-    a.tau = static_cast<T>(tau);
-    a.training = training;
-    a.grad = ptr_or_null<T>(g);
-    a.ld_grad = row_stride(g);
-    a.latent = ptr_or_null<T>(lat);
-    a.sigma_eps = ptr_or_null<T>(se);
-    a.dmu = mut_or_null<T>(dmu);
-    a.dlogvar = mut_or_null<T>(dlv);
-    a.dlogits = mut_or_null<T>(dl);
+    const auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
     at::parallel_for(0, B, row_grain(D + K),
                      [&](int64_t b0, int64_t b1) { cpu::sample_latent_backward_rows<T>(a, b0, b1); });
   };
   if (latent.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
   return {dmu, dlv, dl};
-}
-
-template <typename T>
-KLArgs<T> kl_args(const LatentInputs& in) {
-  KLArgs<T> a{};
-  a.B = in.B;
-  a.D = in.D;
-  a.disc = in.disc;
-  a.mu = ptr_or_null<T>(in.mu);
-  a.ld_mu = row_stride(in.mu);
-  a.logvar = ptr_or_null<T>(in.logvar);
-  a.ld_logvar = row_stride(in.logvar);
-  a.logits = ptr_or_null<T>(in.logits);
-  a.ld_logits = row_stride(in.logits);
-  return a;
 }
 
 constexpr int64_t kStackCols = 256;
@@ -187,21 +116,11 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cpu(
     const Tensor& grad_loss, const std::optional<Tensor>& grad_kl_cont, const std::optional<Tensor>& grad_kl_disc,
     const Tensor& mu, const Tensor& logvar, const Tensor& logits, const Tensor& kl_cont, const Tensor& kl_disc,
     at::IntArrayRef disc_dims, double c_cont, double c_disc, double gamma_cont, double gamma_disc) {
-  LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  check_kl_backward(in, mu, grad_loss, grad_kl_cont, grad_kl_disc, kl_cont, kl_disc);
   const int64_t B = in.B, D = in.D, V = in.disc.num_vars, K = in.disc.total;
-  TORCH_CHECK(grad_loss.numel() == 1 && grad_loss.scalar_type() == mu.scalar_type(),
-              "jointvae: grad_loss must be a one-element ", mu.scalar_type(), " tensor");
-  check_vector(kl_cont, "kl_cont", mu, D);
-  check_vector(kl_disc, "kl_disc", mu, V);
-  Tensor gkc, gkd;
-  if (grad_kl_cont.has_value()) {
-    check_vector(*grad_kl_cont, "grad_kl_cont", mu, D);
-    gkc = grad_kl_cont->contiguous();
-  }
-  if (grad_kl_disc.has_value()) {
-    check_vector(*grad_kl_disc, "grad_kl_disc", mu, V);
-    gkd = grad_kl_disc->contiguous();
-  }
+  Tensor gkc = grad_kl_cont.has_value() ? grad_kl_cont->contiguous() : Tensor();
+  Tensor gkd = grad_kl_disc.has_value() ? grad_kl_disc->contiguous() : Tensor();
   Tensor kc = kl_cont.contiguous(), kd = kl_disc.contiguous();
   Tensor dmu = at::empty({B, D}, mu.options()), dlv = at::empty({B, D}, mu.options()),
          dl = at::empty({B, K}, mu.options());

@@ -1,0 +1,43 @@
+// Launchers of the fused latent kernels. No torch: raw pointers, sizes, a cudaStream_t and the
+// Philox state as a POD (jointvae::PhiloxArgs, a mirror of at::PhiloxCudaState).
+// Each returns the launch's cudaError_t (cudaSuccess when there was nothing to do).
+#pragma once
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "jointvae/latent_args.h"
+#include "jointvae/philox.h"
+
+namespace jointvae {
+namespace cuda {
+
+// latent, sigma_eps as in SampleLatentArgs (its seed/offset fields are ignored: `rng` is read on the device,
+// graph-safe). rng_out (2 int64 on the device, may be null) receives the (seed, offset) used.
+template <typename T>
+cudaError_t sample_latent(const SampleLatentArgs<T>& a, const PhiloxArgs& rng, int64_t* rng_out, cudaStream_t stream);
+
+template <typename T>
+cudaError_t sample_latent_backward(const SampleLatentBackwardArgs<T>& a, cudaStream_t stream);
+
+// Workspace of kl_forward: kl_workspace_doubles(B, D + V) doubles and one unsigned counter that is zero
+// before the launch (the kernel resets it to zero when done, so a captured graph can replay).
+int64_t kl_workspace_doubles(int64_t B, int64_t J);
+
+struct KLConstants {
+  double c_cont, c_disc, gamma_cont, gamma_disc;
+};
+
+template <typename T>
+cudaError_t kl_forward(const KLArgs<T>& a, KLConstants k, double* workspace, unsigned* counter, T* loss, T* kl_cont,
+                       T* kl_disc, cudaStream_t stream);
+
+// grad_loss: device scalar; grad_kl_cont [D] / grad_kl_disc [V]: device vectors or null.
+template <typename T>
+cudaError_t kl_backward(const KLArgs<T>& a, KLConstants k, const T* kl_cont, const T* kl_disc, const T* grad_loss,
+                        const T* grad_kl_cont, const T* grad_kl_disc, T* dmu, T* dlogvar, T* dlogits,
+                        cudaStream_t stream);
+
+cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace jointvae

@@ -1,0 +1,269 @@
+// CUDA kernels of the fused latent ops over the shared math (kernels/include). No torch header.
+// Work items: continuous elements (b, d) first, then discrete blocks (b, v), so a warp is homogeneous.
+#include <algorithm>
+
+#include "latent_cuda.h"
+
+namespace jointvae {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond this
+
+int grid_for(int64_t items) {
+  const int64_t blocks = (items + kThreads - 1) / kThreads;
+  return static_cast<int>(std::max<int64_t>(1, std::min(blocks, kMaxBlocks)));
+}
+
+template <typename T>
+__global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int64_t* rng_out) {
+  uint64_t seed = 0, offset = 0;
+  const bool draw = a.training && (a.eps == nullptr);
+  if (draw) philox_unpack(rng, seed, offset);
+  if (rng_out != nullptr && blockIdx.x == 0 && threadIdx.x == 0) {
+    rng_out[0] = static_cast<int64_t>(seed);
+    rng_out[1] = static_cast<int64_t>(offset);
+  }
+  const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+    if (t < n_cont) {
+      const int64_t b = t / D, d = t - b * D;
+      const T mu = a.mu[b * a.ld_mu + d];
+      T s = T(0);
+      if (a.training) {
+        T eps;
+        if (a.eps != nullptr) {
+          eps = a.eps[b * a.ld_eps + d];
+        } else {
+          const uint64_t j = static_cast<uint64_t>(t);  // = b * D + d
+          const Words4 w = philox_block(seed, offset, j >> 1);
+          eps = (j & 1) ? box_muller<T>(uniform_from_word(w.z), uniform_from_word(w.w))
+                        : box_muller<T>(uniform_from_word(w.x), uniform_from_word(w.y));
+        }
+        s = jv_exp(T(0.5) * a.logvar[b * a.ld_logvar + d]) * eps;
+      }
+      a.latent[b * W + d] = mu + s;
+      a.sigma_eps[t] = s;
+    } else {
+      const int64_t r = t - n_cont, b = r / V, v = r - b * V;
+      const int o = a.disc.off[v], k = a.disc.dims[v];
+      const T* lg = a.logits + b * a.ld_logits + o;
+      T* y = a.latent + b * W + D + o;
+      if (!a.training) {
+        onehot_argmax_block(lg, k, y);
+      } else if (a.u != nullptr) {
+        const T* u = a.u + b * a.ld_u + o;
+        gumbel_softmax_block(lg, k, a.tau, [u](int i) { return u[i]; }, y);
+      } else {
+        PhiloxReader reader(seed, offset + 1);
+        const uint64_t base = static_cast<uint64_t>(b) * static_cast<uint64_t>(K) + static_cast<uint64_t>(o);
+        gumbel_softmax_block(lg, k, a.tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
+  const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+    if (t < n_cont) {
+      const int64_t b = t / D, d = t - b * D;
+      const T g = a.grad[b * a.ld_grad + d];
+      a.dmu[t] = g;
+      a.dlogvar[t] = a.training ? T(0.5) * g * a.sigma_eps[t] : T(0);
+    } else {
+      const int64_t r = t - n_cont, b = r / V, v = r - b * V;
+      const int o = a.disc.off[v], k = a.disc.dims[v];
+      T* dl = a.dlogits + b * K + o;
+      if (a.training) {
+        gumbel_softmax_block_backward(a.grad + b * a.ld_grad + D + o, a.latent + b * W + D + o, k, a.tau, dl);
+      } else {
+        for (int i = 0; i < k; ++i) dl[i] = T(0);
+      }
+    }
+  }
+}
+
+// Block (32, ydim): lane x walks the D + V columns, y walks rows; per-block column sums go to the
+// workspace; the last block to finish reduces them in a fixed order (deterministic), writes the KLs and
+// the loss, and resets the counter.
+template <typename T>
+__global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block, double* partial, unsigned* counter,
+                                  T* loss, T* kl_cont, T* kl_disc) {
+  extern __shared__ double sm[];
+  __shared__ bool is_last;
+  const int64_t D = a.D, V = a.disc.num_vars, J = D + V;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int64_t r1 = min(a.B, r0 + rows_per_block);
+  const int tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y, tid = ty * 32 + tx, nt = 32 * ny;
+  for (int64_t j = tx; j < J; j += 32) {
+    double acc = 0.0;
+    for (int64_t b = r0 + ty; b < r1; b += ny) {
+      if (j < D) {
+        acc += static_cast<double>(kl_normal_term(a.mu[b * a.ld_mu + j], a.logvar[b * a.ld_logvar + j]));
+      } else {
+        const int v = static_cast<int>(j - D);
+        acc += static_cast<double>(kl_categorical_row(a.logits + b * a.ld_logits + a.disc.off[v], a.disc.dims[v]));
+      }
+    }
+    sm[ty * J + j] = acc;
+  }
+  __syncthreads();
+  for (int64_t j = tid; j < J; j += nt) {
+    double s = 0.0;
+    for (int y = 0; y < ny; ++y) s += sm[y * J + j];
+    partial[blockIdx.x * J + j] = s;
+  }
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) is_last = (atomicAdd(counter, 1u) == gridDim.x - 1);
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const double inv_b = 1.0 / static_cast<double>(a.B);
+  for (int64_t j = tid; j < J; j += nt) {
+    double s = 0.0;
+    for (unsigned blk = 0; blk < gridDim.x; ++blk) s += __ldcg(partial + blk * J + j);
+    s *= inv_b;
+    if (j < D) kl_cont[j] = static_cast<T>(s); else kl_disc[j - D] = static_cast<T>(s);
+    sm[j] = s;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    double sc = 0.0, sd = 0.0;
+    for (int64_t j = 0; j < D; ++j) sc += sm[j];
+    for (int64_t j = D; j < J; ++j) sd += sm[j];
+    *loss = static_cast<T>(c.gamma_cont * fabs(sc - c.c_cont) + c.gamma_disc * fabs(sd - c.c_disc));
+    *counter = 0u;
+  }
+}
+
+template <typename T>
+__global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont, const T* kl_disc, const T* grad_loss,
+                                   const T* gkc, const T* gkd, T* dmu, T* dlogvar, T* dlogits) {
+  extern __shared__ unsigned char smem_raw[];
+  T* w = reinterpret_cast<T*>(smem_raw);
+  __shared__ T wc, wd;
+  const int64_t D = a.D, V = a.disc.num_vars, K = a.disc.total;
+  if (threadIdx.x == 0) {
+    double sc = 0.0, sd = 0.0;
+    for (int64_t j = 0; j < D; ++j) sc += static_cast<double>(kl_cont[j]);
+    for (int64_t j = 0; j < V; ++j) sd += static_cast<double>(kl_disc[j]);
+    const T g = *grad_loss;
+    wc = g * static_cast<T>(c.gamma_cont * jv_sign(sc - c.c_cont));
+    wd = g * static_cast<T>(c.gamma_disc * jv_sign(sd - c.c_disc));
+  }
+  __syncthreads();
+  const T inv_b = T(1) / static_cast<T>(a.B);
+  for (int64_t j = threadIdx.x; j < D + V; j += blockDim.x) {
+    const T base = j < D ? wc + (gkc ? gkc[j] : T(0)) : wd + (gkd ? gkd[j - D] : T(0));
+    w[j] = base * inv_b;
+  }
+  __syncthreads();
+  const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+    if (t < n_cont) {
+      const int64_t b = t / D, d = t - b * D;
+      dmu[t] = w[d] * a.mu[b * a.ld_mu + d];
+      dlogvar[t] = T(0.5) * w[d] * jv_expm1(a.logvar[b * a.ld_logvar + d]);
+    } else {
+      const int64_t r = t - n_cont, b = r / V, v = r - b * V;
+      const int o = a.disc.off[v];
+      kl_categorical_row_backward(a.logits + b * a.ld_logits + o, a.disc.dims[v], w[D + v], dlogits + b * K + o);
+    }
+  }
+}
+
+__global__ void philox_uniform_kernel(uint64_t seed, uint64_t offset, int64_t n, float* out) {
+  const int64_t nq = (n + 3) / 4;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t q = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; q < nq; q += stride) {
+    const Words4 w = philox_block(seed, offset, static_cast<uint64_t>(q));
+    const int64_t i = 4 * q;
+    out[i] = uniform_from_word(w.x);
+    if (i + 1 < n) out[i + 1] = uniform_from_word(w.y);
+    if (i + 2 < n) out[i + 2] = uniform_from_word(w.z);
+    if (i + 3 < n) out[i + 3] = uniform_from_word(w.w);
+  }
+}
+
+int kl_rows_y(int64_t J) {
+  // shared memory: ydim * J doubles, at most 48 KiB
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(8, 6144 / std::max<int64_t>(J, 1))));
+}
+constexpr int kRowsPerBlock = 256;
+
+}  // namespace
+
+template <typename T>
+cudaError_t sample_latent(const SampleLatentArgs<T>& a, const PhiloxArgs& rng, int64_t* rng_out, cudaStream_t stream) {
+  const int64_t items = a.B * (a.D + a.disc.num_vars);
+  if (items == 0 && rng_out == nullptr) return cudaSuccess;
+  sample_latent_kernel<T><<<grid_for(items), kThreads, 0, stream>>>(a, rng, rng_out);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t sample_latent_backward(const SampleLatentBackwardArgs<T>& a, cudaStream_t stream) {
+  const int64_t items = a.B * (a.D + a.disc.num_vars);
+  if (items == 0) return cudaSuccess;
+  sample_latent_backward_kernel<T><<<grid_for(items), kThreads, 0, stream>>>(a);
+  return cudaGetLastError();
+}
+
+int64_t kl_workspace_doubles(int64_t B, int64_t J) {
+  return std::max<int64_t>(1, (B + kRowsPerBlock - 1) / kRowsPerBlock) * std::max<int64_t>(J, 1);
+}
+
+template <typename T>
+cudaError_t kl_forward(const KLArgs<T>& a, KLConstants k, double* workspace, unsigned* counter, T* loss, T* kl_cont,
+                       T* kl_disc, cudaStream_t stream) {
+  const int64_t J = a.D + a.disc.num_vars;
+  if (J > 6144) return cudaErrorInvalidValue;
+  const int ny = kl_rows_y(J);
+  const int64_t blocks = std::max<int64_t>(1, (a.B + kRowsPerBlock - 1) / kRowsPerBlock);
+  const size_t smem = static_cast<size_t>(std::max<int64_t>(ny * J, 1)) * sizeof(double);
+  kl_forward_kernel<T><<<static_cast<unsigned>(blocks), dim3(32, ny), smem, stream>>>(
+      a, k, kRowsPerBlock, workspace, counter, loss, kl_cont, kl_disc);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t kl_backward(const KLArgs<T>& a, KLConstants k, const T* kl_cont, const T* kl_disc, const T* grad_loss,
+                        const T* grad_kl_cont, const T* grad_kl_disc, T* dmu, T* dlogvar, T* dlogits,
+                        cudaStream_t stream) {
+  const int64_t J = a.D + a.disc.num_vars, items = a.B * J;
+  if (items == 0) return cudaSuccess;
+  if (J * static_cast<int64_t>(sizeof(T)) > 48 * 1024) return cudaErrorInvalidValue;
+  const int grid = static_cast<int>(std::min<int64_t>(grid_for(items), 1024));
+  kl_backward_kernel<T><<<grid, kThreads, static_cast<size_t>(J) * sizeof(T), stream>>>(
+      a, k, kl_cont, kl_disc, grad_loss, grad_kl_cont, grad_kl_disc, dmu, dlogvar, dlogits);
+  return cudaGetLastError();
+}
+
+cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  philox_uniform_kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(seed, offset, n, out);
+  return cudaGetLastError();
+}
+
+#define JV_INSTANTIATE(T)                                                                                        \
+  template cudaError_t sample_latent<T>(const SampleLatentArgs<T>&, const PhiloxArgs&, int64_t*, cudaStream_t); \
+  template cudaError_t sample_latent_backward<T>(const SampleLatentBackwardArgs<T>&, cudaStream_t);             \
+  template cudaError_t kl_forward<T>(const KLArgs<T>&, KLConstants, double*, unsigned*, T*, T*, T*, cudaStream_t); \
+  template cudaError_t kl_backward<T>(const KLArgs<T>&, KLConstants, const T*, const T*, const T*, const T*,     \
+                                      const T*, T*, T*, T*, cudaStream_t);
+
+JV_INSTANTIATE(float)
+JV_INSTANTIATE(double)
+#undef JV_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace jointvae

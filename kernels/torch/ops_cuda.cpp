@@ -1,0 +1,168 @@
+// CUDA registrations of the jointvae ops: validation, outputs, the device generator's graph-safe
+// Philox state (increment 4 per call), then the torch-free launchers in kernels/cuda on the current stream.
+#include <ATen/core/Tensor.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <mutex>
+
+#include "../cuda/latent_cuda.h"
+#include "checks.h"
+
+namespace jointvae {
+namespace torch_ops {
+namespace {
+
+using at::Tensor;
+
+void check_launch(cudaError_t err, const char* what) {
+  TORCH_CHECK(err == cudaSuccess, "jointvae: CUDA launch of ", what, " failed: ", cudaGetErrorString(err));
+}
+
+PhiloxArgs philox_args(const at::Device& device, std::optional<at::Generator> generator) {
+  auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(
+      generator, at::cuda::detail::getDefaultCUDAGenerator(device.index()));
+  at::PhiloxCudaState st;
+  {
+    std::lock_guard<std::mutex> lock(gen->mutex_);
+    st = gen->philox_cuda_state(4);  // one call uses offsets {offset, offset + 1}
+  }
+  PhiloxArgs a{};
+  if (st.captured_) {
+    a.captured = true;
+    a.seed_ptr = st.seed_.ptr;
+    a.offset_ptr = st.offset_.ptr;
+    a.offset_intragraph = st.offset_intragraph_;
+  } else {
+    a.seed = st.seed_.val;
+    a.offset = st.offset_.val;
+  }
+  return a;
+}
+
+std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Tensor& logvar, const Tensor& logits,
+                                                      at::IntArrayRef disc_dims, double tau, bool training,
+                                                      const std::optional<Tensor>& eps,
+                                                      const std::optional<Tensor>& u,
+                                                      std::optional<at::Generator> generator) {
+  const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  auto [eps_c, u_c] = check_sample_latent(in, mu, tau, eps, u);
+  c10::cuda::CUDAGuard guard(mu.device());
+  const int64_t B = in.B, D = in.D, K = in.disc.total;
+  Tensor latent = at::empty({B, D + K}, mu.options());
+  Tensor sigma_eps = at::empty({B, D}, mu.options());
+  Tensor state = at::zeros({2}, mu.options().dtype(at::kLong));
+  const bool draw = training && !eps.has_value();
+  const PhiloxArgs rng = draw ? philox_args(mu.device(), generator) : PhiloxArgs{};
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    // explicit noise of width 0: any valid device pointer (never read)
+    const T* dummy = mu.const_data_ptr<T>() ? mu.const_data_ptr<T>() : logits.const_data_ptr<T>();
+    const SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, dummy);
+    check_launch(cuda::sample_latent<T>(a, rng, draw ? state.mutable_data_ptr<int64_t>() : nullptr, stream),
+                 "sample_latent");
+  };
+  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {latent, sigma_eps, state};
+}
+
+std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cuda(const Tensor& grad, const Tensor& latent,
+                                                               const Tensor& sigma_eps, at::IntArrayRef disc_dims,
+                                                               double tau, bool training) {
+  const DiscLayout disc = check_sample_latent_backward(grad, latent, sigma_eps, disc_dims, tau);
+  c10::cuda::CUDAGuard guard(latent.device());
+  const int64_t B = latent.size(0), D = sigma_eps.size(1), K = disc.total;
+  Tensor g = unit_cols(grad), lat = latent.contiguous(), se = sigma_eps.contiguous();
+  Tensor dmu = at::empty({B, D}, latent.options()), dlv = at::empty({B, D}, latent.options()),
+         dl = at::empty({B, K}, latent.options());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(latent.device().index()).stream();
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
+    check_launch(cuda::sample_latent_backward<T>(a, stream), "sample_latent_backward");
+  };
+  if (latent.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {dmu, dlv, dl};
+}
+
+std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cuda(const Tensor& mu, const Tensor& logvar, const Tensor& logits,
+                                                         at::IntArrayRef disc_dims, double c_cont, double c_disc,
+                                                         double gamma_cont, double gamma_disc) {
+  const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  TORCH_CHECK(in.B > 0, "jointvae: kl_capacity_loss needs at least one row (batch mean), got B = 0");
+  const int64_t D = in.D, V = in.disc.num_vars;
+  TORCH_CHECK(D + V <= 6144, "jointvae: kl_capacity_loss on CUDA supports D + V <= 6144, got ", D + V);
+  c10::cuda::CUDAGuard guard(mu.device());
+  Tensor loss = at::empty({}, mu.options()), kl_cont = at::empty({D}, mu.options()),
+         kl_disc = at::empty({V}, mu.options());
+  Tensor work = at::empty({cuda::kl_workspace_doubles(in.B, D + V)}, mu.options().dtype(at::kDouble));
+  Tensor counter = at::zeros({1}, mu.options().dtype(at::kInt));
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
+  const cuda::KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    check_launch(cuda::kl_forward<T>(kl_args<T>(in), k, work.mutable_data_ptr<double>(),
+                                     reinterpret_cast<unsigned*>(counter.mutable_data_ptr<int32_t>()),
+                                     loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc),
+                                     stream),
+                 "kl_capacity_loss");
+  };
+  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {loss, kl_cont, kl_disc};
+}
+
+std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cuda(
+    const Tensor& grad_loss, const std::optional<Tensor>& grad_kl_cont, const std::optional<Tensor>& grad_kl_disc,
+    const Tensor& mu, const Tensor& logvar, const Tensor& logits, const Tensor& kl_cont, const Tensor& kl_disc,
+    at::IntArrayRef disc_dims, double c_cont, double c_disc, double gamma_cont, double gamma_disc) {
+  const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  check_kl_backward(in, mu, grad_loss, grad_kl_cont, grad_kl_disc, kl_cont, kl_disc);
+  c10::cuda::CUDAGuard guard(mu.device());
+  const int64_t B = in.B, D = in.D, K = in.disc.total;
+  Tensor gkc = grad_kl_cont.has_value() ? grad_kl_cont->contiguous() : Tensor();
+  Tensor gkd = grad_kl_disc.has_value() ? grad_kl_disc->contiguous() : Tensor();
+  Tensor kc = kl_cont.contiguous(), kd = kl_disc.contiguous(), gl = grad_loss.contiguous();
+  Tensor dmu = at::empty({B, D}, mu.options()), dlv = at::empty({B, D}, mu.options()),
+         dl = at::empty({B, K}, mu.options());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
+  const cuda::KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    check_launch(cuda::kl_backward<T>(kl_args<T>(in), k, ptr_or_null<T>(kc), ptr_or_null<T>(kd),
+                                      gl.const_data_ptr<T>(), gkc.defined() ? ptr_or_null<T>(gkc) : nullptr,
+                                      gkd.defined() ? ptr_or_null<T>(gkd) : nullptr, mut_or_null<T>(dmu),
+                                      mut_or_null<T>(dlv), mut_or_null<T>(dl), stream),
+                 "kl_capacity_loss_backward");
+  };
+  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {dmu, dlv, dl};
+}
+
+void philox_uniform_cuda(Tensor& out, int64_t seed, int64_t offset) {
+  TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
+              "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
+              out.scalar_type());
+  c10::cuda::CUDAGuard guard(out.device());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(out.device().index()).stream();
+  check_launch(cuda::philox_uniform(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), out.numel(),
+                                    out.numel() ? out.mutable_data_ptr<float>() : nullptr, stream),
+               "philox_uniform_");
+}
+
+}  // namespace
+}  // namespace torch_ops
+}  // namespace jointvae
+
+TORCH_LIBRARY_IMPL(jointvae, CUDA, m) {
+  using namespace jointvae::torch_ops;
+  m.impl("sample_latent", &sample_latent_cuda);
+  m.impl("sample_latent_backward", &sample_latent_backward_cuda);
+  m.impl("kl_capacity_loss", &kl_capacity_loss_cuda);
+  m.impl("kl_capacity_loss_backward", &kl_capacity_loss_backward_cuda);
+  m.impl("philox_uniform_", &philox_uniform_cuda);
+}
