@@ -521,7 +521,8 @@ def train(
                     message = f"interrupted: checkpoint saved at step {step}; continue with --resume {run_dir}"
                     break
             else:
-                message = f"finished {total} steps"
+                message = (f"finished {total} steps" if start < total else
+                           f"nothing to do: the run is already at step {start} of {total} (raise --steps or --epochs)")
     finally:
         progress.close()
     if status == "nonfinite":

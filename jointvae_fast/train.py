@@ -312,6 +312,9 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         return EXIT_OK
     except (ConfigError, RunDirError, ResumeError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
         return _error(str(e))
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
+        print("\naborted by Ctrl-C (checkpoints written before remain)", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     finally:
         if world is not None:
             cleanup(world)

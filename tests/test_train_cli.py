@@ -105,7 +105,7 @@ def test_temperature_annealing_is_logged(tmp_path):
                                10**6) == 0.67
 
 
-def test_exact_resume_matches_one_run(tmp_path):
+def test_exact_resume_matches_one_run(tmp_path, capsys):
     one, two = tmp_path / "one", tmp_path / "two"
     ds = tiny_dataset()
     assert main(args(one, "--no-images", steps=13), dataset=ds) == 0
@@ -122,6 +122,10 @@ def test_exact_resume_matches_one_run(tmp_path):
     # the resumed run's log continues where the checkpoint was
     steps = [json.loads(line)["step"] for line in (two / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 5, 6, 8, 10, 12, 13]
+    capsys.readouterr()
+    assert main(["--resume", str(two), "--no-images"], dataset=ds) == 0  # a finished run: nothing to do
+    assert "nothing to do: the run is already at step 13 of 13" in capsys.readouterr().err
+    assert [s for s, _ in loop.list_checkpoints(two)][-1] == 13
 
 
 def _step_class(action):
