@@ -30,8 +30,9 @@ Accuracy: jointvae_fast.accuracy (Hungarian one-to-one and majority vote).
 MIG: jointvae_fast.mig (posterior means binned into 20 equal-width bins,
 discrete latents as argmax classes). Azimuth: a factor whose name contains
 "azimuth", in degrees if any value exceeds 2*pi, else radians;
-jointvae_fast.circular (Mardia's circular-linear R per unit; Fisher-Lee rho_T
-for the best pair of active units read as an angle). Integer-valued factors
+jointvae_fast.circular (Mardia's circular-linear R per unit; the best active
+unit is reported, any unit when none is active; Fisher-Lee rho_T for the best
+pair of active units read as an angle). Integer-valued factors
 count as discrete and get the accuracy of the best discrete variable.
 """
 from __future__ import annotations
@@ -435,7 +436,8 @@ def evaluate(
             mu = enc.mu.numpy().astype(np.float64)
             fits = {j: circular_linear_fit(mu[:, j], theta) for j in range(model.cont)}
             per_unit = {f"z{j}": (f.r if math.isfinite(f.r) else None) for j, f in fits.items()}
-            best = max(fits, key=lambda j: fits[j].r if math.isfinite(fits[j].r) else -1.0)
+            pool = active or list(range(model.cont))  # an inactive unit does not reach the decoder
+            best = max(pool, key=lambda j: fits[j].r if math.isfinite(fits[j].r) else -1.0)
             fit = fits[best]
             azimuth = (az_name, theta, best, fit)
             metrics["azimuth"] = {

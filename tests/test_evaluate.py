@@ -1,0 +1,211 @@
+"""End to end: a tiny model trained here with TrainStep -> checkpoint -> evaluate's main -> report.
+
+Data: procedural 32x32 images of a bar through the centre at angle `azimuth`
+whose length/thickness depends on a discrete `chair_type` (3 kinds).
+"""
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from jointvae_fast import checkpoint, evaluate
+from jointvae_fast.accuracy import hungarian_accuracy
+from jointvae_fast.editing import Edit, edit_images, edit_strip, parse_edit
+from jointvae_fast.model import JointVAE
+from jointvae_fast.objective import Capacity, Objective
+from jointvae_fast.step import TrainStep, make_optimizer
+from jointvae_fast.traversal import mode_latent
+from jointvae_fast.viz import read_training_log
+
+STEPS = 40
+CONT, DISC = 4, [3]
+
+
+def bar_images(types, azimuth_deg, size=32):
+    """uint8 [N, 1, size, size]: a bar at angle azimuth through the centre; type sets length and thickness."""
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    t = np.deg2rad(azimuth_deg)[:, None, None]
+    along = xx[None] * np.cos(t) + yy[None] * np.sin(t)
+    across = -xx[None] * np.sin(t) + yy[None] * np.cos(t)
+    length = np.array([6.0, 10.0, 14.0])[types][:, None, None]
+    width = np.array([1.0, 2.0, 3.0])[types][:, None, None]
+    img = (np.abs(along) <= length) & (np.abs(across) <= width) & (along >= -length / 3)  # asymmetric: a full circle
+    return torch.from_numpy((img * 255).astype(np.uint8)[:, None])
+
+
+def make_dataset(n, seed, labels=True, factors=True):
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, 3, n)
+    az = rng.uniform(0, 360, n)
+    ds = SimpleNamespace(test=bar_images(types, az), image_size=(1, 32, 32))
+    ds.test_labels = types if labels else None
+    ds.test_factors = {"chair_type": types, "azimuth": az} if factors else {}
+    ds.factor_names = list(ds.test_factors)
+    return ds
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory (checkpoints/, log.jsonl, config.json) of a 32x32 model trained STEPS steps here."""
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("run")
+    train = make_dataset(512, seed=1).test.float() / 255
+    model = JointVAE((1, 32, 32), CONT, DISC)
+    objective = Objective(tuple(DISC), Capacity(0.0, 5.0, 100, 30.0), Capacity(0.0, 1.0, 100, 30.0))
+    step = TrainStep(model, make_optimizer(model, 2e-3), objective, generator=torch.Generator().manual_seed(0))
+    model.train()
+    g = torch.Generator().manual_seed(2)
+    lines = []
+    for s in range(1, STEPS + 1):
+        terms = step(train[torch.randint(0, len(train), (32,), generator=g)], s)
+        if s % 10 == 0:
+            lines.append(json.dumps({"step": s, "loss": float(terms.total.detach()), "kl_cont": terms.kl_cont.tolist(),
+                                     "kl_disc": terms.kl_disc.tolist(), "c_cont": terms.c_cont, "c_disc": terms.c_disc}))
+    assert math.isfinite(float(terms.total.detach()))
+    checkpoint.save(run / "checkpoints" / f"step-{STEPS:08d}.pt", model.eval(),
+                    meta={"dataset": "synthetic-chairs", "preset": "chairs", "step": STEPS})
+    (run / "log.jsonl").write_text("\n".join(lines) + "\n{not json\n")
+    (run / "config.json").write_text(json.dumps({"dataset": "synthetic-chairs"}))
+    return run
+
+
+ALWAYS = ["kl_units.png", "ranked_traversals.png", "kl_training.png", "traversal_c0.png", "samples_by_class.png",
+          "class_unit_grid.png", "reconstructions.png", "editing.png"]
+
+
+def _report(out):
+    metrics = json.loads((out / "metrics.json").read_text())
+    index = (out / "index.html").read_text()
+    for name in metrics["figures"]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+        assert f'src="{name}"' in index
+    return metrics, index
+
+
+def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
+    ds = make_dataset(300, seed=3)
+    out = tmp_path / "report"
+    rc = evaluate.main([str(run_dir), "--out", str(out), "--no-progress", "--edit", "z0=1.5", "c0=2", "--device", "cpu"],
+                       dataset=ds)
+    assert rc == 0
+    m, index = _report(out)
+    assert set(m) == set(evaluate.METRIC_FIELDS)
+    missing = [k for k, v in m.items() if v is None]
+    assert not missing, missing
+    for name in ALWAYS + ["azimuth_scatter.png"]:
+        assert name in m["figures"], name
+    assert any(n.startswith("traversal_z") for n in m["figures"])
+    assert m["source_kind"] == "run" and m["step"] == STEPS and m["dataset"] == "synthetic-chairs"
+    assert m["n_test"] == 300 and m["edits"] == ["z0=1.5", "c0=2"]
+    assert len(m["kl_cont"]) == CONT and len(m["kl_disc"]) == 1
+    assert sorted(m["ranked_latents"]) == sorted([f"z{j}" for j in range(CONT)] + ["c0"])
+    assert 0.0 <= m["mig"]["mig"] <= 1.0 and set(m["mig"]["gaps"]) == {"chair_type", "azimuth"}
+    assert 0.0 <= m["azimuth"]["circular_linear_r"] <= 1.0 and m["azimuth"]["unit"] in m["azimuth"]["per_unit_r"]
+    assert m["factor_accuracy"]["chair_type"]["variable"] == "c0"
+    assert 1 / 3 - 0.1 < m["accuracy"]["hungarian"] <= m["accuracy"]["majority"] <= 1.0
+
+    # the numbers agree with independent computations on the same model and images
+    model = checkpoint.load(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
+    x = ds.test.float() / 255
+    with torch.no_grad():
+        mu, logvar, logits = model.encode(x)
+    kl = (0.5 * (mu.double() ** 2 + logvar.double().exp() - 1 - logvar.double())).mean(0)
+    np.testing.assert_allclose(m["kl_cont"], kl.numpy(), rtol=1e-4, atol=1e-6)
+    p = torch.softmax(logits.double(), 1)
+    np.testing.assert_allclose(m["kl_disc"], [(math.log(3) + (p * p.log()).sum(1)).mean().item()], rtol=1e-4, atol=1e-7)
+    assert m["accuracy"]["hungarian"] == pytest.approx(hungarian_accuracy(logits.argmax(1).numpy(), ds.test_labels).accuracy)
+    assert m["active_units"] == [j for j in np.argsort(-kl.numpy(), kind="stable") if kl[j] > evaluate.INACTIVE_KL]
+
+
+def test_report_with_labels_only(run_dir, tmp_path):
+    ckpt_file = run_dir / "checkpoints" / f"step-{STEPS:08d}.pt"
+    out = tmp_path / "labelled"
+    assert evaluate.main([str(ckpt_file), "--out", str(out), "--no-progress", "--limit", "100"],
+                         dataset=make_dataset(200, seed=4, factors=False)) == 0
+    m, _ = _report(out)
+    assert m["source_kind"] == "checkpoint" and m["n_test"] == 100
+    for name in ALWAYS:  # the log is found from the checkpoint's run directory
+        assert name in m["figures"], name
+    assert "azimuth_scatter.png" not in m["figures"]
+    assert m["accuracy"] is not None and m["mig"] is None and m["azimuth"] is None and m["factor_accuracy"] is None
+    assert len(m["edits"]) == 5  # default: the top unit at -2..2
+
+
+def _as_reference_state_dict(model):
+    """Our state dict in the reference implementation's layout (heads split out of to_posterior)."""
+    sd = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("to_posterior")}
+    w, b = model.to_posterior.weight.detach(), model.to_posterior.bias.detach()
+    d = model.cont
+    sd.update({"fc_mean.weight": w[:d], "fc_mean.bias": b[:d], "fc_log_var.weight": w[d:2 * d], "fc_log_var.bias": b[d:2 * d]})
+    off = 2 * d
+    for i, k in enumerate(model.disc):
+        sd[f"fc_alphas.{i}.weight"], sd[f"fc_alphas.{i}.bias"] = w[off:off + k], b[off:off + k]
+        off += k
+    return {k: v.contiguous() for k, v in sd.items()}
+
+
+def test_reference_folder_source(run_dir, tmp_path):
+    model = checkpoint.load(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
+    folder = tmp_path / "official"
+    folder.mkdir()
+    torch.save(_as_reference_state_dict(model), folder / "model.pt", _use_new_zipfile_serialization=False)
+    (folder / "specs.json").write_text(json.dumps({"latent_spec": {"cont": CONT, "disc": DISC}, "dataset": "mnist"}))
+    ds = make_dataset(150, seed=5, factors=False)
+    out_ref, out_ours = tmp_path / "r", tmp_path / "o"
+    assert evaluate.main([str(folder), "--out", str(out_ref), "--no-progress"], dataset=ds) == 0
+    assert evaluate.main([str(run_dir), "--out", str(out_ours), "--no-progress"], dataset=ds) == 0
+    ref, ours = json.loads((out_ref / "metrics.json").read_text()), json.loads((out_ours / "metrics.json").read_text())
+    assert ref["source_kind"] == "reference" and ref["dataset"] == "mnist" and ref["step"] is None
+    np.testing.assert_allclose(ref["kl_cont"], ours["kl_cont"], rtol=1e-5, atol=1e-7)
+    assert ref["accuracy"]["hungarian"] == ours["accuracy"]["hungarian"]
+
+
+def test_bad_inputs_exit_2_with_message(run_dir, tmp_path, capsys):
+    assert evaluate.main([str(tmp_path / "nothing"), "--no-progress"], dataset=make_dataset(10, 0)) == 2
+    assert "does not exist" in capsys.readouterr().err
+    big = SimpleNamespace(test=torch.zeros(4, 1, 64, 64, dtype=torch.uint8))
+    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "x"), "--no-progress"], dataset=big) == 2
+    assert "(1, 32, 32)" in capsys.readouterr().err
+    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "y"), "--no-progress", "--edit", "z9=1"],
+                         dataset=make_dataset(10, 0)) == 2
+    assert "z9" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert evaluate.main([str(tmp_path / "junk.pt"), "--no-progress"], dataset=make_dataset(10, 0)) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_editing_matches_manual_decode():
+    torch.manual_seed(0)
+    model = JointVAE((1, 32, 32), 3, [4]).eval()
+    x = torch.rand(5, 1, 32, 32)
+    edits = [parse_edit("z1=2.5"), parse_edit("c0=3"), parse_edit("0=-1")]
+    strip = edit_strip(model, x, edits)
+    assert strip.shape == (5, 5, 1, 32, 32)
+    with torch.no_grad():
+        mu, _, logits = model.encode(x)
+        base = mode_latent(mu, logits, model.disc)
+        torch.testing.assert_close(strip[:, 0], x)
+        torch.testing.assert_close(strip[:, 1], torch.sigmoid(model.decode(base)))
+        z = base.clone()
+        z[:, 1] = 2.5
+        torch.testing.assert_close(strip[:, 2], torch.sigmoid(model.decode(z)))
+        c = base.clone()
+        c[:, 3:] = torch.tensor([0.0, 0.0, 0.0, 1.0])
+        torch.testing.assert_close(strip[:, 3], torch.sigmoid(model.decode(c)))
+        torch.testing.assert_close(edit_images(model, x, edits[2]), strip[:, 4])
+    assert edits[2] == Edit("z", 0, -1.0) and str(edits[1]) == "c0=3"
+    for bad in ["z1", "q1=2", "c0=1.5", "z1=nan"]:
+        with pytest.raises(ValueError):
+            parse_edit(bad)
+    with pytest.raises(ValueError, match="classes 0..3"):
+        edit_strip(model, x, [parse_edit("c0=4")])
+
+
+def test_read_training_log_skips_bad_lines(run_dir):
+    recs = read_training_log(run_dir / "log.jsonl")
+    assert [r["step"] for r in recs] == [10, 20, 30, 40]
+    assert len(recs[0]["kl_cont"]) == CONT
