@@ -348,8 +348,17 @@ def _write_html(out: Path, metrics: dict[str, Any], figures: dict[str, str]) -> 
             rows.append((f"azimuth: Fisher-Lee rho of angle({az['pair'][0]}, {az['pair'][1]})", az["pair_circular_correlation"]))
     rows.append(("encoding time (s)", metrics["encode_seconds"]))
     table = "\n".join(f"<tr><td>{html.escape(str(k))}</td><td>{fmt(v)}</td></tr>" for k, v in rows)
+    from PIL import Image
+
+    def img_tag(name):
+        with Image.open(out / name) as im:
+            w = im.width
+        scale = max(1, min(4, 720 // max(w, 1)))  # small image grids shown enlarged, pixels kept sharp
+        style = f' style="width:{w * scale}px;image-rendering:pixelated"' if scale > 1 else ""
+        return f'<img src="{html.escape(name)}" alt="{html.escape(name)}"{style}>'
+
     figs = "\n".join(
-        f'<figure><img src="{html.escape(name)}" alt="{html.escape(name)}"><figcaption><b>{html.escape(name)}</b>: '
+        f"<figure>{img_tag(name)}<figcaption><b>{html.escape(name)}</b>: "
         f"{html.escape(caption)}</figcaption></figure>"
         for name, caption in figures.items()
     )
