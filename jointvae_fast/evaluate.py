@@ -7,7 +7,8 @@ Turns a trained model into the paper's analyses. SOURCE is one of
   - a folder (or model.pt) of the paper's reference implementation (model.pt + specs.json).
 The test split of the dataset (default: the one the model was trained on) is
 encoded once (batches of 1000, inference mode, with a progress bar); the
-report folder (--out, default SOURCE_eval/ beside the source) receives
+report folder (--out; default RUN_DIR/eval for a run directory, else
+<source name>_eval beside the source) receives
 metrics.json, PNG figures and index.html showing each figure with one line of
 explanation.
 
@@ -586,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="run directory, checkpoint file, or reference implementation folder (model.pt + specs.json)")
     p.add_argument("--dataset", help="dataset name (default: the one the model was trained on)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
-    p.add_argument("--out", help="report folder (default: <source>_eval next to the source)")
+    p.add_argument("--out", help="report folder (default: RUN_DIR/eval, or <source name>_eval beside a file/folder)")
     p.add_argument("--edit", action="append", default=[], metavar="UNIT=VALUE", nargs="+",
                    help="edit for editing.png: z3=1.5 (or 3=1.5) sets unit 3; c0=2 sets discrete variable 0 to class 2")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -615,7 +616,12 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
             dataset = load_named_dataset(name, args.data_dir or source.data_dir)
         data = test_data_from(dataset, name, args.limit)
         src = Path(args.source)
-        out = Path(args.out) if args.out else src.parent / f"{src.stem if src.is_file() else src.name}_eval"
+        if args.out:
+            out = Path(args.out)
+        elif source.kind == "run":
+            out = src / "eval"
+        else:
+            out = src.parent / f"{src.stem if src.is_file() else src.name}_eval"
         metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed)
     except (EvaluationError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

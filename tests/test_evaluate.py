@@ -155,9 +155,9 @@ def test_reference_folder_source(run_dir, tmp_path):
     torch.save(_as_reference_state_dict(model), folder / "model.pt", _use_new_zipfile_serialization=False)
     (folder / "specs.json").write_text(json.dumps({"latent_spec": {"cont": CONT, "disc": DISC}, "dataset": "mnist"}))
     ds = make_dataset(150, seed=5, factors=False)
-    out_ref, out_ours = tmp_path / "r", tmp_path / "o"
-    assert evaluate.main([str(folder), "--out", str(out_ref), "--no-progress"], dataset=ds) == 0
-    assert evaluate.main([str(run_dir), "--out", str(out_ours), "--no-progress"], dataset=ds) == 0
+    out_ref, out_ours = tmp_path / "official_eval", run_dir / "eval"  # the default report folders
+    assert evaluate.main([str(folder), "--no-progress"], dataset=ds) == 0
+    assert evaluate.main([str(run_dir), "--no-progress"], dataset=ds) == 0
     ref, ours = json.loads((out_ref / "metrics.json").read_text()), json.loads((out_ours / "metrics.json").read_text())
     assert ref["source_kind"] == "reference" and ref["dataset"] == "mnist" and ref["step"] is None
     np.testing.assert_allclose(ref["kl_cont"], ours["kl_cont"], rtol=1e-5, atol=1e-7)
