@@ -1,0 +1,38 @@
+"""NumPy (float64) reference of Joint-VAE's objective and sampling: the project's test oracle.
+
+Array-namespace generic: NumPy by default, CuPy when given CuPy arrays (never imported otherwise).
+No torch import. jointvae_fast does not import this package at run time.
+
+Forwards return float64 arrays (scalars as 0-d values). VJP convention: `<name>_vjp` takes the
+forward's positional inputs, then the upstream gradient `grad` (default 1.0 where the forward
+returns a scalar), then the forward's optional arguments as keywords; it returns a tuple of
+gradients for the differentiable inputs (mu, logvar, logits, x_logits, kl) in the order they
+appear in the forward's signature. Noise (eps, u), data (x) and hyperparameters (tau, step,
+capacities, c, gamma) are constants.
+"""
+from .capacity import capacity, capacity_loss, capacity_loss_vjp
+from .categorical import (
+    gumbel_softmax,
+    gumbel_softmax_vjp,
+    kl_categorical,
+    kl_categorical_vjp,
+    log_softmax_blocks,
+    one_hot_argmax,
+    softmax_blocks,
+)
+from .latent import sample_latent, sample_latent_noise, sample_latent_vjp, theoretical_max_disc_capacity
+from .normal import kl_normal, kl_normal_vjp, normal_from_uniforms, sample_normal, sample_normal_vjp
+from .objective import jointvae_objective, jointvae_objective_vjp
+from .philox import philox4x32_10, philox_uniform, philox_words, uniform_from_words
+from .reconstruction import bernoulli_nll, bernoulli_nll_vjp
+
+__all__ = [
+    "philox4x32_10", "philox_uniform", "philox_words", "uniform_from_words",
+    "sample_normal", "sample_normal_vjp", "kl_normal", "kl_normal_vjp", "normal_from_uniforms",
+    "gumbel_softmax", "gumbel_softmax_vjp", "kl_categorical", "kl_categorical_vjp",
+    "one_hot_argmax", "log_softmax_blocks", "softmax_blocks",
+    "capacity", "capacity_loss", "capacity_loss_vjp",
+    "bernoulli_nll", "bernoulli_nll_vjp",
+    "jointvae_objective", "jointvae_objective_vjp",
+    "sample_latent", "sample_latent_vjp", "sample_latent_noise", "theoretical_max_disc_capacity",
+]
