@@ -209,3 +209,36 @@ def test_read_training_log_skips_bad_lines(run_dir):
     recs = read_training_log(run_dir / "log.jsonl")
     assert [r["step"] for r in recs] == [10, 20, 30, 40]
     assert len(recs[0]["kl_cont"]) == CONT
+
+
+class _Lazy:
+    """A split materialised on demand: __len__ and gather(indices) -> uint8 [B, C, H, W]."""
+
+    def __init__(self, images):
+        self.images = images
+        self.calls = 0
+
+    def __len__(self):
+        return len(self.images)
+
+    def gather(self, idx):
+        self.calls += 1
+        return self.images[idx]
+
+
+def test_lazily_gathered_split_gives_the_same_metrics(run_dir, tmp_path):
+    ds = make_dataset(120, seed=6)
+    lazy = SimpleNamespace(**{**vars(ds), "test": _Lazy(ds.test)})
+    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "t"), "--no-progress", "--limit", "100"], dataset=ds) == 0
+    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "l"), "--no-progress", "--limit", "100"], dataset=lazy) == 0
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "tl")
+    assert lazy.test.calls > 0 and a["n_test"] == b["n_test"] == 100
+    for key in ("kl_cont", "kl_disc", "recon_nll", "accuracy", "mig", "azimuth"):
+        assert a[key] == b[key], key
+
+
+def test_label_count_mismatch_is_an_error(run_dir, tmp_path, capsys):
+    ds = make_dataset(50, seed=7)
+    ds.test_labels = ds.test_labels[:40]
+    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "m"), "--no-progress"], dataset=ds) == 2
+    assert "test_labels" in capsys.readouterr().err
