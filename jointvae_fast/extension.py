@@ -46,7 +46,7 @@ def find_nvcc() -> str | None:
 
 
 def source_files(kdir: Path, cuda: bool) -> list[str]:
-    files = [kdir / "cpu" / "latent_cpu.cpp", kdir / "torch" / "ops.cpp"]
+    files = [kdir / "cpu" / "latent_cpu.cpp", kdir / "torch" / "ops.cpp", kdir / "torch" / "autograd.cpp"]
     if cuda:
         files += [kdir / "torch" / "ops_cuda.cpp", kdir / "cuda" / "latent_kernels.cu"]
     return [str(f) for f in files]
@@ -109,7 +109,7 @@ def _jit_build(kdir: Path, cuda: bool) -> dict:
             name=_EXT_NAME,
             sources=source_files(kdir, cuda),
             extra_include_paths=[str(kdir / "include"), str(kdir)],
-            extra_cflags=["-O3"],
+            extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"],
             extra_cuda_cflags=["-O3"],
             build_directory=str(build_dir),
             with_cuda=cuda,

@@ -286,13 +286,11 @@ def composite_kl_capacity_loss(mu, logvar, logits, disc_dims, c_cont, c_disc, ga
 
 
 # ----------------------------------------------------------------------------------------------------------
-# custom-op plumbing: fake kernels, autograd
+# custom-op plumbing: fake kernels (autograd is registered in C++)
 
 if _HAVE_OPS:
     _sample_latent_op = torch.ops.jointvae.sample_latent.default
-    _sample_latent_bwd_op = torch.ops.jointvae.sample_latent_backward.default
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
-    _kl_bwd_op = torch.ops.jointvae.kl_capacity_loss_backward.default
 
     @torch.library.register_fake("jointvae::sample_latent")
     def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator):
@@ -320,35 +318,4 @@ if _HAVE_OPS:
     def _philox_uniform_fake(out, seed, offset):
         return None
 
-    def _sample_latent_setup(ctx, inputs, output):
-        _, _, _, disc_dims, tau, training, _, _, _ = inputs
-        latent, sigma_eps, state = output
-        ctx.save_for_backward(latent, sigma_eps)
-        ctx.disc_dims, ctx.tau, ctx.training = disc_dims, tau, training
-        ctx.mark_non_differentiable(sigma_eps, state)
-
-    def _sample_latent_backward(ctx, g_latent, g_sigma_eps, g_state):
-        if g_latent is None:
-            return (None,) * 9
-        latent, sigma_eps = ctx.saved_tensors
-        dmu, dlv, dl = _sample_latent_bwd_op(g_latent, latent, sigma_eps, ctx.disc_dims, ctx.tau, ctx.training)
-        return dmu, dlv, dl, None, None, None, None, None, None
-
-    torch.library.register_autograd(
-        "jointvae::sample_latent", _sample_latent_backward, setup_context=_sample_latent_setup
-    )
-
-    def _kl_setup(ctx, inputs, output):
-        mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc = inputs
-        _, kl_cont, kl_disc = output
-        ctx.save_for_backward(mu, logvar, logits, kl_cont, kl_disc)
-        ctx.args = (disc_dims, c_cont, c_disc, gamma_cont, gamma_disc)
-
-    def _kl_backward(ctx, g_loss, g_kl_cont, g_kl_disc):
-        mu, logvar, logits, kl_cont, kl_disc = ctx.saved_tensors
-        if g_loss is None:
-            g_loss = mu.new_zeros(())
-        dmu, dlv, dl = _kl_bwd_op(g_loss, g_kl_cont, g_kl_disc, mu, logvar, logits, kl_cont, kl_disc, *ctx.args)
-        return dmu, dlv, dl, None, None, None, None, None
-
-    torch.library.register_autograd("jointvae::kl_capacity_loss", _kl_backward, setup_context=_kl_setup)
+    # Autograd: C++ autograd kernels (kernels/torch/autograd.cpp) calling the fused backward ops.

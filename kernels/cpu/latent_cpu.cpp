@@ -6,13 +6,55 @@
 namespace jointvae {
 namespace cpu {
 
+namespace {
+constexpr int64_t kChunk = 64;
+
+// out[0 .. n) = uniforms of stream S(seed, offset), elements [start, start + n); whole Philox blocks are
+// computed in a branch-free loop the compiler can vectorise.
+void fill_uniforms(uint64_t seed, uint64_t offset, uint64_t start, int64_t n, float* out) {
+  if (n <= 0) return;
+  const uint64_t q0 = start >> 2, q1 = (start + static_cast<uint64_t>(n) - 1) >> 2;
+  const int64_t nq = static_cast<int64_t>(q1 - q0 + 1);
+  uint32_t words[4 * (2 * kChunk / 4 + 4)];
+  for (int64_t i = 0; i < nq; i += 4) philox_blocks_x4(seed, offset, q0 + static_cast<uint64_t>(i), words + 4 * i);
+  const uint32_t* first = words + (start & 3);
+  for (int64_t i = 0; i < n; ++i) out[i] = uniform_from_word(first[i]);
+}
+
+// eps[k] = Box-Muller of (u[2k], u[2k+1]); a loop over local arrays, so it vectorises.
+template <typename T>
+void box_muller_chunk(const float* __restrict u, int64_t n, T* __restrict eps) {
+  for (int64_t k = 0; k < n; ++k) eps[k] = box_muller<T>(u[2 * k], u[2 * k + 1]);
+}
+
+// The Gumbel-softmax block of latent_math.h (same formula and operation order) as separate loops over
+// local buffers, so each loop vectorises and no data-dependent branch remains. K <= kMaxK.
+constexpr int kMaxK = 2 * kChunk;
+template <typename T, typename U>
+void gumbel_softmax_cpu(const T* l, int K, T tau, const U* __restrict u, T* __restrict y) {
+  T g[kMaxK];
+  for (int k = 0; k < K; ++k) g[k] = gumbel_from_uniform(static_cast<T>(u[k]));
+  T lmax = -jv_inf<T>();
+  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
+  for (int k = 0; k < K; ++k) g[k] = (l[k] - lmax + g[k]) / tau;
+  T vmax = -jv_inf<T>();
+  for (int k = 0; k < K; ++k) vmax = g[k] > vmax ? g[k] : vmax;
+  for (int k = 0; k < K; ++k) g[k] = fast_exp(g[k] - vmax);
+  T sum = T(0);
+  for (int k = 0; k < K; ++k) sum += g[k];
+  const T inv = T(1) / sum;
+  for (int k = 0; k < K; ++k) y[k] = g[k] * inv;
+}
+}  // namespace
+
 
 template <typename T>
 void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end) {
   const int64_t D = a.D, sumK = a.disc.total, W = D + sumK;
   const int V = a.disc.num_vars;
-  PhiloxReader gauss(a.seed, a.offset);
   PhiloxReader gumbel(a.seed, a.offset + 1);
+  float ubuf[2 * kChunk];
+  T ebuf[kChunk];
   for (int64_t b = row_begin; b < row_end; ++b) {
     const T* mu = a.mu + b * a.ld_mu;
     const T* lv = a.logvar + b * a.ld_logvar;
@@ -30,34 +72,46 @@ void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t
     if (a.eps) {
       const T* eps = a.eps + b * a.ld_eps;
       for (int64_t d = 0; d < D; ++d) {
-        const T s = jv_exp(T(0.5) * lv[d]) * eps[d];
+        const T s = fast_exp(T(0.5) * lv[d]) * eps[d];
         se[d] = s;
         out[d] = mu[d] + s;
       }
     } else {
       const uint64_t j0 = static_cast<uint64_t>(b) * static_cast<uint64_t>(D);
-      for (int64_t d = 0; d < D; ++d) {
-        const uint64_t j = j0 + static_cast<uint64_t>(d);
-        const T eps = box_muller<T>(gauss.uniform(2 * j), gauss.uniform(2 * j + 1));
-        const T s = jv_exp(T(0.5) * lv[d]) * eps;
-        se[d] = s;
-        out[d] = mu[d] + s;
+      for (int64_t d0 = 0; d0 < D; d0 += kChunk) {
+        const int64_t n = D - d0 < kChunk ? D - d0 : kChunk;
+        fill_uniforms(a.seed, a.offset, 2 * (j0 + static_cast<uint64_t>(d0)), 2 * n, ubuf);
+        box_muller_chunk(ubuf, n, ebuf);
+        for (int64_t k = 0; k < n; ++k) {
+          const T s = fast_exp(T(0.5) * lv[d0 + k]) * static_cast<T>(ebuf[k]);
+          se[d0 + k] = s;
+          out[d0 + k] = mu[d0 + k] + s;
+        }
       }
     }
     if (a.u) {
       const T* u = a.u + b * a.ld_u;
       for (int v = 0; v < V; ++v) {
-        const int o = a.disc.off[v];
+        const int o = a.disc.off[v], K = a.disc.dims[v];
         const T* uv = u + o;
-        gumbel_softmax_block(lg + o, a.disc.dims[v], a.tau, [uv](int k) { return uv[k]; }, out + D + o);
+        if (K <= kMaxK) {
+          gumbel_softmax_cpu(lg + o, K, a.tau, uv, out + D + o);
+        } else {
+          gumbel_softmax_block(lg + o, K, a.tau, [uv](int k) { return uv[k]; }, out + D + o);
+        }
       }
     } else {
       const uint64_t i0 = static_cast<uint64_t>(b) * static_cast<uint64_t>(sumK);
       for (int v = 0; v < V; ++v) {
-        const int o = a.disc.off[v];
+        const int o = a.disc.off[v], K = a.disc.dims[v];
         const uint64_t base = i0 + static_cast<uint64_t>(o);
-        gumbel_softmax_block(lg + o, a.disc.dims[v], a.tau, [&gumbel, base](int k) { return gumbel.uniform(base + k); },
-                             out + D + o);
+        if (K <= kMaxK) {
+          fill_uniforms(a.seed, a.offset + 1, base, K, ubuf);
+          gumbel_softmax_cpu(lg + o, K, a.tau, ubuf, out + D + o);
+        } else {
+          gumbel_softmax_block(lg + o, K, a.tau, [&gumbel, base](int k) { return gumbel.uniform(base + k); },
+                               out + D + o);
+        }
       }
     }
   }
@@ -152,7 +206,7 @@ void kl_backward_rows(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t
     for (int64_t d = 0; d < D; ++d) {
       const T wd = w[d] * inv_b;
       gm[d] = wd * mu[d];
-      gl[d] = T(0.5) * wd * jv_expm1(lv[d]);
+      gl[d] = T(0.5) * wd * fast_expm1(lv[d]);
     }
     for (int v = 0; v < V; ++v) {
       const int o = a.disc.off[v];

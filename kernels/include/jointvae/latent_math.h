@@ -7,6 +7,7 @@
 #pragma once
 #include <stdint.h>
 
+#include "jointvae/fast_math.h"
 #include "jointvae/hd.h"
 
 namespace jointvae {
@@ -23,13 +24,12 @@ struct DiscLayout {
 
 template <typename T>
 JV_HD T box_muller(float u1, float u2) {
-  const T two_pi = T(6.283185307179586476925286766559);
-  return jv_sqrt(T(-2) * jv_log(static_cast<T>(u1))) * jv_cos(two_pi * static_cast<T>(u2));
+  return jv_sqrt(T(-2) * fast_log(static_cast<T>(u1))) * fast_cos2pi(static_cast<T>(u2));
 }
 
 template <typename T>
 JV_HD T gumbel_from_uniform(T u) {
-  return -jv_log(-jv_log(u));
+  return -fast_log(-fast_log(u));
 }
 
 // Gumbel-softmax of one block. noise(k) returns the uniform u_k. y receives the sample.
@@ -46,7 +46,7 @@ JV_HD void gumbel_softmax_block(const T* l, int K, T tau, Noise noise, T* y) {
   }
   T sum = T(0);
   for (int k = 0; k < K; ++k) {
-    const T e = jv_exp(y[k] - vmax);
+    const T e = fast_exp(y[k] - vmax);
     y[k] = e;
     sum += e;
   }
@@ -77,7 +77,7 @@ JV_HD void gumbel_softmax_block_backward(const T* g, const T* y, int K, T tau, T
 
 template <typename T>
 JV_HD T kl_normal_term(T mu, T lv) {
-  return T(0.5) * (mu * mu + jv_expm1(lv) - lv);
+  return T(0.5) * (mu * mu + fast_expm1(lv) - lv);
 }
 
 // KL(softmax(l) || uniform(K)) for one row = log K - log S + sum_k e_k a_k / S, a = l - max l, e = exp(a).
@@ -88,7 +88,7 @@ JV_HD T kl_categorical_row(const T* l, int K) {
   T S = T(0), Sa = T(0);
   for (int k = 0; k < K; ++k) {
     const T a = l[k] - lmax;
-    const T e = jv_exp(a);
+    const T e = fast_exp(a);
     S += e;
     Sa += e * a;
   }
@@ -103,7 +103,7 @@ JV_HD void kl_categorical_row_backward(const T* l, int K, T w, T* dl) {
   T S = T(0), Sa = T(0);
   for (int k = 0; k < K; ++k) {
     const T a = l[k] - lmax;
-    const T e = jv_exp(a);
+    const T e = fast_exp(a);
     dl[k] = e;  // stash exp(a)
     S += e;
     Sa += e * a;

@@ -34,6 +34,8 @@ JV_HD uint32_t mulhi32(uint32_t a, uint32_t b) {
 JV_HD Words4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
 #if defined(__CUDACC__)
 #pragma unroll
+#elif defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 10
 #endif
   for (int r = 0; r < 10; ++r) {
     if (r > 0) {
@@ -58,6 +60,45 @@ JV_HD Words4 philox_block(uint64_t seed, uint64_t offset, uint64_t q) {
                        static_cast<uint32_t>(offset >> 32), static_cast<uint32_t>(seed),
                        static_cast<uint32_t>(seed >> 32));
 }
+
+#if !defined(__CUDA_ARCH__)
+// Host: blocks q0 .. q0+3 of stream S(seed, offset) in lane-parallel form (the compiler vectorises the
+// lanes); out receives 16 words, block after block. Same values as philox_block.
+inline void philox_blocks_x4(uint64_t seed, uint64_t offset, uint64_t q0, uint32_t* out) {
+  uint32_t c0[4], c1[4], c2[4], c3[4];
+  for (int l = 0; l < 4; ++l) {
+    const uint64_t q = q0 + static_cast<uint64_t>(l);
+    c0[l] = static_cast<uint32_t>(q);
+    c1[l] = static_cast<uint32_t>(q >> 32);
+    c2[l] = static_cast<uint32_t>(offset);
+    c3[l] = static_cast<uint32_t>(offset >> 32);
+  }
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 10
+#endif
+  for (int r = 0; r < 10; ++r) {
+    for (int l = 0; l < 4; ++l) {
+      const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c0[l];
+      const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c2[l];
+      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+      c1[l] = static_cast<uint32_t>(p1);
+      c3[l] = static_cast<uint32_t>(p0);
+      c0[l] = n0;
+      c2[l] = n2;
+    }
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  for (int l = 0; l < 4; ++l) {
+    out[4 * l] = c0[l];
+    out[4 * l + 1] = c1[l];
+    out[4 * l + 2] = c2[l];
+    out[4 * l + 3] = c3[l];
+  }
+}
+#endif
 
 JV_HD uint32_t word_at(const Words4& w, uint32_t lane) {
   return lane == 0 ? w.x : lane == 1 ? w.y : lane == 2 ? w.z : w.w;
