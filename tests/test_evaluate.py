@@ -246,3 +246,17 @@ def test_label_count_mismatch_is_an_error(run_dir, tmp_path, capsys):
     ds.test_labels = ds.test_labels[:40]
     assert evaluate.main([str(run_dir), "--out", str(tmp_path / "m"), "--no-progress"], dataset=ds) == 2
     assert "test_labels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cont, disc", [(3, []), (0, [4, 2])])
+def test_continuous_only_and_discrete_only_models(tmp_path, cont, disc):
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt"
+    checkpoint.save(path, JointVAE((1, 32, 32), cont, disc), meta={"dataset": "synthetic-chairs"})
+    assert evaluate.main([str(path), "--no-progress"], dataset=make_dataset(40, seed=8)) == 0
+    m = json.loads((tmp_path / "m_eval" / "metrics.json").read_text())
+    assert len(m["kl_cont"]) == cont and len(m["kl_disc"]) == len(disc)
+    assert (m["accuracy"] is None) == (not disc) and (m["azimuth"] is None) == (cont == 0)
+    assert ("samples_by_class.png" in m["figures"]) == bool(disc)
+    assert ("editing.png" in m["figures"]) == bool(cont)
+    assert m["mig"]["mig"] is not None  # at least two latents in both cases
