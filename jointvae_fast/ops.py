@@ -88,7 +88,10 @@ def _disc_layout(dims: tuple) -> tuple[list[int], int]:
 
 def _layout(disc_dims) -> tuple[list[int], int]:
     try:
-        return _disc_layout(disc_dims if type(disc_dims) is tuple else tuple(disc_dims))
+        dims = disc_dims if type(disc_dims) is tuple else tuple(disc_dims)
+        if torch.compiler.is_compiling():  # dynamo traces through (and warns about) lru_cache wrappers
+            return _disc_layout.__wrapped__(dims)
+        return _disc_layout(dims)
     except TypeError as e:
         if "disc_dims[" in str(e):
             raise

@@ -1,0 +1,104 @@
+"""Shared input generation and tolerances for the tests of jointvae_fast.ops (not a test module).
+
+Tolerances (float32 op vs float64 reference on the *same* float32 inputs), derived from the
+operation counts, each elementary function (exp, log, cos, expm1) being accurate to a few ulp
+(eps32 = 2^-24 ~ 6e-8 relative) -- measured worst cases under hypothesis are 5-20x below these:
+- z = mu + exp(logvar/2) eps: |err| <= 1e-6 (|mu| + |exp(logvar/2) eps|): a few roundings of the terms;
+  relative to the terms, not to z, because z may cancel.
+- y = softmax((l - max l + g) / tau): the exponent (l - max l + g)/tau of every non-negligible class
+  carries an absolute error of a few ulp of (|l - max l| + |g|)/tau <= (88 tau + 40)/tau, so
+  |err y| <= 2e-6 (1 + 40/tau) (at tau = 0.1: 8e-4; at tau = 1: 8e-5).
+- kl_cont[d] (batch mean, accumulated in float64): |err| <= 2e-6 mean_b(1 + |logvar| + mu^2 + exp(logvar)).
+- kl_disc[i]: |err| <= 2e-6 (1 + log K + mean_b |E_p[l - max l]|), the terms of log K - log S + E_p[a].
+- gradients: the same bounds carried through the (linear) backward formulas, stated where used.
+float64 inputs are computed in float64 and must agree to 1e-9 with the same bounds.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from hypothesis import strategies as st
+
+import reference
+
+EPS32 = 2.0**-24
+
+
+@st.composite
+def latent_cases(draw, max_b=512, max_d=64, max_vars=4, max_k=64):
+    """A dict with float32 numpy inputs of the fused ops, hypothesis-drawn shapes and extremes."""
+    B = draw(st.integers(1, max_b))
+    D = draw(st.integers(0, max_d))
+    dims = draw(st.lists(st.integers(2, max_k), min_size=0, max_size=max_vars))
+    if D == 0 and not dims:
+        D = 1
+    tau = draw(st.sampled_from([0.1, 0.3, 0.67, 1.0, 2.5, 5.0]))
+    logit_scale = draw(st.sampled_from([1.0, 10.0, 1e4]))
+    logvar_scale = draw(st.sampled_from([1.0, 5.0, 30.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    ties = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    K = sum(dims)
+    mu = (rng.standard_normal((B, D)) * 3).astype(np.float32)
+    logvar = rng.uniform(-logvar_scale, logvar_scale, (B, D)).astype(np.float32)
+    if D:
+        logvar.flat[0] = logvar_scale  # the extreme itself
+    logits = (rng.standard_normal((B, K)) * logit_scale).astype(np.float32)
+    if ties and K:
+        logits[:, : dims[0]] = np.round(logits[:, : dims[0]] / max(logit_scale, 1.0)) * logit_scale
+    eps, u = reference.sample_latent_noise(seed, 7, B, D, dims)
+    return dict(B=B, D=D, dims=dims, tau=tau, mu=mu, logvar=logvar, logits=logits,
+                eps=eps.astype(np.float32), u=u.astype(np.float32), seed=seed)
+
+
+def as_torch(case, dtype=torch.float32, strided=True):
+    """(mu, logvar, logits) as column slices of one [B, 2D + K] tensor (the encoder's layout)."""
+    mu, logvar, logits = case["mu"], case["logvar"], case["logits"]
+    if not strided:
+        return (torch.tensor(mu, dtype=dtype), torch.tensor(logvar, dtype=dtype), torch.tensor(logits, dtype=dtype))
+    D = mu.shape[1]
+    P = torch.tensor(np.concatenate([mu, logvar, logits], axis=1), dtype=dtype)
+    return P[:, :D], P[:, D : 2 * D], P[:, 2 * D :]
+
+
+def z_scale(case):
+    """|mu| + |exp(logvar/2) eps| in float64: the magnitude the z error is measured against."""
+    mu, lv, eps = (case[k].astype(np.float64) for k in ("mu", "logvar", "eps"))
+    return np.abs(mu) + np.abs(np.exp(lv / 2) * eps)
+
+
+def y_atol(tau, rel=2e-6):
+    return rel * (1.0 + 40.0 / tau)
+
+
+def kl_cont_scale(case):
+    mu, lv = case["mu"].astype(np.float64), case["logvar"].astype(np.float64)
+    if mu.shape[1] == 0:
+        return np.zeros(0)
+    return np.mean(1 + np.abs(lv) + mu * mu + np.exp(lv), axis=0)
+
+
+def kl_disc_scale(case):
+    out, start = [], 0
+    logits = case["logits"].astype(np.float64)
+    for k in case["dims"]:
+        a = logits[:, start : start + k] - logits[:, start : start + k].max(axis=1, keepdims=True)
+        p = np.exp(a) / np.exp(a).sum(axis=1, keepdims=True)
+        out.append(1 + math.log(k) + np.mean(np.abs((p * a).sum(axis=1))))
+        start += k
+    return np.array(out)
+
+
+def assert_close(got, want, atol, what):
+    got = got.detach().double().cpu().numpy() if isinstance(got, torch.Tensor) else np.asarray(got, np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    err = np.abs(got - want)
+    bad = ~(err <= atol)
+    if bad.any():
+        i = np.flatnonzero(bad.ravel())[0]
+        at = np.broadcast_to(atol, err.shape).ravel()[i]
+        raise AssertionError(f"{what}: {bad.sum()} entries off, first at flat index {i}: got {got.ravel()[i]!r}, "
+                             f"want {want.ravel()[i]!r}, |err| {err.ravel()[i]:.3g} > atol {at:.3g}")
