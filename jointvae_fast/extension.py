@@ -128,7 +128,11 @@ def _jit_build(kdir: Path, cuda: bool) -> dict:
 def _load_prebuilt() -> dict | None:
     import torch
 
+    kdir = kernels_dir()
+    newest = max((p.stat().st_mtime for p in kdir.rglob("*") if p.is_file()), default=0.0) if kdir else 0.0
     for so in sorted(_PKG.glob(f"_{_EXT_NAME}*.so")):
+        if so.stat().st_mtime < newest:  # an in-place build older than the sources: rebuild by JIT instead
+            continue
         torch.ops.load_library(str(so))
         return {"build_dir": str(so), "seconds": 0.0, "fresh_build": False}
     return None
@@ -155,7 +159,7 @@ def load() -> dict:
         pre = None
         errors.append(f"prebuilt library failed to load: {e}")
     if pre is not None:
-        info.update(pre, loaded=True, cuda=hasattr(torch.ops.jointvae, "_cuda_compiled") or _has_cuda_kernel())
+        info.update(pre, loaded=True, cuda=_has_cuda_kernel())
         info["reason"] = "prebuilt library"
         _INFO = info
         return info
