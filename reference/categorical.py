@@ -66,6 +66,8 @@ def gumbel_softmax_vjp(logits, u, tau, disc_dims, grad):
 
     With y the sample and p = softmax(logits) per block:
     d_s = y * (grad - sum(grad * y)) / tau; d_logits = d_s - p * sum(d_s).
+    (sum(d_s) is 0 in exact arithmetic, so d_logits = d_s: the sample is invariant to the
+    per-block shift that log_softmax applies; the second term is kept as the literal chain rule.)
     """
     xp = array_namespace(logits, u, grad)
     logits, dims = _logits(logits, disc_dims, xp)
