@@ -30,6 +30,13 @@ KLs are means over the steps since the previous line, and over DDP ranks):
   kl_disc [V], c_cont (C_z), c_disc (C_c), temperature, img_per_s,
   steps_per_s, elapsed_s (since this process started training), steps_in_mean.
 
+DDP. Each rank computes Eq. 7 on its shard and DistributedDataParallel
+averages the gradients. The reconstruction term is linear in the batch, so
+this equals the global batch's gradient; the capacity terms apply |.| to each
+shard's batch-mean KL, so they match the global batch's only while every
+shard's KL - C has the global batch's sign (tests/test_train_ddp.py compares
+in that regime).
+
 Randomness. Sampling noise comes from a torch.Generator on the training
 device per rank, seeded with derive_seed("sampling", seed, rank). A checkpoint
 stores the state of every rank's sampling generator, the CPU default
