@@ -1,6 +1,8 @@
 // CPU twin loops over the shared math (kernels/include/jointvae/latent_math.h).
 #include "latent_cpu.h"
 
+#include <algorithm>
+
 #include "jointvae/philox.h"
 
 namespace jointvae {
@@ -9,9 +11,16 @@ namespace cpu {
 namespace {
 constexpr int64_t kChunk = 64;
 
+// The two hottest loops get an AVX2 clone picked at load time (ifunc); the default clone is plain x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) && !defined(JV_NO_TARGET_CLONES)
+#define JV_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define JV_CLONES
+#endif
+
 // out[0 .. n) = uniforms of stream S(seed, offset), elements [start, start + n); whole Philox blocks are
 // computed in a branch-free loop the compiler can vectorise.
-void fill_uniforms(uint64_t seed, uint64_t offset, uint64_t start, int64_t n, float* out) {
+JV_CLONES void fill_uniforms_small(uint64_t seed, uint64_t offset, uint64_t start, int64_t n, float* out) {
   if (n <= 0) return;
   const uint64_t q0 = start >> 2, q1 = (start + static_cast<uint64_t>(n) - 1) >> 2;
   const int64_t nq = static_cast<int64_t>(q1 - q0 + 1);
@@ -21,22 +30,33 @@ void fill_uniforms(uint64_t seed, uint64_t offset, uint64_t start, int64_t n, fl
   for (int64_t i = 0; i < n; ++i) out[i] = uniform_from_word(first[i]);
 }
 
+void fill_uniforms(uint64_t seed, uint64_t offset, uint64_t start, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; i += 2 * kChunk) {
+    fill_uniforms_small(seed, offset, start + static_cast<uint64_t>(i), n - i < 2 * kChunk ? n - i : 2 * kChunk,
+                        out + i);
+  }
+}
+
 // eps[k] = Box-Muller of (u[2k], u[2k+1]); a loop over local arrays, so it vectorises.
-template <typename T>
-void box_muller_chunk(const float* __restrict u, int64_t n, T* __restrict eps) {
-  for (int64_t k = 0; k < n; ++k) eps[k] = box_muller<T>(u[2 * k], u[2 * k + 1]);
+JV_CLONES void box_muller_chunk(const float* __restrict u, int64_t n, float* __restrict eps) {
+  for (int64_t k = 0; k < n; ++k) eps[k] = box_muller<float>(u[2 * k], u[2 * k + 1]);
+}
+void box_muller_chunk(const float* __restrict u, int64_t n, double* __restrict eps) {
+  for (int64_t k = 0; k < n; ++k) eps[k] = box_muller<double>(u[2 * k], u[2 * k + 1]);
+}
+JV_CLONES void gumbel_noise_chunk(const float* __restrict u, int64_t n, float* __restrict g) {
+  for (int64_t i = 0; i < n; ++i) g[i] = gumbel_from_uniform(u[i]);
 }
 
 // The Gumbel-softmax block of latent_math.h (same formula and operation order) as separate loops over
 // local buffers, so each loop vectorises and no data-dependent branch remains. K <= kMaxK.
 constexpr int kMaxK = 2 * kChunk;
-template <typename T, typename U>
-void gumbel_softmax_cpu(const T* l, int K, T tau, const U* __restrict u, T* __restrict y) {
+template <typename T>
+void softmax_with_noise_cpu(const T* l, int K, T tau, const T* __restrict gin, T* __restrict y) {
   T g[kMaxK];
-  for (int k = 0; k < K; ++k) g[k] = gumbel_from_uniform(static_cast<T>(u[k]));
   T lmax = -jv_inf<T>();
   for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
-  for (int k = 0; k < K; ++k) g[k] = (l[k] - lmax + g[k]) / tau;
+  for (int k = 0; k < K; ++k) g[k] = (l[k] - lmax + gin[k]) / tau;
   T vmax = -jv_inf<T>();
   for (int k = 0; k < K; ++k) vmax = g[k] > vmax ? g[k] : vmax;
   for (int k = 0; k < K; ++k) g[k] = fast_exp(g[k] - vmax);
@@ -45,6 +65,65 @@ void gumbel_softmax_cpu(const T* l, int K, T tau, const U* __restrict u, T* __re
   const T inv = T(1) / sum;
   for (int k = 0; k < K; ++k) y[k] = g[k] * inv;
 }
+
+template <typename T, typename U>
+void gumbel_noise_chunk(const U* __restrict u, int64_t n, T* __restrict g) {
+  for (int64_t i = 0; i < n; ++i) g[i] = gumbel_from_uniform(static_cast<T>(u[i]));
+}
+
+template <typename T, typename U>
+void gumbel_softmax_cpu(const T* l, int K, T tau, const U* __restrict u, T* __restrict y) {
+  T g[kMaxK];
+  gumbel_noise_chunk(u, K, g);
+  softmax_with_noise_cpu(l, K, tau, g, y);
+}
+
+// Generator mode over a tile of rows: the tile's uniforms are one contiguous range of each stream, so
+// Philox, Box-Muller and the Gumbel transform run as long vectorised loops. Needs 2D, sum K <= kTile
+// and every K <= kMaxK.
+constexpr int64_t kTile = 2048;
+template <typename T>
+void sample_latent_tiles(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end) {
+  const int64_t D = a.D, sumK = a.disc.total, W = D + sumK;
+  const int V = a.disc.num_vars;
+  const int64_t per_row = std::max<int64_t>(std::max<int64_t>(2 * D, sumK), 1);
+  const int64_t R = std::max<int64_t>(1, kTile / per_row);
+  float ubuf[kTile];
+  T nbuf[kTile];
+  for (int64_t b0 = row_begin; b0 < row_end; b0 += R) {
+    const int64_t n = std::min(row_end - b0, R);
+    if (D) {
+      fill_uniforms(a.seed, a.offset, 2 * static_cast<uint64_t>(b0) * static_cast<uint64_t>(D), 2 * n * D, ubuf);
+      box_muller_chunk(ubuf, n * D, nbuf);
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t b = b0 + r;
+        const T* mu = a.mu + b * a.ld_mu;
+        const T* lv = a.logvar + b * a.ld_logvar;
+        const T* eps = nbuf + r * D;
+        T* out = a.latent + b * W;
+        T* se = a.sigma_eps + b * D;
+        for (int64_t d = 0; d < D; ++d) {
+          const T s = fast_exp(T(0.5) * lv[d]) * eps[d];
+          se[d] = s;
+          out[d] = mu[d] + s;
+        }
+      }
+    }
+    if (sumK) {
+      fill_uniforms(a.seed, a.offset + 1, static_cast<uint64_t>(b0) * static_cast<uint64_t>(sumK), n * sumK, ubuf);
+      gumbel_noise_chunk(ubuf, n * sumK, nbuf);
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t b = b0 + r;
+        const T* lg = a.logits + b * a.ld_logits;
+        T* out = a.latent + b * W + D;
+        for (int v = 0; v < V; ++v) {
+          const int o = a.disc.off[v];
+          softmax_with_noise_cpu(lg + o, a.disc.dims[v], a.tau, nbuf + r * sumK + o, out + o);
+        }
+      }
+    }
+  }
+}
 }  // namespace
 
 
@@ -52,6 +131,14 @@ template <typename T>
 void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end) {
   const int64_t D = a.D, sumK = a.disc.total, W = D + sumK;
   const int V = a.disc.num_vars;
+  if (a.training && !a.eps && !a.u && 2 * D <= kTile && sumK <= kTile) {
+    bool small_blocks = true;
+    for (int v = 0; v < V; ++v) small_blocks = small_blocks && a.disc.dims[v] <= kMaxK;
+    if (small_blocks) {
+      sample_latent_tiles(a, row_begin, row_end);
+      return;
+    }
+  }
   PhiloxReader gumbel(a.seed, a.offset + 1);
   float ubuf[2 * kChunk];
   T ebuf[kChunk];
