@@ -17,6 +17,11 @@ constexpr int64_t kChunk = 64;
 #else
 #define JV_CLONES
 #endif
+#if defined(__GNUC__)
+#define JV_INLINE inline __attribute__((always_inline))
+#else
+#define JV_INLINE inline
+#endif
 
 // out[0 .. n) = uniforms of stream S(seed, offset), elements [start, start + n); whole Philox blocks are
 // computed in a branch-free loop the compiler can vectorise.
@@ -83,7 +88,7 @@ void gumbel_softmax_cpu(const T* l, int K, T tau, const U* __restrict u, T* __re
 // and every K <= kMaxK.
 constexpr int64_t kTile = 2048;
 template <typename T>
-void sample_latent_tiles(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end) {
+JV_INLINE void sample_latent_tiles(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end) {
   const int64_t D = a.D, sumK = a.disc.total, W = D + sumK;
   const int V = a.disc.num_vars;
   const int64_t per_row = std::max<int64_t>(std::max<int64_t>(2 * D, sumK), 1);
@@ -124,6 +129,9 @@ void sample_latent_tiles(const SampleLatentArgs<T>& a, int64_t row_begin, int64_
     }
   }
 }
+JV_CLONES void sample_latent_tiles_f(const SampleLatentArgs<float>& a, int64_t b0, int64_t b1) {
+  sample_latent_tiles<float>(a, b0, b1);
+}
 }  // namespace
 
 
@@ -135,7 +143,11 @@ void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t
     bool small_blocks = true;
     for (int v = 0; v < V; ++v) small_blocks = small_blocks && a.disc.dims[v] <= kMaxK;
     if (small_blocks) {
-      sample_latent_tiles(a, row_begin, row_end);
+      if constexpr (sizeof(T) == 4) {
+        sample_latent_tiles_f(a, row_begin, row_end);
+      } else {
+        sample_latent_tiles<T>(a, row_begin, row_end);
+      }
       return;
     }
   }
@@ -234,8 +246,9 @@ void sample_latent_backward_rows(const SampleLatentBackwardArgs<T>& a, int64_t r
   }
 }
 
+namespace {
 template <typename T>
-void kl_sums_rows(const KLArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc) {
+JV_INLINE void kl_sums_rows_impl(const KLArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc) {
   const int64_t D = a.D;
   const int V = a.disc.num_vars;
   for (int64_t b = row_begin; b < row_end; ++b) {
@@ -246,6 +259,8 @@ void kl_sums_rows(const KLArgs<T>& a, int64_t row_begin, int64_t row_end, double
     for (int v = 0; v < V; ++v) acc[D + v] += static_cast<double>(kl_categorical_row(lg + a.disc.off[v], a.disc.dims[v]));
   }
 }
+
+}  // namespace
 
 template <typename T>
 void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont,
@@ -277,8 +292,9 @@ void kl_weights(const T* kl_cont, const T* kl_disc, T grad_loss, const T* grad_k
   for (int32_t v = 0; v < V; ++v) w[D + v] = wd + (grad_kl_disc ? grad_kl_disc[v] : T(0));
 }
 
+namespace {
 template <typename T>
-void kl_backward_rows(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t row_end, T* dmu, T* dlogvar,
+JV_INLINE void kl_backward_rows_impl(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t row_end, T* dmu, T* dlogvar,
                       T* dlogits) {
   const int64_t D = a.D, sumK = a.disc.total;
   const int V = a.disc.num_vars;
@@ -299,6 +315,35 @@ void kl_backward_rows(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t
       const int o = a.disc.off[v];
       kl_categorical_row_backward(lg + o, a.disc.dims[v], w[D + v] * inv_b, gk + o);
     }
+  }
+}
+
+// float: AVX2 clones of the KL loops; double: plain.
+JV_CLONES void kl_sums_rows_f(const KLArgs<float>& a, int64_t b0, int64_t b1, double* acc) {
+  kl_sums_rows_impl<float>(a, b0, b1, acc);
+}
+JV_CLONES void kl_backward_rows_f(const KLArgs<float>& a, const float* w, int64_t b0, int64_t b1, float* dmu,
+                                  float* dlogvar, float* dlogits) {
+  kl_backward_rows_impl<float>(a, w, b0, b1, dmu, dlogvar, dlogits);
+}
+}  // namespace
+
+template <typename T>
+void kl_sums_rows(const KLArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc) {
+  if constexpr (sizeof(T) == 4) {
+    kl_sums_rows_f(a, row_begin, row_end, acc);
+  } else {
+    kl_sums_rows_impl<T>(a, row_begin, row_end, acc);
+  }
+}
+
+template <typename T>
+void kl_backward_rows(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t row_end, T* dmu, T* dlogvar,
+                      T* dlogits) {
+  if constexpr (sizeof(T) == 4) {
+    kl_backward_rows_f(a, w, row_begin, row_end, dmu, dlogvar, dlogits);
+  } else {
+    kl_backward_rows_impl<T>(a, w, row_begin, row_end, dmu, dlogvar, dlogits);
   }
 }
 
