@@ -171,6 +171,23 @@ def _check_noise(noise, mu, K):
     return eps.to(mu.dtype), u.to(mu.dtype)
 
 
+_FAST_DEVICES = ("cpu", "cuda") if _HAVE_CUDA else ("cpu",)
+
+
+def _fast_path(mu, logvar, logits) -> bool:
+    """Call the compiled op directly (no Python checks): tensors on a device it covers, not under compile."""
+    return (
+        _HAVE_OPS
+        and type(mu) is torch.Tensor
+        and logvar is not None
+        and logits is not None
+        and mu.device.type in _FAST_DEVICES
+        and logvar.device.type == mu.device.type
+        and logits.device.type == mu.device.type
+        and not torch.compiler.is_compiling()
+    )
+
+
 def _fused_ok(t: torch.Tensor) -> bool:
     d = t.device.type
     return _HAVE_OPS and (d == "cpu" or (d == "cuda" and _HAVE_CUDA))
@@ -198,6 +215,14 @@ def sample_latent(
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """latent [B, D + sum K] = [mu + exp(logvar/2) eps, gumbel_softmax(logits_i, tau) ...] (module docstring)."""
+    if noise is None and _fast_path(mu, logvar, logits):
+        # Hot path (every training step): the op's TORCH_CHECKs validate; on any error fall through to the
+        # Python checks below, which raise ValueError/TypeError naming the argument (or upcast and retry).
+        # The op validates before it draws from the generator, so a failed call consumes no randomness.
+        try:
+            return _sample_latent_op(mu, logvar, logits, disc_dims, tau, training, None, None, generator)[0]
+        except (RuntimeError, TypeError, ValueError):
+            pass
     mu, logvar, logits, dims, K = _check(mu, logvar, logits, disc_dims)
     tau = _check_tau(tau)
     eps = u = None
@@ -221,6 +246,11 @@ def kl_capacity_loss(
     gamma_disc: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|, kl_cont [D], kl_disc [V])."""
+    if _fast_path(mu, logvar, logits):  # see sample_latent
+        try:
+            return _kl_op(mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc)
+        except (RuntimeError, TypeError, ValueError):
+            pass
     mu, logvar, logits, dims, K = _check(mu, logvar, logits, disc_dims)
     if mu.shape[0] == 0:
         raise ValueError("kl_capacity_loss needs a batch of at least one row, got B = 0")
