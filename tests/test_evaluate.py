@@ -260,3 +260,17 @@ def test_continuous_only_and_discrete_only_models(tmp_path, cont, disc):
     assert ("samples_by_class.png" in m["figures"]) == bool(disc)
     assert ("editing.png" in m["figures"]) == bool(cont)
     assert m["mig"]["mig"] is not None  # at least two latents in both cases
+
+
+def test_with_the_data_module_synthetic_chairs(tmp_path):
+    data = pytest.importorskip("jointvae_fast.data", reason="jointvae_fast.data not available")
+    ds = data.load_dataset("synthetic-chairs", train_count=8, test_count=120, cache=False, progress=False)
+    torch.manual_seed(0)
+    path = tmp_path / "chairs.pt"
+    checkpoint.save(path, JointVAE((1, 64, 64), 4, [7]), meta={"dataset": "synthetic-chairs"})
+    assert evaluate.main([str(path), "--no-progress", "--out", str(tmp_path / "r")], dataset=ds) == 0
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["dataset"] == "synthetic-chairs" and m["n_test"] == 120
+    assert set(m["mig"]["gaps"]) <= set(ds.factor_names) and "azimuth" in m["mig"]["gaps"]
+    assert m["azimuth"]["factor"] == "azimuth" and "type" in m["factor_accuracy"]
+    assert "azimuth_scatter.png" in m["figures"]
