@@ -77,7 +77,7 @@ def _jit_build(kdir: Path, cuda: bool) -> dict:
     nvcc = find_nvcc()
     if nvcc and not os.environ.get("CUDA_HOME"):
         # cpp_extension reads CUDA_HOME once, at its import; keep it set for the process.
-        os.environ["CUDA_HOME"] = str(Path(nvcc).resolve().parent.parent)
+        os.environ["CUDA_HOME"] = str(Path(nvcc).parent.parent)
     saved = {k: os.environ.get(k) for k in ("TORCH_CUDA_ARCH_LIST",)}
     arch = ""
     if cuda:
@@ -97,7 +97,8 @@ def _jit_build(kdir: Path, cuda: bool) -> dict:
 
         if cuda and cpp_extension.CUDA_HOME is None:
             cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
-        build_dir = cache_root() / _build_key(kdir, cuda, arch)
+        # CUDA_HOME is part of the key: ninja rebuilds whenever the include paths in build.ninja change
+        build_dir = cache_root() / _build_key(kdir, cuda, f"{arch}|{os.environ.get('CUDA_HOME') if cuda else ''}")
         build_dir.mkdir(parents=True, exist_ok=True)
         fresh = not (build_dir / f"{_EXT_NAME}.so").exists()
         if fresh:

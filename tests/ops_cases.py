@@ -2,7 +2,8 @@
 
 Tolerances (float32 op vs float64 reference on the *same* float32 inputs), derived from the
 operation counts, each elementary function (exp, log, cos, expm1) being accurate to a few ulp
-(eps32 = 2^-24 ~ 6e-8 relative) -- measured worst cases under hypothesis are 5-20x below these:
+(eps32 = 2^-24 ~ 6e-8 relative). Measured worst err/bound over 300 hypothesis cases: z 0.16, y 0.016,
+d logvar 0.08, d logits 0.003, kl_cont 0.03, kl_disc 0.035 (the bounds are worst-case, not fitted):
 - z = mu + exp(logvar/2) eps: |err| <= 1e-6 (|mu| + |exp(logvar/2) eps|): a few roundings of the terms;
   relative to the terms, not to z, because z may cancel.
 - y = softmax((l - max l + g) / tau): the exponent (l - max l + g)/tau of every non-negligible class
