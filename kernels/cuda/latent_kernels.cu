@@ -96,7 +96,7 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
 template <typename T>
 __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block, double* partial, unsigned* counter,
                                   T* loss, T* kl_cont, T* kl_disc) {
-  extern __shared__ double sm[];
+  extern __shared__ __align__(16) double sm[];
   __shared__ bool is_last;
   const int64_t D = a.D, V = a.disc.num_vars, J = D + V;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
@@ -147,7 +147,7 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
 template <typename T>
 __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont, const T* kl_disc, const T* grad_loss,
                                    const T* gkc, const T* gkd, T* dmu, T* dlogvar, T* dlogits) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   T* w = reinterpret_cast<T*>(smem_raw);
   __shared__ T wc, wd;
   const int64_t D = a.D, V = a.disc.num_vars, K = a.disc.total;

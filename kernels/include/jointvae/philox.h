@@ -61,8 +61,8 @@ JV_HD Words4 philox_block(uint64_t seed, uint64_t offset, uint64_t q) {
                        static_cast<uint32_t>(seed >> 32));
 }
 
-#if !defined(__CUDA_ARCH__)
-// Host: blocks q0 .. q0+3 of stream S(seed, offset) in lane-parallel form (the compiler vectorises the
+#if !defined(__CUDACC__)
+// Host (CPU twin only): blocks q0 .. q0+3 of stream S(seed, offset) in lane-parallel form (the compiler vectorises the
 // lanes); out receives 16 words, block after block. Same values as philox_block.
 inline void philox_blocks_x4(uint64_t seed, uint64_t offset, uint64_t q0, uint32_t* out) {
   uint32_t c0[4], c1[4], c2[4], c3[4];
