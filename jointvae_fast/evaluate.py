@@ -29,7 +29,7 @@ Definitions: KL per unit/variable as in the training objective (batch mean over
 the test split); a latent is inactive when its KL < INACTIVE_KL nats.
 Accuracy: jointvae_fast.accuracy (Hungarian one-to-one and majority vote).
 MIG: jointvae_fast.mig (posterior means binned into 20 equal-width bins,
-discrete latents as argmax classes). Azimuth: a factor whose name contains
+discrete latents as argmax classes, factors as is up to 64 distinct values, else binned). Azimuth: a factor whose name contains
 "azimuth", in degrees if any value exceeds 2*pi, else radians;
 jointvae_fast.circular (Mardia's circular-linear R per unit; the best active
 unit is reported, any unit when none is active; Fisher-Lee rho_T for the best
@@ -75,6 +75,7 @@ MAX_UNIT_FIGURES = 10  # traversal_z<j>.png for at most this many active units
 FIGURE_ROWS = 8  # test images used as fixed latents / edited / reconstructed (x2 for reconstructions)
 RECON_IMAGES = 1000  # recon_nll is measured on the first this-many test images
 MIG_BINS = 20
+MIG_MAX_FACTOR_VALUES = 64  # factors with more distinct values are binned into MIG_BINS
 
 METRIC_FIELDS = {
     "source": "path evaluated",
@@ -461,8 +462,9 @@ def evaluate(
     azimuth = None
     if data.factors:
         try:
-            r = mig(enc.mu.numpy() if model.cont else None, cls if model.disc else None, data.factors, bins=MIG_BINS)
-            metrics["mig"] = {"mig": r.mig, "gaps": r.gaps, "top_latent": r.top_latent, "bins": MIG_BINS,
+            r = mig(enc.mu.numpy() if model.cont else None, cls if model.disc else None, data.factors, bins=MIG_BINS,
+                    max_values=MIG_MAX_FACTOR_VALUES)
+            metrics["mig"] = {"mig": r.mig, "gaps": r.gaps, "top_latent": r.top_latent, "bins": MIG_BINS, "max_factor_values": MIG_MAX_FACTOR_VALUES,
                               "latent_names": r.latent_names, "factor_names": r.factor_names,
                               "mutual_information": r.mutual_information.tolist(),
                               "factor_entropy": r.factor_entropy.tolist()}

@@ -12,8 +12,9 @@ sampling estimator): every variable is made discrete and I, H are the plug-in
 - continuous latents (the posterior means mu_j): `bins` (default 20) equal-width
   bins between the unit's minimum and maximum over the data set;
 - discrete latents: the class argmax_k q(y_i = k | x), as is;
-- factors: integer-valued factors as is; a real-valued factor with more than
-  `bins` distinct values (e.g. a continuous azimuth) is binned the same way.
+- factors: a factor with at most `max_values` (default 64) distinct values is
+  taken as is (dSprites' 40 orientations and 32 positions, integer classes); one
+  with more (e.g. a continuous azimuth) is binned like a continuous latent.
 The plug-in estimate is biased upwards by about (a-1)(b-1)/(2n) nats for a and
 b occupied values, so an uninformative latent scores slightly above 0.
 """
@@ -74,13 +75,15 @@ def mutual_information(a, b) -> float:
     return float(max((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum(), 0.0))
 
 
-def discretize_factor(values, bins: int = 20) -> np.ndarray:
-    """A factor as discrete codes: integer-valued arrays as is, real arrays with > bins distinct values binned."""
+def discretize_factor(values, bins: int = 20, max_values: int = 64) -> np.ndarray:
+    """A factor as discrete codes: as is with <= max_values distinct values, else `bins` equal-width bins."""
     v = np.asarray(values)
     if v.ndim != 1:
         raise ValueError(f"a factor must be 1-D, got shape {v.shape}")
-    if np.issubdtype(v.dtype, np.floating) and np.unique(v).size > bins:
-        return discretize(v, bins)
+    if np.unique(v).size > max_values:
+        if not np.issubdtype(v.dtype, np.number):
+            raise ValueError(f"a factor with more than {max_values} distinct values must be numeric, got dtype {v.dtype}")
+        return discretize(v.astype(np.float64), bins)
     return _codes(v)
 
 
@@ -89,10 +92,12 @@ def mig(
     disc_latents=None,
     factors: dict[str, np.ndarray] | None = None,
     bins: int = 20,
+    max_values: int = 64,
 ) -> MIGResult:
     """MIG of continuous latents [n, D] (binned) and discrete latents [n, V] (class indices) w.r.t. factors.
 
-    factors: name -> [n] values. Needs at least two latents in all (the gap needs a runner-up).
+    factors: name -> [n] values (see the module docstring for how they are discretised).
+    Needs at least two latents in all (the gap needs a runner-up).
     """
     cols: list[np.ndarray] = []
     names: list[str] = []
@@ -116,7 +121,7 @@ def mig(
     fnames = list(factors)
     fcodes = []
     for name in fnames:
-        f = discretize_factor(factors[name], bins)
+        f = discretize_factor(factors[name], bins, max_values)
         if f.shape[0] != n:
             raise ValueError(f"factor {name!r} has {f.shape[0]} values, the latents {n}")
         fcodes.append(f)

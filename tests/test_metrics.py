@@ -13,7 +13,7 @@ from jointvae_fast.circular import (
     circular_linear_correlation,
     circular_linear_fit,
 )
-from jointvae_fast.mig import discretize, entropy, mig, mutual_information
+from jointvae_fast.mig import discretize, discretize_factor, entropy, mig, mutual_information
 
 # ---------------------------------------------------------------- accuracy
 
@@ -81,6 +81,10 @@ def test_entropy_and_mutual_information_closed_forms():
     a2 = np.tile(np.arange(2), 50)
     assert mutual_information(a2, b) == pytest.approx(0.0, abs=1e-12)
     assert discretize(np.array([0.0, 0.5, 1.0, 0.99]), 2).tolist() == [0, 1, 1, 1]
+    # a factor with few distinct values is kept as is (40 orientations), one with many is binned
+    orient = np.linspace(0, 2 * np.pi, 40)[np.arange(400) % 40]
+    assert np.unique(discretize_factor(orient)).size == 40
+    assert np.unique(discretize_factor(np.linspace(0, 1, 400), bins=20)).size == 20
 
 
 def _factor_data(n=5000, seed=0):
