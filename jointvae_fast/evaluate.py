@@ -29,8 +29,9 @@ Definitions: KL per unit/variable as in the training objective (batch mean over
 the test split); a latent is inactive when its KL < INACTIVE_KL nats.
 Accuracy: jointvae_fast.accuracy (Hungarian one-to-one and majority vote).
 MIG: jointvae_fast.mig (posterior means binned into 20 equal-width bins,
-discrete latents as argmax classes, factors as is up to 64 distinct values, else binned). Azimuth: a factor whose name contains
-"azimuth", in degrees if any value exceeds 2*pi, else radians;
+discrete latents as argmax classes, factors as is up to 64 distinct values,
+else binned). Azimuth: a factor whose name contains "azimuth", in degrees if
+any value exceeds 2*pi, else radians;
 jointvae_fast.circular (Mardia's circular-linear R per unit; the best active
 unit is reported, any unit when none is active; Fisher-Lee rho_T for the best
 pair of active units read as an angle). Integer-valued factors
