@@ -119,3 +119,15 @@ def test_split_groups_holds_out_whole_groups():
     assert np.array_equal(split_groups(g), m)  # fixed seed
     single = split_groups(["a"] * 20)
     assert single.sum() == 2
+
+
+def test_flat_3dchairs_folder_groups_by_file_name_prefix(tmp_path, isolated):
+    d = tmp_path / "data" / "3DChairs" / "images"
+    d.mkdir(parents=True)
+    for chair in range(10):
+        for v, (p, t) in enumerate(VIEWS[:2]):
+            Image.fromarray(np.full((64, 64), chair * 20, np.uint8)).save(d / f"{chair + 1}_image_{v:03d}_p{p:03d}_t{t:03d}_r096.png")
+    ds = load_dataset("chairs", data_dir=tmp_path / "data", progress=False)
+    assert len(ds.test) == 2 and len(ds.train) == 18  # one whole chair (both views) held out
+    assert len(ds.test.unique()) == 1
+    assert set(ds.train_factors["azimuth"].tolist()) == {0.0, 90.0}

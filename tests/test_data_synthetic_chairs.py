@@ -138,3 +138,9 @@ def test_sample_factors_rejects_bad_arguments(bad):
 def test_render_rejects_unknown_type():
     with pytest.raises(ValueError, match="type"):
         sc.render_chairs(factors(type=len(sc.CHAIR_TYPES)))
+
+
+def test_worker_processes_give_the_same_data():
+    one = sc.generate_synthetic_chairs(220, 30, seed=2, progress=False, workers=1, chunk=50)
+    two = sc.generate_synthetic_chairs(220, 30, seed=2, progress=False, workers=2, chunk=50)
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[2], two[2])

@@ -7,9 +7,11 @@ Real chairs, two layouts, looked for under every search root (see locations):
      Preprocessing: crop the centre CROP_FRACTION (2/3: the central 400x400 of 600x600, where the chair
      is), convert to grayscale (PIL "L", ITU-R 601-2 luma), resize to 64x64 with PIL's area-averaging BOX filter.
   2. an ImageFolder of already-64x64 images  <root>/chairs_64/<folder>/*.png|jpg  (also
-     <root>/rendered_chairs_64): converted to grayscale; images of another size are resized to 64x64 (BOX).
+     <root>/rendered_chairs_64, <root>/3DChairs/images): converted to grayscale; images of another size
+     are resized to 64x64 (BOX).
 Split: whole chairs are held out: TEST_FRACTION of the chair ids (tree: chair folders; ImageFolder: the
-sub-folders), drawn with a fixed seed, form the test split. With a single folder, a seeded 10% of the images.
+file-name prefix <chair>_image_... when present, else the sub-folders), drawn with a fixed seed, form the
+test split. With a single group, a seeded 10% of the images.
 Factors (when every file name carries them): azimuth and elevation, float32 degrees.
 
 `load_chairs` falls back to the built-in synthetic chairs (with a one-line notice on stderr) when no real
@@ -22,7 +24,6 @@ import os
 import re
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,9 @@ TEST_FRACTION = 0.1
 SPLIT_SEED = 0
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 TREE_SUBDIRS = ["rendered_chairs", "chairs/rendered_chairs"]
-FOLDER_SUBDIRS = ["chairs_64", "rendered_chairs_64", "chairs/chairs_64"]
+FOLDER_SUBDIRS = ["chairs_64", "rendered_chairs_64", "chairs/chairs_64", "3DChairs"]
 _VIEW = re.compile(r"_p(\d+)_t(\d+)")
+_CHAIR_PREFIX = re.compile(r"^(.+?)_image_\d+_p\d+_t\d+")
 PREPROCESS_TREE = (f"centre crop {CROP_FRACTION:.4f} of the shorter side, PIL convert('L'), "
                    "resize((64, 64), BOX)")
 PREPROCESS_FOLDER = "PIL convert('L'); resize((64, 64), BOX) only when not already 64x64"
@@ -65,7 +67,8 @@ def _folder_images(root: Path) -> list[tuple[str, Path]] | None:
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
             rel = p.relative_to(root)
-            out.append((rel.parts[0] if len(rel.parts) > 1 else "", p))
+            prefix = _CHAIR_PREFIX.match(p.name)  # flat layouts name files <chair>_image_...
+            out.append((prefix.group(1) if prefix else rel.parts[0] if len(rel.parts) > 1 else "", p))
     return out or None
 
 
