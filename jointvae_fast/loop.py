@@ -93,7 +93,8 @@ class TrainImages:
 
     source: a uint8 tensor [N, C, H, W] (moved to `device` once), or an object
     with `__len__` and a batch-gather method `gather(indices) -> uint8 [B, C, H, W]`
-    (e.g. a lazily materialised dSprites), called with indices on `device`.
+    (e.g. a lazily materialised dSprites; its `.to(device)` is used when it has one), called with
+    indices on `device`.
     """
 
     def __init__(self, source, device: torch.device):
@@ -106,8 +107,9 @@ class TrainImages:
             self.image_size = tuple(source.shape[1:])
             self.n = source.shape[0]
         elif hasattr(source, "gather") and hasattr(source, "__len__"):
-            self.images = source
-            self._gather = source.gather
+            # e.g. data.dsprites.IndexedImages: move its (packed or procedural) state to the device once
+            self.images = source.to(self.device) if callable(getattr(source, "to", None)) else source
+            self._gather = self.images.gather
             self.n = len(source)
             shape = getattr(source, "image_size", None) or getattr(source, "shape", None)
             self.image_size = tuple(shape[-3:]) if shape is not None else tuple(self._gather(
