@@ -1,0 +1,114 @@
+"""Throughput report of jointvae_fast: training steps vs the reference-style baseline, the compute floor, the fused ops.
+
+    python benchmarks/run.py                      # every suite that fits this machine (a few minutes), one table
+    python benchmarks/run.py --suite train --size 64 --batch-size 64 --json out.json
+
+Suites: train (benchmarks/train_suite.py: img/s of a full training step, baseline vs fast path, ratio, and
+the compute floor of benchmarks/flops.py: step FLOPs over the measured matmul rate), ops
+(benchmarks/ops_suite.py: the fused latent ops vs their composites). Devices: cpu, plus cuda when a GPU is
+visible, unless --device names one. The JSON holds the machine (CPU model, cores, GPU, torch, ops backend,
+date) and every row with its raw runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from benchmarks import flops, train_suite  # noqa: E402
+from benchmarks.machine import describe, one_line  # noqa: E402
+
+
+def floors(sizes, devices) -> dict:
+    """{device: {size: floor_report}} with the matmul rate measured once per device."""
+    from benchmarks.train_suite import PRESETS
+    from jointvae_fast.model import JointVAE
+
+    out = {}
+    for dev in devices:
+        rate = flops.matmul_flops_per_second(dev)
+        out[dev] = {}
+        for size in sizes:
+            cont, disc = PRESETS[size][:2]
+            model = JointVAE((1, size, size), cont, disc)
+            rep = flops.floor_report(model, (1, size, size), rate)
+            rep["layers"] = [list(layer) for layer in rep["layers"]]
+            out[dev][size] = rep
+    return out
+
+
+def train_table(rows: list[dict], floor: dict) -> str:
+    head = (f"{'device':6} {'size':>5} {'batch':>6} {'baseline img/s':>15} {'fast img/s':>11} {'fast/base':>9} "
+            f"{'floor img/s':>12} {'fast/floor':>10}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        f = floor.get(r["device"], {}).get(r["size"])
+        fl = f"{f['floor_img_per_s']:12.0f} {r['fast_img_s'] / f['floor_img_per_s']:10.2f}" if f else f"{'-':>12} {'-':>10}"
+        lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['baseline_img_s']:15.0f} {r['fast_img_s']:11.0f} "
+                     f"{r['ratio']:9.2f} {fl}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=["ops", "train", "all"], default="all")
+    ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
+    ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
+                    help="repeatable; default: cpu, plus cuda when a GPU is visible")
+    ap.add_argument("--steps", type=int, help="timed steps per train-suite run (default: about 2560 images)")
+    ap.add_argument("--batch-size", type=int, nargs="+", help="train: default 64 256; ops: its defaults")
+    ap.add_argument("--size", type=int, nargs="+", choices=[32, 64], default=[32, 64], help="train-suite image sizes")
+    ap.add_argument("--repeats", type=int, default=3, help="train-suite rounds (median)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed train steps per run")
+    args = ap.parse_args(argv)
+    if args.device and "cuda" in args.device and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible")
+    devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+
+    info = describe()
+    print("#", one_line(info))
+    result: dict = {"machine": info, "devices": devices}
+
+    if args.suite in ("train", "all"):
+        batches = tuple(args.batch_size or (64, 256))
+        rows = []
+        for dev in devices:
+            rows += train_suite.run(tuple(args.size), batches, dev, args.steps, args.warmup, args.repeats)
+        floor = floors(tuple(args.size), devices)
+        result["train"] = rows
+        result["floor"] = {dev: {str(s): rep for s, rep in per.items()} for dev, per in floor.items()}
+        if "cuda" not in devices:
+            result["gpu_note"] = "GPU numbers not yet measured (no GPU visible)"
+        print(train_table(rows, floor))
+        for dev, per in floor.items():
+            for size, rep in per.items():
+                print(f"# floor {dev} {size}x{size}: {rep['step_flops_per_image'] / 1e6:.1f} MFLOP per image per step "
+                      f"({rep['macs_per_image'] / 1e6:.2f} M MACs forward) / matmul {rep['matmul_gflops']:.0f} GFLOP/s")
+
+    if args.suite in ("ops", "all"):
+        try:
+            from benchmarks import ops_suite
+        except ImportError as e:
+            result["ops"] = {"error": f"benchmarks/ops_suite.py not importable: {e}"}
+            print(f"# ops suite skipped: {e}")
+        else:
+            kw = {"batch_sizes": tuple(args.batch_size)} if args.batch_size else {}
+            ops_rows = ops_suite.run(devices, **kw)
+            result["ops"] = ops_rows
+            print(ops_suite.format_table(ops_rows))
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

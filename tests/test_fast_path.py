@@ -1,0 +1,242 @@
+"""The fast training step changes how the step runs, never what it computes.
+
+Eager path (the definition this file checks against): the plain TrainStep math --
+optimizer.zero_grad(); out = model(x); terms = Objective(x, out, step); terms.total.backward();
+optimizer.step() -- with the composite (pure-PyTorch) latent ops, torch.optim.Adam with its default
+implementation, the model in the default NCHW layout and no allocator setting.
+Fast path: TrainStep and make_optimizer with their defaults (fused ops, fused Adam, channels_last,
+allocator setting on the CPU; a CUDA graph on CUDA). Both get the same initial weights, the same
+batches and the same explicit noise (eps, u) each step, so their loss trajectories must agree to
+float32 rounding.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from jointvae_fast import ops
+from jointvae_fast.model import JointVAE
+from jointvae_fast.objective import Capacity, Objective
+from jointvae_fast.step import TrainStep, graph_loss, make_optimizer, tune_cpu_allocator
+
+SIZE, CONT, DISC, BATCH = 32, 4, (3, 5), 8
+STEPS = 200
+
+
+class NoiseFedVAE(JointVAE):
+    """JointVAE whose latent sample takes its noise from a list (one (eps, u) pair per forward)."""
+
+    def __init__(self, *args, sample, noise, **kw):
+        super().__init__(*args, **kw)
+        self._sample = sample
+        self._noise = iter(noise)
+
+    def latent(self, mu, logvar, logits, generator=None):
+        eps, u = next(self._noise)
+        return self._sample(mu, logvar, logits, self.disc, self.temperature, training=self.training,
+                            noise=(eps.to(mu.device), u.to(mu.device)))
+
+
+def _noise(steps, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(steps):
+        eps = torch.randn(BATCH, CONT, generator=g)
+        u = torch.rand(BATCH, sum(DISC), generator=g).clamp_(2.0**-24, 1 - 2.0**-24)
+        out.append((eps, u))
+    return out
+
+
+def _batches(steps, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.zeros(16, 1, SIZE, SIZE)  # learnable images: one bright rectangle each
+    corners = torch.randint(0, SIZE // 2, (16, 2), generator=g)
+    sides = torch.randint(4, SIZE // 2, (16, 2), generator=g)
+    for img, (r, c), (h, w) in zip(base, corners.tolist(), sides.tolist()):
+        img[:, r : r + h, c : c + w] = 1.0
+    idx = torch.randint(0, 16, (steps, BATCH), generator=g)
+    return [base[i] for i in idx]
+
+
+def _objective():
+    """The paper's mnist schedule (Appendix C): C rises from 0 to 5 nats over 25000 steps, gamma 30."""
+    return Objective(DISC, Capacity(0.0, 5.0, 25000, 30.0), Capacity(0.0, 5.0, 25000, 30.0))
+
+
+def _model(sample, noise, device="cpu"):
+    torch.manual_seed(0)
+    return NoiseFedVAE((1, SIZE, SIZE), CONT, DISC, sample=sample, noise=noise).to(device)
+
+
+def eager_trajectory(batches, noise, monkeypatch, lr=5e-4, device="cpu"):
+    model = _model(ops.composite_sample_latent, noise, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=False, fused=False)
+    objective = _objective()
+    losses = []
+    with monkeypatch.context() as m:
+        m.setattr(ops, "kl_capacity_loss", ops.composite_kl_capacity_loss)
+        for step, x in enumerate(batches, start=1):
+            x = x.to(device)
+            optimizer.zero_grad()
+            out = model(x)
+            terms = objective(x, out, step)
+            terms.total.backward()
+            optimizer.step()
+            losses.append(torch.stack([terms.total.detach(), terms.recon.detach(), terms.capacity_loss.detach()]))
+    return torch.stack(losses).cpu().double(), model
+
+
+def fast_trajectory(batches, noise, lr=5e-4, device="cpu"):
+    model = _model(ops.sample_latent, noise, device)
+    optimizer = make_optimizer(model, lr)
+    step_fn = TrainStep(model, optimizer, _objective())
+    losses, modes = [], []
+    for step, x in enumerate(batches, start=1):
+        terms = step_fn(x.to(device), step)
+        losses.append(torch.stack([terms.total.detach(), terms.recon.detach(), terms.capacity_loss.detach()]))
+        modes.append(step_fn.mode)
+    return torch.stack(losses).cpu().double(), model, step_fn, modes
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the same answer, and robust timing on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_fast_path_follows_eager_trajectory_cpu(monkeypatch):
+    """200 steps at the paper's mnist settings (lr 5e-4): loss terms agree to float32 rounding.
+
+    (|KL - C| makes the dynamics sensitive where KL crosses C; at these settings it never does, and the
+    rounding differences of the convolution layout and the fused kernels stay ~1e-7 relative.)
+    """
+    batches, noise = _batches(STEPS), _noise(STEPS)
+    eager, eager_model = eager_trajectory(batches, noise, monkeypatch)
+    fast, fast_model, step_fn, _ = fast_trajectory(batches, noise)
+
+    # the fast path really is the fast path
+    assert step_fn.channels_last and fast_model.img_to_features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(g["fused"] for g in step_fn.optimizer.param_groups)
+
+    # training moved far: a comparison that could fail
+    assert (eager[0, 0] - eager[-1, 0]).abs() > 0.05 * eager[0, 0].abs()
+    torch.testing.assert_close(fast[:, :2], eager[:, :2], rtol=1e-5, atol=0)  # total, recon
+    torch.testing.assert_close(fast[:, 2], eager[:, 2], rtol=1e-4, atol=1e-3)  # gamma * |KL - C|, gamma = 30
+    # weights: Adam's near-zero second moments let single elements wander by ~lr; compare each tensor's norm
+    for (name, pe), pf in zip(eager_model.named_parameters(), fast_model.parameters()):
+        assert (pf.detach() - pe.detach()).norm() <= 1e-3 * pe.detach().norm(), name
+
+
+def test_make_optimizer_fused_matches_default_adam():
+    torch.manual_seed(1)
+    a = torch.nn.Linear(20, 7)
+    b = torch.nn.Linear(20, 7)
+    b.load_state_dict(a.state_dict())
+    oa = torch.optim.Adam(a.parameters(), lr=1e-2, foreach=False)
+    ob = make_optimizer(b, 1e-2)
+    assert ob.param_groups[0]["fused"] and ob.defaults["betas"] == (0.9, 0.999) and ob.defaults["eps"] == 1e-8
+    x = torch.randn(32, 20)
+    for _ in range(50):
+        for m, o in ((a, oa), (b, ob)):
+            o.zero_grad()
+            m(x).pow(2).mean().backward()
+            o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, rtol=1e-5, atol=1e-6)
+    assert (a.weight - torch.nn.Linear(20, 7).weight).abs().max() > 0  # it trained
+
+
+def test_make_optimizer_rejects_bad_lr():
+    with pytest.raises(ValueError, match="lr"):
+        make_optimizer(torch.nn.Linear(2, 2), 0.0)
+
+
+def test_graph_loss_equals_objective_values_and_gradients():
+    """The CUDA-graph step's loss (capacities as device scalars) is Eq. 7 exactly as Objective computes it."""
+    torch.manual_seed(2)
+    objective = _objective()
+    x = torch.rand(BATCH, 1, SIZE, SIZE)
+    for step in (1, 37, 500):  # below, inside and above the capacity ramp
+        leaves = [torch.randn(BATCH, CONT, requires_grad=True), torch.randn(BATCH, CONT, requires_grad=True),
+                  torch.randn(BATCH, sum(DISC), requires_grad=True),
+                  torch.randn(BATCH, 1, SIZE, SIZE, requires_grad=True)]
+        out = SimpleNamespace(mu=leaves[0], logvar=leaves[1], logits=leaves[2], x_logits=leaves[3])
+        ref = objective(x, out, step)
+        g_ref = torch.autograd.grad(ref.total, leaves)
+        c_cont, c_disc = torch.tensor(ref.c_cont), torch.tensor(ref.c_disc)
+        total, recon, cap, kl_cont, kl_disc = graph_loss(objective, x, out, c_cont, c_disc)
+        g = torch.autograd.grad(total, leaves)
+        for a, b in ((total, ref.total), (recon, ref.recon), (cap, ref.capacity_loss), (kl_cont, ref.kl_cont),
+                     (kl_disc, ref.kl_disc)):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        for a, b in zip(g, g_ref):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_channels_last_conversion_keeps_parameters_and_optimizer_state():
+    torch.manual_seed(0)
+    model = JointVAE((1, SIZE, SIZE), CONT, DISC)
+    optimizer = make_optimizer(model, 1e-3)
+    x = torch.rand(BATCH, 1, SIZE, SIZE)
+    optimizer.zero_grad()
+    _objective()(x, model(x), 1).total.backward()
+    optimizer.step()  # state (exp_avg, exp_avg_sq) now exists, NCHW
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = [id(p) for p in model.parameters()]
+    step_fn = TrainStep(model, optimizer, _objective())
+    assert [id(p) for p in model.parameters()] == ids
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for p in model.parameters():
+        for v in optimizer.state[p].values():
+            if v.shape == p.shape:
+                assert v.stride() == p.stride()
+    assert step_fn.mode == "eager"
+
+
+def test_options_are_checked():
+    model = JointVAE((1, SIZE, SIZE), CONT, DISC)
+    with pytest.raises(ValueError, match="cuda_graph"):
+        TrainStep(model, make_optimizer(model, 1e-3), _objective(), cuda_graph=True)
+    with pytest.raises(ValueError, match="warmup"):
+        TrainStep(model, make_optimizer(model, 1e-3), _objective(), warmup=0)
+
+
+def test_allocator_setting_is_idempotent():
+    first = tune_cpu_allocator()
+    assert tune_cpu_allocator() is first
+
+
+@pytest.mark.cuda
+def test_cuda_graph_step_follows_eager_trajectory(monkeypatch):
+    steps = 30
+    batches, noise = _batches(steps), _noise(steps)
+    eager, _ = eager_trajectory(batches, noise, monkeypatch, device="cuda")
+    fast, _, step_fn, modes = fast_trajectory(batches, noise, device="cuda")
+    assert modes[: step_fn.warmup] == ["eager"] * step_fn.warmup
+    assert modes[step_fn.warmup:] == ["cuda-graph"] * (steps - step_fn.warmup), step_fn._graph_failed
+    torch.testing.assert_close(fast, eager, rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.cuda
+def test_cuda_graph_draws_fresh_noise_from_the_generator():
+    """With the generator's Philox noise (no explicit noise), replays sample like eager steps: same trajectory."""
+    def run(cuda_graph):
+        torch.manual_seed(0)
+        model = JointVAE((1, SIZE, SIZE), CONT, DISC).cuda()
+        gen = torch.Generator(device="cuda").manual_seed(5)
+        step_fn = TrainStep(model, make_optimizer(model, 1e-3), _objective(), generator=gen, cuda_graph=cuda_graph)
+        out = []
+        for step, x in enumerate(_batches(12), start=1):
+            out.append(step_fn(x.cuda(), step).total.detach().clone())
+        return torch.stack(out), step_fn.mode
+
+    eager, m0 = run(False)
+    graph, m1 = run(True)
+    assert (m0, m1) == ("eager", "cuda-graph")
+    torch.testing.assert_close(graph, eager, rtol=2e-4, atol=1e-5)
