@@ -245,7 +245,7 @@ class _TypeModel:
         # the largest chair's corners seen from every view on a fine grid: the half extent to fit
         views = view_matrices(np.repeat(np.arange(0.0, 360.0, 2.5), len(ELEVATIONS)),
                               np.tile(ELEVATIONS, 144))
-        proj = np.einsum("vij,pj->vpi", views[:, :2], pts - self.centre)
+        proj = (pts - self.centre) @ views[:, :2].reshape(-1, 3).T
         extent = np.abs(proj).max() * 1.02
         size = IMAGE_SIZE * supersample
         self.scale = (size / 2 - 1.5 * supersample) / extent  # pixels per unit
@@ -255,15 +255,17 @@ class _TypeModel:
         self.templates = [[] for _ in range(4)]
         for p in parts:
             loc, nrm = _template(p.kind, np.abs(p.half).max(0), density)
+            uniq, inv = np.unique(nrm, axis=0, return_inverse=True)
+            inv = inv.reshape(-1)
             for quad in range(4):
                 az = np.repeat(90.0 * quad + np.linspace(0.25, 89.75, 37), len(ELEVATIONS))
                 el = np.tile(ELEVATIONS, 37)
                 cy, sy = math.cos(p.yaw), math.sin(p.yaw)
                 ryaw = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
                 toward = (view_matrices(az, el) @ ryaw)[:, 2, :]  # camera direction in part coordinates
-                keep = (nrm @ toward.T).max(1) > 0.0 if p.kind != "ring" else np.ones(len(loc), bool)
-                uniq, inv = np.unique(nrm[keep], axis=0, return_inverse=True)
-                self.templates[quad].append((np.ascontiguousarray(loc[keep].T), inv.reshape(-1), uniq))
+                facing = (uniq @ toward.T).max(1) > 0.0  # per distinct normal
+                keep = facing[inv] if p.kind != "ring" else np.ones(len(loc), bool)
+                self.templates[quad].append((np.ascontiguousarray(loc[keep].T), inv[keep], uniq))
 
 
 _MODELS: dict[tuple[int, int], _TypeModel] = {}
