@@ -26,7 +26,8 @@ Figures (those that apply):
 
 metrics.json fields (null where the data does not allow them): see `METRIC_FIELDS`.
 Definitions: KL per unit/variable as in the training objective (batch mean over
-the test split); a latent is inactive when its KL < INACTIVE_KL nats.
+the test split); a latent is inactive when its KL < --inactive-kl nats
+(default INACTIVE_KL = 0.02).
 Accuracy: jointvae_fast.accuracy (Hungarian one-to-one and majority vote).
 MIG: jointvae_fast.mig (posterior means binned into 20 equal-width bins,
 discrete latents as argmax classes, factors as is up to 64 distinct values,
@@ -419,6 +420,7 @@ def evaluate(
     device="cpu",
     progress: bool = True,
     seed: int = 0,
+    inactive_kl: float = INACTIVE_KL,
 ) -> dict[str, Any]:
     """Run every analysis the data allows; write metrics.json, figures and index.html into `out`; return the metrics."""
     t_start = time.perf_counter()
@@ -445,7 +447,7 @@ def evaluate(
     all_kl = np.concatenate([kl_cont, kl_disc])
     ranked = [names[i] for i in np.argsort(-all_kl, kind="stable")]
     unit_order = [int(j) for j in np.argsort(-kl_cont, kind="stable")]
-    active = [j for j in unit_order if kl_cont[j] > INACTIVE_KL]
+    active = [j for j in unit_order if kl_cont[j] > inactive_kl]
     nll, nll_n = recon_nll(model, data.images, enc, device)
 
     metrics: dict[str, Any] = {k: None for k in METRIC_FIELDS}
@@ -454,7 +456,7 @@ def evaluate(
         image_size=list(model.img_size), cont=model.cont, disc=list(model.disc), n_test=n,
         encode_seconds=enc.seconds, images_per_second=n / max(enc.seconds, 1e-9),
         kl_cont=kl_cont.tolist(), kl_disc=kl_disc.tolist(), kl_cont_sum=float(kl_cont.sum()),
-        kl_disc_sum=float(kl_disc.sum()), inactive_threshold=INACTIVE_KL, active_units=active,
+        kl_disc_sum=float(kl_disc.sum()), inactive_threshold=inactive_kl, active_units=active,
         ranked_latents=ranked, recon_nll=nll, recon_nll_images=nll_n,
         versions={"jointvae_fast": __version__, "torch": torch.__version__},
     )
@@ -495,7 +497,8 @@ def evaluate(
                 metrics["azimuth"]["pair"] = [f"z{i}", f"z{j}"]
                 metrics["azimuth"]["pair_circular_correlation"] = rho if math.isfinite(rho) else None
 
-    figures = _figures(model, data, enc, out, kl_cont, kl_disc, unit_order, active, edits, source, azimuth, metrics, seed)
+    figures = _figures(model, data, enc, out, kl_cont, kl_disc, unit_order, active, edits, source, azimuth, metrics,
+                       seed, inactive_kl)
     metrics["figures"] = figures
     metrics["eval_seconds"] = time.perf_counter() - t_start
     (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
@@ -520,7 +523,8 @@ def _save_traversal(t, path) -> None:
     save_image_grid(images, path, nrow=nrow)
 
 
-def _figures(model, data, enc, out, kl_cont, kl_disc, unit_order, active, edits, source, azimuth, metrics, seed):
+def _figures(model, data, enc, out, kl_cont, kl_disc, unit_order, active, edits, source, azimuth, metrics, seed,
+             inactive_kl):
     figs: dict[str, str] = {}
     device = next(model.parameters()).device
     rows = min(FIGURE_ROWS, data.images.shape[0])
@@ -528,8 +532,8 @@ def _figures(model, data, enc, out, kl_cont, kl_disc, unit_order, active, edits,
     base = mode_latent(enc.mu[:rows], enc.logits[:rows], model.disc).to(device)
     gen = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
 
-    viz.kl_bar_figure(kl_cont, kl_disc, INACTIVE_KL, out / "kl_units.png")
-    figs["kl_units.png"] = (f"KL of each latent on the test split, ranked; grey latents (KL < {INACTIVE_KL} nats) "
+    viz.kl_bar_figure(kl_cont, kl_disc, inactive_kl, out / "kl_units.png")
+    figs["kl_units.png"] = (f"KL of each latent on the test split, ranked; grey latents (KL < {inactive_kl:g} nats) "
                             "carry no information (inactive).")
 
     # Fig. 8: ranked latents, each next to a traversal of the first test image
@@ -542,7 +546,7 @@ def _figures(model, data, enc, out, kl_cont, kl_disc, unit_order, active, edits,
         kls.append(float(kl))
         strips.append(t.images[0].cpu())
     if names:
-        viz.ranked_traversal_figure(names, kls, strips, INACTIVE_KL, out / "ranked_traversals.png")
+        viz.ranked_traversal_figure(names, kls, strips, inactive_kl, out / "ranked_traversals.png")
         figs["ranked_traversals.png"] = ("Latents ranked by KL (left), each traversed on the first test image (right): "
                                          "informative latents change the image, inactive ones do not (paper Fig. 8).")
 
@@ -626,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edit for editing.png: z3=1.5 (or 3=1.5) sets unit 3; c0=2 sets discrete variable 0 to class 2")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--limit", type=int, help="evaluate only the first N test images")
+    p.add_argument("--inactive-kl", type=float, default=INACTIVE_KL, metavar="NATS",
+                   help=f"latents with a test KL below this are inactive (default {INACTIVE_KL})")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior samples in samples_by_class.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -635,6 +641,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     """CLI entry; `dataset` (an object as jointvae_fast.data.load_dataset returns) skips loading by name."""
     args = build_parser().parse_args(argv)
     try:
+        if not (math.isfinite(args.inactive_kl) and args.inactive_kl >= 0):
+            raise EvaluationError(f"--inactive-kl must be a finite number >= 0, got {args.inactive_kl}")
         if args.limit is not None and args.limit < 2:
             raise EvaluationError(f"--limit must be >= 2, got {args.limit}")
         edits = [parse_edit(e) for group in args.edit for e in group]
@@ -656,7 +664,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
             out = src / "eval"
         else:
             out = src.parent / f"{src.stem if src.is_file() else src.name}_eval"
-        metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed)
+        metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,
+                           inactive_kl=args.inactive_kl)
     except (EvaluationError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

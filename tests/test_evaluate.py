@@ -124,9 +124,11 @@ def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
 def test_report_with_labels_only(run_dir, tmp_path):
     ckpt_file = run_dir / "checkpoints" / f"step-{STEPS:08d}.pt"
     out = tmp_path / "labelled"
-    assert evaluate.main([str(ckpt_file), "--out", str(out), "--no-progress", "--limit", "100"],
+    assert evaluate.main([str(ckpt_file), "--out", str(out), "--no-progress", "--limit", "100", "--inactive-kl", "0.3"],
                          dataset=make_dataset(200, seed=4, factors=False)) == 0
     m, _ = _report(out)
+    assert m["inactive_threshold"] == 0.3
+    assert m["active_units"] == sorted((j for j in range(CONT) if m["kl_cont"][j] > 0.3), key=lambda j: -m["kl_cont"][j])
     assert m["source_kind"] == "checkpoint" and m["n_test"] == 100
     for name in ALWAYS:  # the log is found from the checkpoint's run directory
         assert name in m["figures"], name
