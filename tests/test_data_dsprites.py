@@ -162,3 +162,14 @@ def test_official_file_that_is_not_the_full_grid_is_rejected(tmp_path, isolated)
 def test_official_required_but_absent(tmp_path, isolated):
     with pytest.raises(DatasetNotFoundError, match=dsm.OFFICIAL_FILE):
         load_dataset("dsprites", data_dir=tmp_path, procedural=False)
+
+
+@pytest.mark.cuda
+def test_gather_on_the_gpu_matches_the_cpu(procedural):
+    idx = torch.from_numpy(np.random.default_rng(3).choice(dsm.N_IMAGES, 256, replace=False))
+    want = procedural.gather(idx)
+    got = procedural.to("cuda").gather(idx.cuda())
+    assert got.device.type == "cuda" and torch.equal(got.cpu(), want)
+    packed = dsm.PackedImages(np.packbits(want[:, 0].numpy().reshape(256, -1) > 0, axis=1))
+    assert torch.equal(packed.gather(torch.arange(256).cuda()).cpu(), want)  # unpacked on the CPU, shipped
+    assert torch.equal(packed.to("cuda").gather(torch.arange(256).cuda()).cpu(), want)  # unpacked on the GPU
