@@ -144,3 +144,9 @@ def test_worker_processes_give_the_same_data():
     one = sc.generate_synthetic_chairs(220, 30, seed=2, progress=False, workers=1, chunk=50)
     two = sc.generate_synthetic_chairs(220, 30, seed=2, progress=False, workers=2, chunk=50)
     assert np.array_equal(one[0], two[0]) and np.array_equal(one[2], two[2])
+
+
+@pytest.mark.parametrize("arg,value", [("train_count", -1), ("test_count", 2.5), ("seed", "x")])
+def test_loader_rejects_bad_counts_naming_the_argument(isolated, arg, value):
+    with pytest.raises(ValueError, match=arg):
+        load_dataset("synthetic-chairs", **{arg: value})

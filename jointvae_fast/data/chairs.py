@@ -195,8 +195,12 @@ def load_synthetic_chairs(data_dir=None, train_count: int | None = None, test_co
     <cache>/preprocessed/. data_dir is unused (accepted for a uniform signature)."""
     from . import synthetic_chairs as sc
 
-    train_count = sc.DEFAULT_TRAIN if train_count is None else int(train_count)
-    test_count = sc.DEFAULT_TEST if test_count is None else int(test_count)
+    train_count = sc.DEFAULT_TRAIN if train_count is None else train_count
+    test_count = sc.DEFAULT_TEST if test_count is None else test_count
+    for arg, v in (("train_count", train_count), ("test_count", test_count), ("seed", seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{arg} must be an integer >= 0, got {v!r}")
+    train_count, test_count, seed = int(train_count), int(test_count), int(seed)
     meta = {"dataset": "synthetic-chairs", "generator_version": sc.GENERATOR_VERSION, "seed": seed,
             "train_count": train_count, "test_count": test_count, "supersample": sc.SUPERSAMPLE}
     cpath = cache_path("synthetic-chairs", f"seed={seed},n={train_count},{test_count}", cache_dir)
