@@ -650,6 +650,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
             device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         except RuntimeError as e:
             raise EvaluationError(f"--device {args.device!r} is not a torch device: {e}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise EvaluationError(f"--device {args.device!r}: no CUDA GPU is visible")
         source = load_source(args.source)
         name = args.dataset or source.dataset
         if dataset is None:

@@ -175,6 +175,9 @@ def test_bad_inputs_exit_2_with_message(run_dir, tmp_path, capsys):
     assert evaluate.main([str(run_dir), "--out", str(tmp_path / "y"), "--no-progress", "--edit", "z9=1"],
                          dataset=make_dataset(10, 0)) == 2
     assert "z9" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert evaluate.main([str(run_dir), "--no-progress", "--device", "cuda"], dataset=make_dataset(10, 0)) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert evaluate.main([str(tmp_path / "junk.pt"), "--no-progress"], dataset=make_dataset(10, 0)) == 2
     assert "error:" in capsys.readouterr().err
