@@ -37,15 +37,16 @@ class BuildPyWithKernels(build_py):
 cmdclass = {"build_py": BuildPyWithKernels}
 ext_modules = []
 if os.environ.get("JOINTVAE_BUILD_EXT") == "1":
-    import torch
-    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
-
     nvcc = None
     for root in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
         if root and os.access(os.path.join(root, "bin", "nvcc"), os.X_OK):
             nvcc = os.path.join(root, "bin", "nvcc")
-            os.environ.setdefault("CUDA_HOME", root)
+            os.environ.setdefault("CUDA_HOME", root)  # before cpp_extension is imported: it reads it once
             break
+
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
     with_cuda = bool(torch.version.cuda) and nvcc is not None and os.environ.get("JOINTVAE_FAST_BACKEND") != "cpu"
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
