@@ -10,14 +10,22 @@ disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
         kl_cont[d] = mean_b 0.5 (mu^2 + exp(logvar) - 1 - logvar);  kl_disc[i] = mean_b (log K_i + sum p log p)
         loss = gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|   (d|x|/dx at 0 is 0)
 
-Both are differentiable in mu, logvar, logits (fused backward ops; no double backward).
+Both are differentiable in mu, logvar, logits: C++ autograd kernels (kernels/torch/autograd.cpp) call the
+fused backward ops (no double backward). Fake kernels are registered, so torch.compile(fullgraph=True)
+works; sample_latent is tagged nondeterministic_seeded (never recomputed by the partitioner).
 
-Noise. `noise=(eps [B, D], u [B, sum K])` gives it explicitly (u strictly inside (0, 1)). Otherwise the fused
-op draws Philox4x32-10 noise keyed by (seed, offset) (DESIGN.md "Randomness"): on CUDA from the device
-generator's graph-safe philox state (offset += 4 per call, so CUDA graph replays draw fresh noise); on CPU
-a fresh 64-bit seed from the CPU generator per call, offset 0. `torch.manual_seed(s)` therefore fixes
-the samples. The composite functions draw their noise with torch.randn / torch.rand instead (different
-numbers, same distribution) unless `noise` is given.
+Noise. `noise=(eps [B, D], u [B, sum K])` gives it explicitly (u in [2^-126, 1); out-of-range u gives NaN).
+Otherwise the fused op draws Philox4x32-10 noise keyed by (seed, offset) (DESIGN.md "Randomness"): on
+CUDA from the device generator's graph-safe philox state (offset += 4 per call, so CUDA graph replays draw
+fresh noise; a non-default generator must be registered with the graph, as for any PyTorch RNG op); on
+CPU a fresh 64-bit seed from the CPU generator per call, offset 0. `torch.manual_seed(s)` therefore fixes
+the samples; evaluation mode draws nothing. The composite functions draw their noise with torch.randn /
+torch.rand instead (different numbers, same distribution) unless `noise` is given.
+`torch.ops.jointvae.sample_latent` also returns sigma_eps = exp(logvar/2) eps (what the backward reads)
+and rng_state int64 [2] = the (seed, offset) used (zeros with explicit noise or in evaluation mode).
+
+Hot path: with tensors on a covered device the compiled op is called directly and validates with
+TORCH_CHECK; any failure re-runs the Python checks, which raise ValueError/TypeError naming the argument.
 
 Dtypes: float32 and float64 are computed in that precision. float16/bfloat16 inputs are upcast and the
 result is float32. Inputs may be non-contiguous (column slices of the encoder output are read in place).
