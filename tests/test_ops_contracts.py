@@ -228,3 +228,23 @@ def test_torch_compile_inductor_matches_eager_under_the_same_seed():
     (gb,) = torch.autograd.grad(b, P)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-5)
+
+
+def test_forced_composite_backend_in_a_fresh_process():
+    """JOINTVAE_FAST_BACKEND=composite: import works, backend() says so, the API still computes."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from jointvae_fast import ops; assert ops.backend() == 'composite', ops.backend_info();"
+        "z = ops.sample_latent(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 4), [4], 0.5);"
+        "l = ops.kl_capacity_loss(torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 4), [4], 0., 0., 1., 1.)[0];"
+        "assert z.shape == (3, 6) and abs(l.item()) < 1e-6; print(ops.backend_info()['reason'])"
+    )
+    env = dict(os.environ, JOINTVAE_FAST_BACKEND="composite")
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "JOINTVAE_FAST_BACKEND=composite" in out.stdout
