@@ -25,6 +25,16 @@ STEPS = 40
 CONT, DISC = 4, [3]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tests run many small convolutions: on a shared 2-core machine one intra-op thread is several
+    times faster than two competing ones. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def bar_images(types, azimuth_deg, size=32):
     """uint8 [N, 1, size, size]: a bar at angle azimuth through the centre; type sets length and thickness."""
     yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
