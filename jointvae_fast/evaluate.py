@@ -467,8 +467,8 @@ def evaluate(
         try:
             r = mig(enc.mu.numpy() if model.cont else None, cls if model.disc else None, data.factors, bins=MIG_BINS,
                     max_values=MIG_MAX_FACTOR_VALUES)
-            metrics["mig"] = {"mig": r.mig, "gaps": r.gaps, "top_latent": r.top_latent, "bins": MIG_BINS, "max_factor_values": MIG_MAX_FACTOR_VALUES,
-                              "latent_names": r.latent_names, "factor_names": r.factor_names,
+            metrics["mig"] = {"mig": r.mig, "gaps": r.gaps, "top_latent": r.top_latent, "bins": MIG_BINS,
+                              "max_factor_values": MIG_MAX_FACTOR_VALUES, "latent_names": r.latent_names, "factor_names": r.factor_names,
                               "mutual_information": r.mutual_information.tolist(),
                               "factor_entropy": r.factor_entropy.tolist()}
         except ValueError as e:  # e.g. a single latent: no gap
