@@ -43,6 +43,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "lr": ("float", "Adam learning rate"),
     "seed": ("int", "seed of model init, batch order and sampling noise"),
     "device": ("str?", "torch device"),
+    "threads": ("int?", "CPU threads for torch's intra-op parallelism"),
     "cont": ("int", "number of continuous latent units"),
     "disc": ("ints", "class count of each discrete latent variable"),
     "temperature": ("float", "Gumbel-Softmax temperature tau"),
@@ -74,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 5e-4,
     "seed": 0,
     "device": None,
+    "threads": None,
     "cont": 10,
     "disc": [10],
     "temperature": 0.67,
@@ -199,7 +201,7 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"unknown preset {cfg['preset']!r}; choose one of {', '.join(PRESETS)}")
     for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep"):
         need(cfg[key] >= 1, key, "an integer >= 1")
-    for key in ("epochs", "steps", "limit", "temperature_anneal_steps"):
+    for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "threads"):
         need(cfg[key] is None or cfg[key] >= 1, key, "an integer >= 1 (or unset)")
     if cfg["steps"] is None and cfg["epochs"] is None:
         raise ConfigError("give either epochs or steps")

@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, help=_help("lr", preset_note))
     g.add_argument("--seed", type=int, help=_help("seed"))
     g.add_argument("--device", help=_help("device", "cuda if available, else cpu"))
+    g.add_argument("--threads", type=int, help=_help("threads", "torch's default, one per core"))
     g.add_argument("--limit", type=int, metavar="N", help=_help("limit", "all images"))
     g = p.add_argument_group("model and objective")
     g.add_argument("--cont", type=int, help=_help("cont", preset_note))
@@ -241,6 +242,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         run_dir = Path(config["out"])
 
         world = setup(config["device"])
+        if config["threads"] is not None:
+            torch.set_num_threads(config["threads"])
         torch.manual_seed(config["seed"])
 
         # the run directory: decided by rank 0, the verdict shared with every rank
