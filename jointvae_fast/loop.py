@@ -525,7 +525,7 @@ def train(
                     if bad is not None:
                         status, message = "nonfinite", bad
                         break
-                if stopping:
+                if stopping and step < total:
                     status = "interrupted"
                     message = f"interrupted: checkpoint saved at step {step}; continue with --resume {run_dir}"
                     break
