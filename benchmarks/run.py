@@ -67,10 +67,13 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, nargs="+", choices=[32, 64], default=[32, 64], help="train-suite image sizes")
     ap.add_argument("--repeats", type=int, default=3, help="train-suite rounds (median)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed train steps per run")
+    ap.add_argument("--threads", type=int, help="torch threads in the train-suite runs (default: torch's own)")
     args = ap.parse_args(argv)
     if args.device and "cuda" in args.device and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible")
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the matmul rate of the floor then uses as many threads as the runs
 
     info = describe()
     print("#", one_line(info))
@@ -80,7 +83,8 @@ def main(argv=None) -> int:
         batches = tuple(args.batch_size or (64, 256))
         rows = []
         for dev in devices:
-            rows += train_suite.run(tuple(args.size), batches, dev, args.steps, args.warmup, args.repeats)
+            rows += train_suite.run(tuple(args.size), batches, dev, args.steps, args.warmup, args.repeats,
+                                    threads=args.threads)
         floor = floors(tuple(args.size), devices)
         result["train"] = rows
         result["floor"] = {dev: {str(s): rep for s, rep in per.items()} for dev, per in floor.items()}

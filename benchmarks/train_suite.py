@@ -9,11 +9,14 @@ optimizer step.
   fused Adam, channels_last and the allocator setting on CPU, CUDA graph on CUDA), each step's loss
   terms appended to a device buffer as the loop does, no host sync until the end.
 
-Each measurement runs in its own fresh process (`--worker`), so process-wide settings of one
-variant (the fast path's allocator setting) never reach the other, and baseline and fast processes
+On the CPU each measurement runs in its own fresh process (`--worker`), so process-wide settings of
+one variant (the fast path's allocator setting) never reach the other (on CUDA, where no such setting
+exists, baseline and fast run in the suite's own process), and baseline and fast processes
 alternate round by round (the machine may be shared). In a worker: `warmup` steps untimed, then
 `steps` timed steps -> img/s. A row's img/s is the median over `repeats` rounds; ratio = fast / baseline
-of those medians. The models are the paper's: 32x32 = mnist preset (10 continuous, one 10-way; lr 5e-4),
+of those medians. Each run also reports images per CPU second of its process (`*_img_per_cpu_s`):
+on a machine shared with other jobs that number moves much less than wall-clock img/s (with one
+thread it is the img/s the run would reach alone). The models are the paper's: 32x32 = mnist preset (10 continuous, one 10-way; lr 5e-4),
 64x64 = chairs preset (32 continuous, one 10-way; lr 1e-4), one channel, random uint8 images.
 
 Standalone: python benchmarks/train_suite.py [--size 32 64] [--batch-size 64 256] [--device cpu] ...
@@ -40,7 +43,8 @@ PRESETS = {  # size -> (cont, disc, lr, (c_max_cont, iters, gamma_cont), (c_max_
 }
 VARIANTS = ("baseline", "fast")
 # ablation variants: the fast path with one part switched off (see `worker_fast`)
-ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops", "eager")
+ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops", "eager",
+             "baseline-tuned-allocator")
 N_IMAGES = 2048
 
 
@@ -58,9 +62,16 @@ def _images(size: int, n: int):
     return torch.randint(0, 256, (n, 1, size, size), dtype=torch.uint8, generator=g)
 
 
-def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int) -> float:
-    """img/s of `steps` reference-style steps after `warmup` untimed ones."""
+def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
+                    tuned_allocator: bool = False) -> tuple[float, float]:
+    """(img per wall second, img per CPU second of this process) of `steps` reference-style steps after `warmup` untimed ones (optionally with the fast path's
+    allocator setting, to show how much of the difference that setting alone makes)."""
     import torch
+
+    if tuned_allocator:
+        from jointvae_fast.step import tune_cpu_allocator
+
+        tune_cpu_allocator()
 
     from benchmarks.baseline import baseline_loader, make_baseline
 
@@ -74,15 +85,16 @@ def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int)
     for _ in range(warmup):
         trainer.step(next(batches)[0])
     _sync(dev)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         trainer.step(next(batches)[0])
     _sync(dev)
-    return batch * steps / (time.perf_counter() - t0)
+    return batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0)
 
 
-def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int, variant: str = "fast") -> float:
-    """img/s of `steps` steps of the training loop's path after `warmup` untimed ones.
+def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
+                variant: str = "fast") -> tuple[float, float]:
+    """(img per wall second, img per CPU second of this process) of `steps` steps of the training loop's path after `warmup` untimed ones.
 
     variant: "fast" (defaults), or one part off: "fast-no-allocator", "fast-no-channels-last",
     "fast-default-adam", "fast-composite-ops" (JOINTVAE_FAST_BACKEND=composite must be set before import,
@@ -128,44 +140,69 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int, var
                 torch.cat([t.total.detach().reshape(1), t.recon.detach().reshape(1), t.capacity_loss.detach().reshape(1),
                            t.kl_cont.detach().reshape(-1), t.kl_disc.detach().reshape(-1)], out=buf[step % 64])
 
+    if step_fn.cuda_graph:  # capture happens on call warmup + 1 of TrainStep: keep it out of the timing
+        warmup = max(warmup, step_fn.warmup + 2)
     run(1, warmup)
     _sync(dev)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run(warmup + 1, steps)
     _sync(dev)
-    return batch * steps / (time.perf_counter() - t0)
+    return batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0)
 
 
 def measure_in_subprocess(variant: str, size: int, batch: int, device: str, warmup: int, steps: int,
-                          timeout: float = 600.0) -> float:
-    """Run one worker in a fresh Python process; returns its img/s."""
+                          threads: int | None = None, timeout: float = 600.0) -> tuple[float, float]:
+    """Run one worker in a fresh Python process; returns its (img/s, img per CPU second)."""
     env = dict(os.environ)
     if variant in ("eager", "fast-composite-ops"):
         env["JOINTVAE_FAST_BACKEND"] = "composite"
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", "benchmarks.train_suite", "--worker", variant, "--size", str(size),
            "--batch-size", str(batch), "--device", device, "--warmup", str(warmup), "--steps", str(steps)]
+    if threads:
+        cmd += ["--threads", str(threads)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"train-suite worker {variant} size={size} batch={batch} failed:\n{proc.stderr[-3000:]}")
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["img_per_s"])
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(res["img_per_s"]), float(res["img_per_cpu_s"])
+
+
+def measure_in_process(variant: str, size: int, batch: int, device: str, warmup: int, steps: int):
+    """(img/s, img per CPU second) of the baseline or the fast path, in this process (used on CUDA)."""
+    if variant == "baseline":
+        return worker_baseline(size, batch, device, warmup, steps)
+    return worker_fast(size, batch, device, warmup, steps, variant)
 
 
 def run(sizes=(32, 64), batch_sizes=(64, 256), device: str = "cpu", steps: int | None = None, warmup: int = 3,
-        repeats: int = 3, variants=VARIANTS, log=None) -> list[dict]:
+        repeats: int = 3, variants=VARIANTS, log=None, threads: int | None = None) -> list[dict]:
     """Rows {device, size, batch, <variant>_img_s, <variant>_runs, ratio (fast/baseline)}; rounds alternate variants."""
     rows = []
     for size in sizes:
         for batch in batch_sizes:
-            n = steps if steps is not None else max(5, min(30, 2560 // batch))
+            if steps is not None:
+                n = steps
+            elif device == "cpu":
+                n = max(5, min(30, 2560 // batch))
+            else:
+                n = max(50, 25600 // batch)
             runs = {v: [] for v in variants}
+            cpu_runs = {v: [] for v in variants}
             for _ in range(repeats):
                 for v in variants:
-                    runs[v].append(measure_in_subprocess(v, size, batch, device, warmup, n))
-            row = {"device": device, "size": size, "batch": batch, "steps": n, "warmup": warmup, "repeats": repeats}
+                    if device != "cpu" and v in ("baseline", "fast"):  # no process-wide CPU setting involved:
+                        wall, cpu = measure_in_process(v, size, batch, device, warmup, n)  # skip process start-up
+                    else:
+                        wall, cpu = measure_in_subprocess(v, size, batch, device, warmup, n, threads)
+                    runs[v].append(wall)
+                    cpu_runs[v].append(cpu)
+            row = {"device": device, "size": size, "batch": batch, "steps": n, "warmup": warmup, "repeats": repeats,
+                   "threads": threads}
             for v in variants:
                 row[f"{v}_img_s"] = statistics.median(runs[v])
                 row[f"{v}_runs"] = runs[v]
+                row[f"{v}_img_per_cpu_s"] = statistics.median(cpu_runs[v])
             if "baseline" in variants and "fast" in variants:
                 row["ratio"] = row["fast_img_s"] / row["baseline_img_s"]
             rows.append(row)
@@ -174,13 +211,15 @@ def run(sizes=(32, 64), batch_sizes=(64, 256), device: str = "cpu", steps: int |
     return rows
 
 
-def format_table(rows: list[dict], variants=VARIANTS, header: bool = True) -> str:
-    cols = "".join(f" {v + ' img/s':>24}" for v in variants)
+def format_table(rows: list[dict], variants=VARIANTS, header: bool = True, key: str = "img_s") -> str:
+    """One line per row; key "img_s" (wall clock) or "img_per_cpu_s" (per CPU second of the run's process)."""
+    unit = " img/s" if key == "img_s" else " img/cpu-s"
+    cols = "".join(f" {v + unit:>28}" for v in variants)
     head = f"{'device':6} {'size':>5} {'batch':>6}{cols} {'ratio':>6}"
     lines = [head, "-" * len(head)] if header else []
     for r in rows:
-        vals = "".join(f" {r[v + '_img_s']:24.0f}" for v in variants)
-        ratio = f"{r['ratio']:6.2f}" if "ratio" in r else f"{'':6}"
+        vals = "".join(f" {r[v + '_' + key]:28.0f}" for v in variants)
+        ratio = f"{r[f'fast_{key}'] / r[f'baseline_{key}']:6.2f}" if "ratio" in r else f"{'':6}"
         lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6}{vals} {ratio}")
     return "\n".join(lines)
 
@@ -194,17 +233,22 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, help="timed steps per run (default: about 2560 images)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads in each run (default: torch's own)")
     ap.add_argument("--ablation", action="store_true", help="also time the fast path with each part switched off")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.worker:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         size, batch = args.size[0], args.batch_size[0]
         steps = args.steps if args.steps is not None else 10
-        if args.worker == "baseline":
-            r = worker_baseline(size, batch, args.device, args.warmup, steps)
+        if args.worker in ("baseline", "baseline-tuned-allocator"):
+            wall, cpu = worker_baseline(size, batch, args.device, args.warmup, steps, args.worker != "baseline")
         else:
-            r = worker_fast(size, batch, args.device, args.warmup, steps, args.worker)
-        print(json.dumps({"img_per_s": r}))
+            wall, cpu = worker_fast(size, batch, args.device, args.warmup, steps, args.worker)
+        print(json.dumps({"img_per_s": wall, "img_per_cpu_s": cpu}))
         return 0
     variants = ("baseline",) + ABLATIONS if args.ablation else VARIANTS
     from benchmarks.machine import describe, one_line
@@ -212,7 +256,9 @@ def main(argv=None) -> int:
     print("#", one_line(describe()))
     print(format_table([], variants))
     rows = run(tuple(args.size), tuple(args.batch_size), args.device, args.steps, args.warmup, args.repeats,
-               variants, log=print)
+               variants, log=print, threads=args.threads)
+    print("# the same runs, images per CPU second of each run's process:")
+    print(format_table(rows, variants, key="img_per_cpu_s"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": describe(), "train": rows}, indent=2))
