@@ -1,5 +1,5 @@
 // Op schemas (namespace jointvae) and the CPU registrations over the CPU twin (kernels/cpu).
-// Formulas: /work/shared/DESIGN.md "The two fused ops"; randomness: "Randomness".
+// Formulas: README "The fused ops"; randomness: reference/philox.py.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -41,7 +41,7 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cpu(const Tensor& mu, const Ten
   }
   int64_t* st = state.mutable_data_ptr<int64_t>();
   st[0] = static_cast<int64_t>(seed);
-  st[1] = 0;  // CPU: a fresh seed per call, offset 0 (SPEC)
+  st[1] = 0;  // CPU: a fresh seed per call, offset 0 (reference/philox.py)
   if (B == 0) return {latent, sigma_eps, state};
   auto run = [&](auto zero) {
     using T = decltype(zero);

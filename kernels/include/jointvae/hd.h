@@ -33,7 +33,7 @@ template <typename T>
 JV_HD T jv_nan() {
   return static_cast<T>(NAN);
 }
-// sign with sign(0) = 0 and sign(NaN) = NaN (the subgradient convention of the SPEC).
+// sign with sign(0) = 0 and sign(NaN) = NaN (the subgradient convention of reference.capacity_loss).
 template <typename T>
 JV_HD T jv_sign(T x) {
   return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == T(0) ? T(0) : x));

@@ -1,4 +1,4 @@
-// The Joint-VAE latent math, once, for host and device (see /work/shared/DESIGN.md):
+// The Joint-VAE latent math, once, for host and device (formulas: reference/):
 //   z = mu + exp(logvar/2) * eps,  eps = sqrt(-2 ln U1) * cos(2 pi U2)        (Box-Muller)
 //   y = softmax((log_softmax(l) + g) / tau) = softmax((l - max l + g) / tau),  g = -log(-log u)
 //   kl_normal term   = 0.5 * (mu^2 + expm1(logvar) - logvar)  (= -0.5(1 + lv - mu^2 - e^lv))

@@ -1,5 +1,5 @@
 // Philox4x32-10 counter-based RNG and the project's fixed stream mapping
-// (see /work/shared/DESIGN.md "Randomness" and the team SPEC).
+// (the mapping is defined in reference/philox.py).
 //
 // Stream S(seed, offset), element i >= 0: word (i % 4) of
 //   philox4x32_10(counter = (q_lo, q_hi, offset_lo, offset_hi), key = (seed_lo, seed_hi)),  q = i / 4.
