@@ -68,7 +68,7 @@ setup(
     name="jointvae-fast",
     version="0.1.0",
     description="Joint-VAE (Dupont 2018) with fused CUDA/CPU kernels, a NumPy reference, and benchmarks",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["jointvae_fast", "jointvae_fast.*"]),
     install_requires=["torch>=2.4", "numpy", "scipy", "tqdm", "pillow", "matplotlib", "ninja"],
     extras_require={"test": ["pytest", "hypothesis"]},
