@@ -46,13 +46,14 @@ def floors(sizes, devices) -> dict:
 
 def train_table(rows: list[dict], floor: dict) -> str:
     head = (f"{'device':6} {'size':>5} {'batch':>6} {'baseline img/s':>15} {'fast img/s':>11} {'fast/base':>9} "
-            f"{'floor img/s':>12} {'fast/floor':>10}")
+            f"{'floor img/s':>12} {'fast/floor':>10} {'fast/base per CPU s':>19}")
     lines = [head, "-" * len(head)]
     for r in rows:
         f = floor.get(r["device"], {}).get(r["size"])
         fl = f"{f['floor_img_per_s']:12.0f} {r['fast_img_s'] / f['floor_img_per_s']:10.2f}" if f else f"{'-':>12} {'-':>10}"
+        cpu = r["fast_img_per_cpu_s"] / r["baseline_img_per_cpu_s"]
         lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['baseline_img_s']:15.0f} {r['fast_img_s']:11.0f} "
-                     f"{r['ratio']:9.2f} {fl}")
+                     f"{r['ratio']:9.2f} {fl} {cpu:19.2f}")
     return "\n".join(lines)
 
 
@@ -91,6 +92,8 @@ def main(argv=None) -> int:
         if "cuda" not in devices:
             result["gpu_note"] = "GPU numbers not yet measured (no GPU visible)"
         print(train_table(rows, floor))
+        print("# fast/base per CPU s: the same ratio from images per CPU second of each run's process "
+              "(less sensitive to other jobs on a shared machine)")
         for dev, per in floor.items():
             for size, rep in per.items():
                 print(f"# floor {dev} {size}x{size}: {rep['step_flops_per_image'] / 1e6:.1f} MFLOP per image per step "
