@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="repeatable; default: cpu, plus cuda when a GPU is visible")
-    ap.add_argument("--steps", type=int, help="timed steps per train-suite run (default: about 2560 images)")
+    ap.add_argument("--steps", type=int, help="timed steps per train-suite run (default on CPU: min(30, 2560 // batch), at least 5)")
     ap.add_argument("--batch-size", type=int, nargs="+", help="train: default 64 256; ops: its defaults")
     ap.add_argument("--size", type=int, nargs="+", choices=[32, 64], default=[32, 64], help="train-suite image sizes")
     ap.add_argument("--repeats", type=int, default=3, help="train-suite rounds (median)")

@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, nargs="+", default=[32, 64], choices=[32, 64])
     ap.add_argument("--batch-size", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, help="timed steps per run (default: about 2560 images)")
+    ap.add_argument("--steps", type=int, help="timed steps per run (default on CPU: min(30, 2560 // batch), at least 5)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads in each run (default: torch's own)")
