@@ -50,10 +50,11 @@ def train_table(rows: list[dict], floor: dict) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         f = floor.get(r["device"], {}).get(r["size"])
-        fl = f"{f['floor_img_per_s']:12.0f} {r['fast_img_s'] / f['floor_img_per_s']:10.2f}" if f else f"{'-':>12} {'-':>10}"
+        fl = (f"{f['floor_img_per_s']:12.0f} {r['fast_img_s'] / f['floor_img_per_s']:10.2f}" if f
+              else f"{'-':>12} {'-':>10}")
         cpu = r["fast_img_per_cpu_s"] / r["baseline_img_per_cpu_s"]
-        lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['baseline_img_s']:15.0f} {r['fast_img_s']:11.0f} "
-                     f"{r['ratio']:9.2f} {fl} {cpu:19.2f}")
+        lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['baseline_img_s']:15.0f} "
+                     f"{r['fast_img_s']:11.0f} {r['ratio']:9.2f} {fl} {cpu:19.2f}")
     return "\n".join(lines)
 
 
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="repeatable; default: cpu, plus cuda when a GPU is visible")
-    ap.add_argument("--steps", type=int, help="timed steps per train-suite run (default on CPU: min(30, 2560 // batch), at least 5)")
+    ap.add_argument("--steps", type=int,
+                    help="timed steps per train-suite run (default on CPU: min(30, 2560 // batch), at least 5)")
     ap.add_argument("--batch-size", type=int, nargs="+", help="train: default 64 256; ops: its defaults")
     ap.add_argument("--size", type=int, nargs="+", choices=[32, 64], default=[32, 64], help="train-suite image sizes")
     ap.add_argument("--repeats", type=int, default=3, help="train-suite rounds (median)")

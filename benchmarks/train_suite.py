@@ -16,7 +16,8 @@ alternate round by round (the machine may be shared). In a worker: `warmup` step
 `steps` timed steps -> img/s. A row's img/s is the median over `repeats` rounds; ratio = fast / baseline
 of those medians. Each run also reports images per CPU second of its process (`*_img_per_cpu_s`):
 on a machine shared with other jobs that number moves much less than wall-clock img/s (with one
-thread it is the img/s the run would reach alone). The models are the paper's: 32x32 = mnist preset (10 continuous, one 10-way; lr 5e-4),
+thread it is the img/s the run would reach alone). The models are the paper's:
+32x32 = mnist preset (10 continuous, one 10-way; lr 5e-4),
 64x64 = chairs preset (32 continuous, one 10-way; lr 1e-4), one channel, random uint8 images.
 
 Standalone: python benchmarks/train_suite.py [--size 32 64] [--batch-size 64 256] [--device cpu] ...
@@ -64,7 +65,8 @@ def _images(size: int, n: int):
 
 def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
                     tuned_allocator: bool = False) -> tuple[float, float]:
-    """(img per wall second, img per CPU second of this process) of `steps` reference-style steps after `warmup` untimed ones (optionally with the fast path's
+    """(img per wall second, img per CPU second of this process) of `steps` reference-style steps after
+    `warmup` untimed ones (optionally with the fast path's
     allocator setting, to show how much of the difference that setting alone makes)."""
     import torch
 
@@ -94,7 +96,8 @@ def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
 
 def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
                 variant: str = "fast") -> tuple[float, float]:
-    """(img per wall second, img per CPU second of this process) of `steps` steps of the training loop's path after `warmup` untimed ones.
+    """(img per wall second, img per CPU second of this process) of `steps` steps of the training loop's
+    path after `warmup` untimed ones.
 
     variant: "fast" (defaults), or one part off: "fast-no-allocator", "fast-no-channels-last",
     "fast-default-adam", "fast-composite-ops" (JOINTVAE_FAST_BACKEND=composite must be set before import,
@@ -137,7 +140,8 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
             x = data.batch(perm[pos * batch : (pos + 1) * batch])
             t = step_fn(x, step)
             with torch.no_grad():
-                torch.cat([t.total.detach().reshape(1), t.recon.detach().reshape(1), t.capacity_loss.detach().reshape(1),
+                torch.cat([t.total.detach().reshape(1), t.recon.detach().reshape(1),
+                           t.capacity_loss.detach().reshape(1),
                            t.kl_cont.detach().reshape(-1), t.kl_disc.detach().reshape(-1)], out=buf[step % 64])
 
     if step_fn.cuda_graph:  # capture happens on call warmup + 1 of TrainStep: keep it out of the timing
@@ -230,7 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, nargs="+", default=[32, 64], choices=[32, 64])
     ap.add_argument("--batch-size", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, help="timed steps per run (default on CPU: min(30, 2560 // batch), at least 5)")
+    ap.add_argument("--steps", type=int,
+                    help="timed steps per run (default on CPU: min(30, 2560 // batch), at least 5)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads in each run (default: torch's own)")

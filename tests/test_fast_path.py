@@ -120,7 +120,8 @@ def test_fast_path_follows_eager_trajectory_cpu(monkeypatch):
     fast, fast_model, step_fn, _ = fast_trajectory(batches, noise)
 
     # the fast path really is the fast path
-    assert step_fn.channels_last and fast_model.img_to_features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert step_fn.channels_last
+    assert fast_model.img_to_features[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert all(g["fused"] for g in step_fn.optimizer.param_groups)
 
     # training moved far: a comparison that could fail
