@@ -52,7 +52,7 @@ def train_table(rows: list[dict], floor: dict) -> str:
         f = floor.get(r["device"], {}).get(r["size"])
         fl = (f"{f['floor_img_per_s']:12.0f} {r['fast_img_s'] / f['floor_img_per_s']:10.2f}" if f
               else f"{'-':>12} {'-':>10}")
-        cpu = r["fast_img_per_cpu_s"] / r["baseline_img_per_cpu_s"]
+        cpu = r["fast_img_per_cpu_s"] / r["baseline_img_per_cpu_s"] if r["device"] == "cpu" else float("nan")
         lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['baseline_img_s']:15.0f} "
                      f"{r['fast_img_s']:11.0f} {r['ratio']:9.2f} {fl} {cpu:19.2f}")
     return "\n".join(lines)
