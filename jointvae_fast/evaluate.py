@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from . import __version__
 from . import checkpoint as ckpt
 from .accuracy import hungarian_accuracy, majority_accuracy
-from .circular import best_unit_pair, circular_linear_fit, pair_angle
+from .circular import best_unit_pair, circular_linear_fit
 from .editing import Edit, check_edit, edit_strip, parse_edit
 from .images import save_image_grid
 from .mig import mig

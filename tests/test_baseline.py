@@ -56,14 +56,6 @@ def _ours(model, x, noise):
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("size,channels", [(32, 1), (64, 1), (64, 3)])
 def test_baseline_loss_equals_ours_and_reference(size, channels):
     base, ours = _pair(size, channels)

@@ -1,8 +1,6 @@
 """dSprites: the procedural factor grid, lazy gathering, and the official npz reader (packed bits)."""
 from __future__ import annotations
 
-import io
-import zipfile
 
 import numpy as np
 import pytest

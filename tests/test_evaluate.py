@@ -5,7 +5,6 @@ whose length/thickness depends on a discrete `chair_type` (3 kinds).
 """
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,16 +22,6 @@ from jointvae_fast.viz import read_training_log
 
 STEPS = 40
 CONT, DISC = 4, [3]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests run many small convolutions: on a shared 2-core machine one intra-op thread is several
-    times faster than two competing ones. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def bar_images(types, azimuth_deg, size=32):

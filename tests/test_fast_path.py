@@ -100,15 +100,6 @@ def fast_trajectory(batches, noise, lr=5e-4, device="cpu"):
     return torch.stack(losses).cpu().double(), model, step_fn, modes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the same answer, and robust timing on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_fast_path_follows_eager_trajectory_cpu(monkeypatch):
     """200 steps at the paper's mnist settings (lr 5e-4): loss terms agree to float32 rounding.
 

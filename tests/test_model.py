@@ -9,16 +9,6 @@ from jointvae_fast.model import JointVAE
 from jointvae_fast.presets import PRESETS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors gain nothing from two, and on a shared, loaded 2-core machine
-    OpenMP's spinning barriers make a 2-thread step up to ~40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "official-jointvae"
 PRESET_IMAGES = {"mnist": (1, 32, 32), "fashion-mnist": (1, 32, 32), "chairs": (1, 64, 64),

@@ -12,16 +12,6 @@ from jointvae_fast.model import JointVAE
 from jointvae_fast.objective import Capacity, Objective, jointvae_loss, max_discrete_capacity
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors gain nothing from two, and on a shared, loaded 2-core machine
-    OpenMP's spinning barriers make a 2-thread step up to ~40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 capacities = st.one_of(
     st.none(),
     st.tuples(

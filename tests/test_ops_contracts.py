@@ -1,7 +1,6 @@
 """Op contracts of jointvae_fast.ops: opcheck, gradcheck, torch.compile, bad inputs, backend report."""
 import math
 
-import numpy as np
 import pytest
 import torch
 

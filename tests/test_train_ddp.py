@@ -20,23 +20,12 @@ import socket
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import torch
 import torch.multiprocessing as mp
 
 from jointvae_fast import checkpoint, loop
 from jointvae_fast.model import JointVAE
 from jointvae_fast.presets import resolve_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors gain nothing from two, and on a shared, loaded 2-core machine
-    OpenMP's spinning barriers make a 2-thread step up to ~40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 STEPS = 5

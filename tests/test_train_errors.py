@@ -10,16 +10,6 @@ from jointvae_fast import checkpoint, loop
 from jointvae_fast.train import main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors gain nothing from two, and on a shared, loaded 2-core machine
-    OpenMP's spinning barriers make a 2-thread step up to ~40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_dataset(n=32, size=32, channels=1):
     g = torch.Generator().manual_seed(1)
     return SimpleNamespace(

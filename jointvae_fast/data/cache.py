@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic_write import atomic_write
 from .locations import cache_root
 
 CACHE_FORMAT = 1
@@ -60,18 +59,8 @@ def save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> bool:
     Returns False (with a warning) when the folder is not writable; the data is still usable."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, __meta__=np.array(json.dumps(dict(meta, cache_format=CACHE_FORMAT))), **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            np.savez(f, __meta__=np.array(json.dumps(dict(meta, cache_format=CACHE_FORMAT))), **arrays)
     except OSError as e:
         warnings.warn(f"could not write cache {path} ({e}); the data will be preprocessed again next time", stacklevel=2)
         return False

@@ -31,7 +31,7 @@ import torch
 
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
-from .locations import CorruptDatasetError, DatasetNotFoundError, cache_root, candidate_dirs, search_roots
+from .locations import CorruptDatasetError, DatasetNotFoundError, candidate_dirs, search_roots
 from .progress import progress_bar
 
 CROP_FRACTION = 2 / 3

@@ -1,0 +1,32 @@
+"""Atomic file writes: a crash never leaves a half-written file under the real name.
+
+`with atomic_write(path) as f: ...` writes to a temporary file in the target's
+folder, flushes it to disk and renames it over `path` (os.replace, atomic on
+POSIX and Windows); on any error the temporary file is removed and `path` is
+left as it was.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file object whose contents replace `path` when the block exits without error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
