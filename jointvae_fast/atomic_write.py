@@ -30,3 +30,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace `path` with `text` (UTF-8) atomically; a full or read-only disk is a StorageError naming it."""
+    from .errors import storage
+
+    with storage(path), atomic_write(path) as f:
+        f.write(text.encode("utf-8"))

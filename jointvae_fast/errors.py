@@ -4,7 +4,9 @@
 devices and a full or read-only disk. It is raised where the input is checked, with a message that
 names the input and says what would be valid. The command-line tools run their work through
 `run_cli`, which prints a UserInputError as the single line `error: <message>` (exit status 2) and
-every other exception as its traceback followed by one line saying that it is a bug (exit status 1).
+every other exception as its traceback followed by one line saying that it is a bug (exit status 1);
+an OSError that can only mean a full or read-only disk (ENOSPC, EDQUOT, EROFS, EFBIG) is also one line,
+wherever it was raised.
 
 UserInputError subclasses ValueError so that callers of the Python API that catch ValueError keep
 working; the CLIs catch only UserInputError, so a ValueError raised by a bug is never mistaken for a
@@ -24,9 +26,11 @@ EXIT_USAGE = 2
 EXIT_BUG = 1
 BUG_LINE = ("this is a bug in jointvae_fast, not a problem with your input: please report it with the "
             "traceback above on the project's issue tracker")
-# errno values that say the machine or the user's files are at fault (not the program)
-ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
-                                errno.EIO, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+# errno values that can only mean a full or read-only disk, wherever they come from
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+# ... and those that, at a path the user chose, mean the machine or the user's files are at fault
+ENVIRONMENT_ERRNOS = DISK_ERRNOS | {errno.EACCES, errno.EPERM, errno.EIO, errno.ENOTDIR, errno.EISDIR,
+                                    errno.ENAMETOOLONG}
 
 
 class UserInputError(ValueError):
@@ -71,7 +75,17 @@ def run_cli(work: Callable[[], int]) -> int:
     except UserInputError as e:
         print(f"error: {one_line(str(e))}", file=sys.stderr, flush=True)
         return EXIT_USAGE
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            _report_bug()
+            return EXIT_BUG
+        print(f"error: cannot write {e.filename or 'a file'}: {e.strerror}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     except Exception:
-        traceback.print_exc(file=sys.stderr)
-        print(BUG_LINE, file=sys.stderr, flush=True)
+        _report_bug()
         return EXIT_BUG
+
+
+def _report_bug() -> None:
+    traceback.print_exc(file=sys.stderr)
+    print(BUG_LINE, file=sys.stderr, flush=True)

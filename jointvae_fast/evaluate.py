@@ -59,8 +59,10 @@ from . import checkpoint as ckpt
 from .accuracy import hungarian_accuracy, majority_accuracy
 from .circular import best_unit_pair, circular_linear_fit
 from .editing import Edit, check_edit, edit_strip, parse_edit
+from .errors import ArgumentParser, UserInputError, run_cli, storage
 from .images import save_image_grid
 from .mig import mig
+from .resources import check_device
 from .model import JointVAE
 from .traversal import (
     class_conditioned_samples,
@@ -110,7 +112,7 @@ METRIC_FIELDS = {
 }
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserInputError):
     """A source, dataset or option that cannot be evaluated."""
 
 
@@ -152,16 +154,17 @@ def load_source(path) -> Source:
             for p in reversed(found):  # newest readable
                 try:
                     src = _from_checkpoint(p, "run", path)
-                except (ckpt.CheckpointError, OSError) as e:
+                except ckpt.CheckpointError as e:
                     problems.append(str(e))
                     continue
                 if src.dataset is None and (path / "config.json").is_file():
-                    cfg = json.loads((path / "config.json").read_text())
+                    cfg = _read_run_config(path / "config.json")
                     src.dataset, src.data_dir = cfg.get("dataset"), cfg.get("data_dir")
                 src.path = path
                 src.meta["checkpoint"] = str(p)
                 return src
-            raise EvaluationError(f"run directory {path} has no readable checkpoint in {ckpt_dir}: {problems or 'none found'}")
+            raise EvaluationError(f"run directory {path} has no readable checkpoint in {ckpt_dir}: "
+                                  + ("; ".join(problems) or "none found"))
         if (path / "model.pt").is_file():
             return _from_reference(path)
         raise EvaluationError(f"{path} is neither a run directory (checkpoints/, config.json) nor a reference folder (model.pt)")
@@ -172,6 +175,17 @@ def load_source(path) -> Source:
         if "not a jointvae_fast checkpoint" not in str(e):
             raise EvaluationError(str(e)) from e
     return _from_reference(path)
+
+
+def _read_run_config(path: Path) -> dict[str, Any]:
+    try:
+        with storage(path, "read"):
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvaluationError(f"{path} is not valid JSON ({e}); give --dataset NAME or restore it") from None
+    if not isinstance(cfg, dict):
+        raise EvaluationError(f"{path} must hold a JSON object of settings")
+    return cfg
 
 
 def _from_reference(path: Path) -> Source:
@@ -425,19 +439,20 @@ def evaluate(
     """Run every analysis the data allows; write metrics.json, figures and index.html into `out`; return the metrics."""
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out {out} exists and is not a directory")
     device = torch.device(device)
-    model = source.model.to(device).eval()
+    model = source.model
     if tuple(data.images.shape[1:]) != tuple(model.img_size):
         raise EvaluationError(
             f"the model takes images of size {tuple(model.img_size)} but dataset {data.name!r} has "
             f"{tuple(data.images.shape[1:])}"
         )
     for e in edits:
-        try:
-            check_edit(model, e)
-        except ValueError as err:
-            raise EvaluationError(str(err)) from None
+        check_edit(model, e)
+    model = model.to(device).eval()
+    with storage(out, "create"):
+        out.mkdir(parents=True, exist_ok=True)
 
     enc = encode_split(model, data.images, device, progress=progress)
     n = data.images.shape[0]
@@ -616,7 +631,7 @@ def _figures(model, data, enc, out, kl_cont, kl_disc, unit_order, active, edits,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m jointvae_fast.evaluate",
         description="Evaluate a trained Joint-VAE: metrics.json, the paper's figures and index.html.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -637,40 +652,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None, dataset=None) -> int:
-    """CLI entry; `dataset` (an object as jointvae_fast.data.load_dataset returns) skips loading by name."""
-    args = build_parser().parse_args(argv)
-    try:
-        if not (math.isfinite(args.inactive_kl) and args.inactive_kl >= 0):
-            raise EvaluationError(f"--inactive-kl must be a finite number >= 0, got {args.inactive_kl}")
-        if args.limit is not None and args.limit < 2:
-            raise EvaluationError(f"--limit must be >= 2, got {args.limit}")
-        edits = [parse_edit(e) for group in args.edit for e in group]
-        try:
-            device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except RuntimeError as e:
-            raise EvaluationError(f"--device {args.device!r} is not a torch device: {e}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise EvaluationError(f"--device {args.device!r}: no CUDA GPU is visible")
-        source = load_source(args.source)
-        name = args.dataset or source.dataset
-        if dataset is None:
-            if name is None:
-                raise EvaluationError(f"{args.source} does not record its dataset: give --dataset NAME")
-            dataset = load_named_dataset(name, args.data_dir or source.data_dir)
-        data = eval_split(dataset, name, args.limit)
-        src = Path(args.source)
-        if args.out:
-            out = Path(args.out)
-        elif source.kind == "run":
-            out = src / "eval"
-        else:
-            out = src.parent / f"{src.stem if src.is_file() else src.name}_eval"
-        metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,
-                           inactive_kl=args.inactive_kl)
-    except (EvaluationError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _check_args(args) -> None:
+    if not (math.isfinite(args.inactive_kl) and args.inactive_kl >= 0):
+        raise EvaluationError(f"--inactive-kl must be a finite number >= 0, got {args.inactive_kl}")
+    if args.limit is not None and args.limit < 2:
+        raise EvaluationError(f"--limit must be >= 2, got {args.limit}")
+    if not 0 <= args.seed < 2**63:
+        raise EvaluationError(f"--seed must be an integer in 0..2**63-1, got {args.seed}")
+
+
+def _report_dir(args, source: Source) -> Path:
+    src = Path(args.source)
+    if args.out:
+        return Path(args.out)
+    if source.kind == "run":
+        return src / "eval"
+    return src.parent / f"{src.stem if src.is_file() else src.name}_eval"
+
+
+def _evaluate(args, dataset) -> int:
+    _check_args(args)
+    edits = [parse_edit(e) for group in args.edit for e in group]
+    device = check_device(args.device)
+    source = load_source(args.source)
+    name = args.dataset or source.dataset
+    if dataset is None:
+        if name is None:
+            raise EvaluationError(f"{args.source} does not record its dataset: give --dataset NAME")
+        dataset = load_named_dataset(name, args.data_dir or source.data_dir)
+    data = eval_split(dataset, name, args.limit)
+    out = _report_dir(args, source)
+    metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,
+                       inactive_kl=args.inactive_kl)
     print(f"evaluated {metrics['n_test']} test images in {metrics['encode_seconds']:.2f} s "
           f"({metrics['images_per_second']:.0f} img/s); report: {out / 'index.html'}")
     summary = {k: metrics[k] for k in ("kl_cont_sum", "kl_disc_sum", "recon_nll")}
@@ -683,6 +696,13 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         summary["azimuth_r"] = metrics["azimuth"]["circular_linear_r"]
     print(json.dumps(_jsonable(summary)))
     return 0
+
+
+def main(argv: Sequence[str] | None = None, dataset=None) -> int:
+    """CLI entry; `dataset` (an object as jointvae_fast.data.load_dataset returns) skips loading by name.
+    A bad input is one line `error: ...` (exit status 2); anything else is a bug with its traceback (1)."""
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _evaluate(args, dataset))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from typing import Any, Callable
 import torch
 
 from . import checkpoint as ckpt
+from .errors import UserInputError, storage
 from .distributed import World, all_reduce_mean_, any_rank, gather_to_writer
 from .model import JointVAE
 from .objective import Capacity, Objective, max_discrete_capacity
@@ -71,7 +72,7 @@ CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line per this many seconds
 
 
-class ResumeError(ValueError):
+class ResumeError(UserInputError):
     """A run directory that cannot be resumed (no readable checkpoint, shapes that do not match)."""
 
 
@@ -101,7 +102,8 @@ class TrainImages:
         self.device = torch.device(device)
         if isinstance(source, torch.Tensor):
             if source.dtype != torch.uint8 or source.dim() != 4:
-                raise ValueError(f"training images must be uint8 [N, C, H, W], got {source.dtype} {tuple(source.shape)}")
+                raise UserInputError(f"training images must be uint8 [N, C, H, W], got {source.dtype} "
+                                     f"{tuple(source.shape)}")
             self.images = source.to(self.device)
             self._gather = lambda idx: self.images.index_select(0, idx)
             self.image_size = tuple(source.shape[1:])
@@ -115,9 +117,10 @@ class TrainImages:
             self.image_size = tuple(shape[-3:]) if shape is not None else tuple(self._gather(
                 torch.zeros(1, dtype=torch.long, device=self.device)).shape[1:])
         else:
-            raise TypeError(f"training images must be a uint8 tensor or have a gather(indices) method, got {type(source).__name__}")
+            raise UserInputError(f"training images must be a uint8 tensor or have a gather(indices) method, "
+                                 f"got {type(source).__name__}")
         if self.n < 1:
-            raise ValueError("the training split is empty")
+            raise UserInputError("the training split is empty")
 
     def __len__(self) -> int:
         return self.n
@@ -170,14 +173,39 @@ def read_latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict[str,
     for _, path in reversed(found):
         try:
             obj = ckpt.read(path, map_location)
-            if "training" not in obj:
-                raise ckpt.CheckpointError(f"{path} holds no training state")
-        except (ckpt.CheckpointError, OSError) as e:
+            check_training_state(obj, path)
+        except ckpt.CheckpointError as e:
             problems.append(str(e))
             warnings.warn(f"skipping unreadable checkpoint {path}: {e}", stacklevel=2)
             continue
         return path, obj
     raise ResumeError(f"no readable checkpoint in {run_dir}: " + "; ".join(problems))
+
+
+def check_training_state(obj: dict[str, Any], path) -> None:
+    """CheckpointError naming the entry a resumable checkpoint lacks: training.step (int >= 0),
+    training.optimizer (state, param_groups), training.rng.cpu (uint8 tensor), training.rng.ranks (a list
+    of {sampling: uint8 tensor, sampling_device: str, cuda})."""
+    def need(ok, entry):
+        if not ok:
+            raise ckpt.CheckpointError(f"{path} cannot be resumed: entry {entry} is missing or malformed")
+
+    t = obj.get("training")
+    need(isinstance(t, dict), "'training'")
+    step = t.get("step")
+    need(isinstance(step, int) and not isinstance(step, bool) and step >= 0, "'training.step'")
+    opt = t.get("optimizer")
+    need(isinstance(opt, dict) and isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list),
+         "'training.optimizer'")
+    rng = t.get("rng")
+    need(isinstance(rng, dict), "'training.rng'")
+    cpu = rng.get("cpu")
+    need(isinstance(cpu, torch.Tensor) and cpu.dtype == torch.uint8 and cpu.numel() == torch.get_rng_state().numel(),
+         "'training.rng.cpu'")
+    ranks = rng.get("ranks")
+    need(isinstance(ranks, list) and ranks and all(
+        isinstance(r, dict) and isinstance(r.get("sampling"), torch.Tensor) and isinstance(r.get("sampling_device"), str)
+        for r in ranks), "'training.rng.ranks'")
 
 
 def prune_checkpoints(run_dir, keep: int) -> None:
@@ -339,12 +367,31 @@ def check_resume_shapes(obj: dict[str, Any], model: JointVAE, path) -> None:
             f"but this run builds img_size={want[0]}, cont={want[1]}, disc={list(want[2])}: "
             "resume with the run's own settings (drop --cont/--disc/--dataset overrides)"
         )
-    sd = obj["model"]
-    ours = model.state_dict()
-    bad = [k for k in ours if k not in sd or tuple(sd[k].shape) != tuple(ours[k].shape)]
-    extra = [k for k in sd if k not in ours]
-    if bad or extra:
-        raise ResumeError(f"checkpoint {path} does not match the model: mismatched or missing {bad}, unexpected {extra}")
+    ckpt.check_weights(obj["model"], model, path)
+    check_optimizer_state(obj["training"]["optimizer"], model, path)
+
+
+def check_optimizer_state(state: dict[str, Any], model: JointVAE, path) -> None:
+    """CheckpointError unless the saved Adam state fits `model`: one entry per parameter, moments of its shape."""
+    params = list(model.parameters())
+    ids = [i for g in state["param_groups"] if isinstance(g, dict) for i in g.get("params", [])]
+    if len(ids) != len(params):
+        raise ckpt.CheckpointError(f"{path}: its optimizer state covers {len(ids)} parameters, the model has {len(params)}")
+    for i, p in zip(ids, params):
+        saved = state["state"].get(i, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in saved and (not isinstance(saved[key], torch.Tensor) or saved[key].shape != p.shape):
+                raise ckpt.CheckpointError(f"{path}: its optimizer state ({key} of parameter {i}) does not match the "
+                                           f"model's shape {tuple(p.shape)}")
+
+
+def check_batch(batch: int, n_images: int, world_size: int) -> None:
+    """UserInputError unless the global batch splits evenly over the processes and fits in the training split."""
+    if batch % world_size:
+        raise UserInputError(f"batch_size {batch} must be divisible by the number of processes {world_size}")
+    if n_images < batch:
+        raise UserInputError(f"batch_size {batch} is larger than the training split ({n_images} images): "
+                             "lower --batch-size or raise --limit")
 
 
 def train(
@@ -365,13 +412,10 @@ def train(
     device = world.device
     seed = config["seed"]
     global_batch = config["batch_size"]
-    if global_batch % world.size:
-        raise ValueError(f"batch_size {global_batch} must be divisible by the number of processes {world.size}")
+    check_batch(global_batch, len(data), world.size)
     local_batch = global_batch // world.size
     n = len(data)
     steps_per_epoch = n // global_batch
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size {global_batch} is larger than the training split ({n} images)")
     total = config["steps"] if config["steps"] is not None else config["epochs"] * steps_per_epoch
 
     optimizer = make_optimizer(model, config["lr"])
@@ -411,7 +455,8 @@ def train(
 
     columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
         [f"kl_disc[{i}]" for i in range(len(model.disc))]
-    buf = torch.zeros(config["log_every"], len(columns), device=device)
+    # rows since the last flush: at most log_every, save_every and the steps of this run
+    buf = torch.zeros(max(1, min(config["log_every"], config["save_every"], total - start)), len(columns), device=device)
     rows = 0
     log_path = run_dir / "log.jsonl"
     progress = Progress(total, start, steps_per_epoch, show_progress and world.is_writer)
@@ -465,7 +510,7 @@ def train(
         t_last = now
         last_record = record
         if world.is_writer:
-            with open(log_path, "a") as f:
+            with storage(log_path), open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         progress.update(record, final=step == total)
         return record, None

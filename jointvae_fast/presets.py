@@ -31,6 +31,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from .errors import UserInputError
+from .resources import check_latent_limits
+
 # key -> (kind, help). kind: "int", "float", "str", "bool", "ints" (list of ints); "?"-suffix: may be None.
 SCHEMA: dict[str, tuple[str, str]] = {
     "dataset": ("str", "dataset name"),
@@ -126,7 +129,10 @@ DATASET_PRESETS: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
+MAX_THREADS = 4096
+
+
+class ConfigError(UserInputError):
     """A configuration that cannot be used: unknown key, wrong type, bad value."""
 
 
@@ -148,7 +154,10 @@ def _check_type(key: str, value: Any, source: str) -> Any:
     elif kind == "float":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ConfigError(f"config key {key!r} in {source} must be a finite number, got {value!r}") from None
     elif kind == "str":
         ok = isinstance(value, str)
     elif kind == "bool":
@@ -176,8 +185,13 @@ def read_config_file(path) -> dict[str, Any]:
     """Settings from a JSON (.json) or TOML (.toml) file; keys as in SCHEMA (dashes allowed for underscores)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
+        raise ConfigError(f"config file {path} does not exist" if not path.exists() else f"config file {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}): give a JSON or TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
@@ -201,14 +215,17 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"unknown preset {cfg['preset']!r}; choose one of {', '.join(PRESETS)}")
     for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep"):
         need(cfg[key] >= 1, key, "an integer >= 1")
-    for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "threads"):
+    for key in ("epochs", "steps", "limit", "temperature_anneal_steps"):
         need(cfg[key] is None or cfg[key] >= 1, key, "an integer >= 1 (or unset)")
+    need(cfg["threads"] is None or 1 <= cfg["threads"] <= MAX_THREADS, "threads", f"an integer in 1..{MAX_THREADS} (or unset)")
+    need(0 <= cfg["seed"] < 2**63, "seed", "an integer in 0..2**63-1")
     if cfg["steps"] is None and cfg["epochs"] is None:
         raise ConfigError("give either epochs or steps")
     need(cfg["cont"] >= 0, "cont", "an integer >= 0")
     need(all(k >= 2 for k in cfg["disc"]), "disc", "a list of class counts >= 2")
     if cfg["cont"] == 0 and not cfg["disc"]:
         raise ConfigError("the latent is empty: give cont > 0 or at least one discrete variable (disc)")
+    check_latent_limits(cfg["cont"], cfg["disc"])
     for key in ("lr", "temperature"):
         need(math.isfinite(cfg[key]) and cfg[key] > 0, key, "a finite number > 0")
     for key in ("cont_min", "cont_max", "disc_min", "disc_max", "cont_gamma", "disc_gamma", "recon_weight"):

@@ -15,8 +15,9 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
                       over the prior's 5%..95% quantiles, then one row per
                       discrete variable over its classes (at the end)
 
-Exit codes: 0 done, 1 stopped on a non-finite loss, 2 bad input, 130 stopped
-by Ctrl-C after saving a resumable checkpoint.
+Exit codes: 0 done, 1 stopped on a non-finite loss (or a bug: then a traceback
+and a line saying so), 2 bad input (one line `error: ...`; nothing in the run
+directory changed), 130 stopped by Ctrl-C after saving a resumable checkpoint.
 
 Multi-GPU: torchrun --nproc_per_node K -m jointvae_fast.train ... (--batch-size
 is the global batch, split evenly across ranks; rank 0 writes all files; for
@@ -36,19 +37,20 @@ from typing import Any, Sequence
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError
+from .atomic_write import atomic_write_text
 from .distributed import broadcast_from_writer, cleanup, setup
-from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, check_resume_shapes, derive_seed, limit_images, \
-    read_latest_checkpoint, train
+from .errors import ArgumentParser, UserInputError, run_cli, storage
+from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, check_batch, check_resume_shapes, check_training_state, \
+    derive_seed, limit_images, read_latest_checkpoint, train
 from .model import JointVAE, validate_image_size
-from .presets import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, preset_table, read_config_file, \
-    resolve_config
+from .presets import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, preset_table, read_config_file, resolve_config
+from .resources import check_memory
 
-EXIT_OK, EXIT_NONFINITE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 130
 RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
 
 
-class RunDirError(ValueError):
+class RunDirError(UserInputError):
     """A run directory that cannot be used as asked."""
 
 
@@ -61,7 +63,7 @@ def _help(key: str, default_note: str | None = None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m jointvae_fast.train",
         description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -117,28 +119,43 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_CONTROL = ("config", "resume", "overwrite", "progress")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def default_out(dataset: str) -> str:
     return str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create `run_dir`; an existing non-empty one is refused unless `overwrite` (then our run files go)."""
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """RunDirError unless `run_dir` can become a new run's directory (changes nothing on disk)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
-                              "--overwrite to start over in it, or another --out")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
+                          "--overwrite to start over in it, or another --out")
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunDirError(f"--out {run_dir}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirError(f"--out {run_dir}: {parent} is not writable")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Create `run_dir` (checked by check_run_dir); with `overwrite` our run files in it go first."""
+    check_run_dir(run_dir, overwrite)
+    with storage(run_dir, "create"):
+        if run_dir.is_dir() and overwrite:
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files a killed process left beside its checkpoints (never renamed into place)."""
+    folder = run_dir / CHECKPOINT_DIR
+    if folder.is_dir():
+        for p in folder.glob(".step-*.tmp"):
+            p.unlink(missing_ok=True)
 
 
 def truncate_log(log_path: Path, step: int) -> None:
@@ -152,7 +169,7 @@ def truncate_log(log_path: Path, step: int) -> None:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
-    _atomic_write_text(log_path, "".join(k + "\n" for k in kept))
+    atomic_write_text(log_path, "".join(k + "\n" for k in kept))
 
 
 def load_training_data(config: dict[str, Any], dataset=None):
@@ -167,8 +184,7 @@ def load_training_data(config: dict[str, Any], dataset=None):
     size = getattr(dataset, "image_size", None)
     if size is None:
         size = tuple(source.shape[1:])
-    validate_image_size(size)
-    return source, tuple(int(s) for s in size)
+    return source, validate_image_size(size)
 
 
 @torch.no_grad()
@@ -205,100 +221,107 @@ def write_first_look(model: JointVAE, run_dir: Path, seed: int, kl_cont: Sequenc
     return paths
 
 
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return EXIT_USAGE
+def resolve_run_config(flags: dict[str, Any], control: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """(config, resume directory or None) from the settings layers (module docstring); reads, never writes."""
+    layers = []
+    resume_dir = None
+    if control.get("resume"):
+        resume_dir = Path(control["resume"])
+        cfg_path = resume_dir / "config.json"
+        if not cfg_path.is_file():
+            raise ResumeError(f"--resume {resume_dir}: no run there (no config.json)")
+        try:
+            with storage(cfg_path, "read"):
+                saved = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ResumeError(f"{cfg_path} is not valid JSON ({e}): restore it or start a new run") from None
+        layers.append((f"{cfg_path}", saved))
+        if "out" in flags and Path(flags["out"]) != resume_dir:
+            raise RunDirError("--resume continues in its own run directory; do not combine it with --out")
+    if control.get("config"):
+        layers.append((f"config file {control['config']}", read_config_file(control["config"])))
+    layers.append(("the command line", flags))
+    config = resolve_config(*layers)
+    if resume_dir is not None:
+        config["out"] = str(resume_dir)
+    elif config["out"] is None:
+        config["out"] = default_out(config["dataset"])
+    return config, resume_dir
 
 
-def main(argv: Sequence[str] | None = None, dataset=None) -> int:
-    """The CLI. `dataset` (for tests and notebooks): an object with .train (uint8 [N, C, H, W]) and
-    .image_size used instead of loading config["dataset"] from disk."""
-    args = vars(build_parser().parse_args(argv))
-    control = {k: args.pop(k) for k in RUN_CONTROL if k in args}
-    flags = args  # only the flags given on the command line (argument_default=SUPPRESS)
-    world = None
+def _write_run_files(config, run_dir: Path, world, data, img_size, resume, argv) -> None:
+    """config.json, the log truncated to the resumed step, run.json; and the start line on stderr."""
+    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    start = int(resume[1]["training"]["step"]) if resume else 0
+    if resume:
+        truncate_log(run_dir / "log.jsonl", start)
+        remove_stale_temporaries(run_dir)
+    spe = len(data) // config["batch_size"]
+    run_info = {
+        "world_size": world.size,
+        "device": str(world.device),
+        "train_images": len(data),
+        "image_size": list(img_size),
+        "steps_per_epoch": spe,
+        "total_steps": config["steps"] if config["steps"] is not None else config["epochs"] * spe,
+        "resumed_from": {"checkpoint": str(resume[0]), "step": start} if resume else None,
+        "jointvae_fast_version": __version__,
+        "torch_version": torch.__version__,
+        "command": [sys.executable, "-m", "jointvae_fast.train", *(argv if argv is not None else sys.argv[1:])],
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+    print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
+          f"{f' x{world.size}' if world.distributed else ''}: {len(data)} images {img_size}, "
+          f"{run_info['total_steps']} steps{f', resuming at step {start}' if resume else ''}; "
+          f"run directory {run_dir}", file=sys.stderr, flush=True)
+
+
+def _check_run_dir_on_writer(world, run_dir: Path, resume_dir: Path | None, overwrite: bool) -> str | None:
+    """The newest resumable checkpoint's path (or None for a new run), decided by rank 0 and shared."""
+    verdict = resume_path = None
+    if world.is_writer:
+        try:
+            if resume_dir is None:
+                check_run_dir(run_dir, overwrite)
+            else:
+                resume_path = str(read_latest_checkpoint(resume_dir)[0])
+        except UserInputError as e:
+            verdict = str(e)
+    verdict, resume_path = broadcast_from_writer((verdict, resume_path), world)
+    if verdict is not None:
+        raise RunDirError(verdict)
+    return resume_path
+
+
+def _train(argv, flags: dict[str, Any], control: dict[str, Any], dataset) -> int:
+    config, resume_dir = resolve_run_config(flags, control)
+    run_dir = Path(config["out"])
+    world = setup(config["device"])  # checks the device exists
     try:
-        layers = []
-        resume_dir = None
-        if control.get("resume"):
-            resume_dir = Path(control["resume"])
-            if not (resume_dir / "config.json").is_file():
-                raise ResumeError(f"--resume {resume_dir}: no run there (no config.json)")
-            try:
-                saved = json.loads((resume_dir / "config.json").read_text())
-            except json.JSONDecodeError as e:
-                raise ResumeError(f"{resume_dir / 'config.json'} is not valid JSON: {e}") from e
-            layers.append((f"{resume_dir / 'config.json'}", saved))
-            if "out" in flags and Path(flags["out"]) != resume_dir:
-                raise RunDirError("--resume continues in its own run directory; do not combine it with --out")
-        if control.get("config"):
-            layers.append((f"config file {control['config']}", read_config_file(control["config"])))
-        layers.append(("the command line", flags))
-        config = resolve_config(*layers)
-        if resume_dir is not None:
-            config["out"] = str(resume_dir)
-        elif config["out"] is None:
-            config["out"] = default_out(config["dataset"])
-        run_dir = Path(config["out"])
-
-        world = setup(config["device"])
         if config["threads"] is not None:
             torch.set_num_threads(config["threads"])
         torch.manual_seed(config["seed"])
-
-        # the run directory: decided by rank 0, the verdict shared with every rank
-        verdict = None
-        resume_path = None
-        if world.is_writer:
-            try:
-                if resume_dir is None:
-                    prepare_run_dir(run_dir, bool(control.get("overwrite")))
-                else:
-                    resume_path = str(read_latest_checkpoint(resume_dir)[0])
-            except (RunDirError, ResumeError) as e:
-                verdict = str(e)
-        verdict, resume_path = broadcast_from_writer((verdict, resume_path), world)
-        if verdict is not None:
-            raise RunDirError(verdict)
+        resume_path = _check_run_dir_on_writer(world, run_dir, resume_dir, bool(control.get("overwrite")))
 
         source, img_size = load_training_data(config, dataset)
-        model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
         data = TrainImages(source, world.device)
-        if config["batch_size"] % world.size:
-            raise ValueError(f"batch_size {config['batch_size']} must be divisible by the number of processes {world.size}")
-        if len(data) < config["batch_size"]:
-            raise ValueError(f"batch_size {config['batch_size']} is larger than the training split ({len(data)} images)")
+        check_batch(config["batch_size"], len(data), world.size)
+        check_memory(img_size, config["cont"], config["disc"], config["batch_size"] // world.size, world.device)
+        model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
 
         resume = None
         if resume_path is not None:
             from . import checkpoint as ckpt
 
             resume = (Path(resume_path), ckpt.read(resume_path, "cpu"))
-            check_resume_shapes(resume[1], model, resume[0])  # before anything in the run directory changes
+            check_training_state(resume[1], resume[0])
+            check_resume_shapes(resume[1], model, resume[0])
+        # every check passed: only now does the run directory change
         if world.is_writer:
-            _atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
-            start = int(resume[1]["training"]["step"]) if resume else 0
-            if resume:
-                truncate_log(run_dir / "log.jsonl", start)
-            spe = len(data) // config["batch_size"]
-            run_info = {
-                "world_size": world.size,
-                "device": str(world.device),
-                "train_images": len(data),
-                "image_size": list(img_size),
-                "steps_per_epoch": spe,
-                "total_steps": config["steps"] if config["steps"] is not None else config["epochs"] * spe,
-                "resumed_from": {"checkpoint": str(resume[0]), "step": start} if resume else None,
-                "jointvae_fast_version": __version__,
-                "torch_version": torch.__version__,
-                "command": [sys.executable, "-m", "jointvae_fast.train", *(argv if argv is not None else sys.argv[1:])],
-                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            _atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
-            print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
-                  f"{f' x{world.size}' if world.distributed else ''}: {len(data)} images {img_size}, "
-                  f"{run_info['total_steps']} steps{f', resuming at step {start}' if resume else ''}; "
-                  f"run directory {run_dir}", file=sys.stderr, flush=True)
+            if resume is None:
+                prepare_run_dir(run_dir, bool(control.get("overwrite")))
+            _write_run_files(config, run_dir, world, data, img_size, resume, argv)
 
         result = train(config, model, data, world, run_dir, resume=resume,
                        show_progress=control.get("progress", True))
@@ -313,14 +336,26 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
             paths = write_first_look(model, run_dir, config["seed"], kl)
             print("images: " + ", ".join(str(p) for p in paths), file=sys.stderr, flush=True)
         return EXIT_OK
-    except (ConfigError, RunDirError, ResumeError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
-        return _error(str(e))
-    except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
-        print("\naborted by Ctrl-C (checkpoints written before remain)", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
     finally:
-        if world is not None:
-            cleanup(world)
+        cleanup(world)
+
+
+def main(argv: Sequence[str] | None = None, dataset=None) -> int:
+    """The CLI. `dataset` (for tests and notebooks): an object with .train (uint8 [N, C, H, W]) and
+    .image_size used instead of loading config["dataset"] from disk. A bad input is one line `error: ...`
+    and exit status 2; any other exception is a bug: its traceback, a line saying so, exit status 1."""
+    args = vars(build_parser().parse_args(argv))
+    control = {k: args.pop(k) for k in RUN_CONTROL if k in args}
+    flags = args  # only the flags given on the command line (argument_default=SUPPRESS)
+
+    def work() -> int:
+        try:
+            return _train(argv, flags, control, dataset)
+        except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
+            print("\naborted by Ctrl-C (checkpoints written before remain)", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+
+    return run_cli(work)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ TRAIN_FLAGS = [
     ("disc-65-variables", ["--disc", *["2"] * 65], "at most 64"),
     ("disc-class-count-too-large", ["--disc", BIG], "class"),
     ("disc-10M-classes-memory", ["--disc", str(10**7)], "memory"),
-    ("cont-100M-memory", ["--cont", BIG], "memory"),
+    ("disc-two-8M-classes-memory", ["--disc", str(2**23), str(2**23)], "memory"),
+    ("cont-100M-over-op-limit", ["--cont", BIG], "6144"),
     ("cont-plus-vars-over-op-limit", ["--cont", "7000", "--disc"], "6144"),
     ("batch-100M", ["--batch-size", BIG], "batch"),
     ("batch-larger-than-data", ["--batch-size", "64"], "larger than the training split"),
@@ -220,7 +221,11 @@ def test_config_file(spec, fragment, ws, capsys):
             path.write_bytes(spec[1])
         else:
             path.write_text(spec[1])
-    check_case(train_cli.main, base_args(ws / "run", "--config", str(path)), ws, fragment, capsys, dataset=TINY)
+    argv = base_args(ws / "run", "--config", str(path))
+    for flag in ("--cont", "--disc"):  # flags win over the file: leave these to it
+        i = argv.index(flag)
+        del argv[i : i + 2]
+    check_case(train_cli.main, argv, ws, fragment, capsys, dataset=TINY)
 
 
 # ---------------------------------------------------------------- data files (MNIST IDX on disk)
@@ -248,6 +253,22 @@ def data_cases():
     return cases
 
 
+def _flip_that_changes_content(raw: bytes, key) -> bytes:
+    """`raw` (gzip) with one seeded bit flipped past the header; flips that decode to the same bytes (unused
+    padding bits) change nothing and are passed over."""
+    rng = random.Random(f"{SEED}:{key}")
+    content = gzip.decompress(raw)
+    while True:
+        b = bytearray(raw)
+        b[rng.randrange(10, len(raw))] ^= 1 << rng.randrange(8)
+        try:
+            if gzip.decompress(bytes(b)) == content:
+                continue
+        except Exception:  # noqa: BLE001 - any failure to decode is a corruption the loader must report
+            pass
+        return bytes(b)
+
+
 @pytest.mark.parametrize("name,kind,i", data_cases())
 def test_data_file(name, kind, i, ws, capsys):
     data = ws / "data"
@@ -260,10 +281,7 @@ def test_data_file(name, kind, i, ws, capsys):
         cut = 0 if i == 0 and kind == "truncate-raw" else _offsets(len(raw), 3, 10 if "gz" in kind else 1, (name, kind))[i]
         path.write_bytes(raw[:cut])
     elif kind == "flip-gz":  # past the gzip header (its mtime/OS bytes are not checked by any reader)
-        off = _offsets(len(raw), 3, 10, (name, kind))[i]
-        b = bytearray(raw)
-        b[off] ^= 1 << random.Random(off).randrange(8)
-        path.write_bytes(bytes(b))
+        path.write_bytes(_flip_that_changes_content(raw, (name, i)))
     elif kind == "bad-magic":
         path.write_bytes(b"\x00\x00\x0f\x03" + raw[4:])
     elif kind == "missing":
@@ -348,7 +366,7 @@ CKPT_MUTATIONS = {
     "meta-not-json": (_set(lambda o: o.__setitem__("meta", "{not json")), "metadata"),
     "meta-bad-value": (_set(lambda o: o.__setitem__("meta", json.dumps({**json.loads(o["meta"]), "cont": "two"}))), "cont"),
     "missing-model": (_set(lambda o: o.pop("model")), "model"),
-    "missing-weight": (_set(lambda o: o["model"].pop(next(iter(o["model"])))), "weights"),
+    "missing-weight": (_set(lambda o: o["model"].pop("img_to_features.0.weight")), "img_to_features.0.weight"),
     "wrong-format": (_set(lambda o: o.__setitem__("format", "other/9")), "not a jointvae_fast checkpoint"),
     "rng-wrong-type": (_set(lambda o: o["training"]["rng"].__setitem__("cpu", torch.zeros(3))), "rng"),
     "optimizer-of-other-model": (_other_model_optimizer, "optimizer"),
@@ -576,8 +594,10 @@ def api_cases():
         checkpoint.load(ws / "nope.pt")
 
     def ckpt_text(ws):
-        (ws / "t.pt").write_text("x")
         checkpoint.load(ws / "t.pt")
+
+    def ckpt_folder(ws):
+        checkpoint.load(ws)
 
     def dataset_unknown(ws):
         load_dataset("imagenet")
@@ -591,21 +611,33 @@ def api_cases():
     def config_too_many_vars(ws):
         presets.resolve_config(("test", {"dataset": "mnist", "disc": [2] * 65}))
 
+    def config_file_garbage(ws):
+        presets.read_config_file(ws / "t.pt")
+
     def model_bad_size(ws):
         from jointvae_fast.model import JointVAE
 
         JointVAE((1, 28, 28), 2, [3])
 
+    def model_too_many_vars(ws):
+        from jointvae_fast.model import JointVAE
+
+        JointVAE((1, 32, 32), 2, [2] * 65)
+
     def eval_source_missing(ws):
         evaluate.load_source(ws / "nope")
 
+    def eval_source_text(ws):
+        evaluate.load_source(ws / "t.pt")
+
     return [pytest.param(f, id=f"api-{f.__name__.replace('_', '-')}") for f in (
-        ckpt_missing, ckpt_text, dataset_unknown, dataset_missing, config_bad, config_too_many_vars, model_bad_size,
-        eval_source_missing)]
+        ckpt_missing, ckpt_text, ckpt_folder, dataset_unknown, dataset_missing, config_bad, config_too_many_vars,
+        config_file_garbage, model_bad_size, model_too_many_vars, eval_source_missing, eval_source_text)]
 
 
 @pytest.mark.parametrize("fn", api_cases())
 def test_api(fn, ws):
+    (ws / "t.pt").write_bytes(b"\x00\xffnot a checkpoint")
     before = tree_state(ws)
     with pytest.raises(UserInputError) as e:
         fn(ws)
