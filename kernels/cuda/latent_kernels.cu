@@ -58,7 +58,7 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
         const T* u = a.u + b * a.ld_u + o;
         gumbel_softmax_block(lg, k, a.tau, [u](int i) { return u[i]; }, y);
       } else {
-        PhiloxReader reader(seed, offset + 1);
+        PhiloxReader reader(seed, offset + kGumbelOffset);
         const uint64_t base = static_cast<uint64_t>(b) * static_cast<uint64_t>(K) + static_cast<uint64_t>(o);
         gumbel_softmax_block(lg, k, a.tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
       }

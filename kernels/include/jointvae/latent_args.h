@@ -22,7 +22,7 @@ struct SampleLatentArgs {
   int64_t ld_logits;
   const T* eps;  // explicit noise [B, D] or nullptr -> Philox stream S(seed, offset)
   int64_t ld_eps;
-  const T* u;  // explicit noise [B, sumK] or nullptr -> Philox stream S(seed, offset + 1)
+  const T* u;  // explicit noise [B, sumK] or nullptr -> Philox stream S(seed, offset + kGumbelOffset)
   int64_t ld_u;
   uint64_t seed, offset;
   T* latent;     // [B, D + sumK], contiguous
