@@ -334,7 +334,7 @@ if _HAVE_OPS:
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
 
     @torch.library.register_fake("jointvae::sample_latent")
-    def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator):
+    def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
         B, D = mu.shape
         return (
             mu.new_empty((B, D + logits.shape[1])),
@@ -343,7 +343,7 @@ if _HAVE_OPS:
         )
 
     @torch.library.register_fake("jointvae::sample_latent_backward")
-    def _sample_latent_backward_fake(grad, latent, sigma_eps, disc_dims, tau, training):
+    def _sample_latent_backward_fake(grad, latent, sigma_eps, disc_dims, tau, training, temperature=None):
         B, D = sigma_eps.shape
         return latent.new_empty((B, D)), latent.new_empty((B, D)), latent.new_empty((B, latent.shape[1] - D))
 

@@ -69,9 +69,11 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Te
                                                       at::IntArrayRef disc_dims, double tau, bool training,
                                                       const std::optional<Tensor>& eps,
                                                       const std::optional<Tensor>& u,
-                                                      std::optional<at::Generator> generator) {
+                                                      std::optional<at::Generator> generator,
+                                                      const std::optional<Tensor>& temperature) {
   const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
   auto [eps_c, u_c] = check_sample_latent(in, mu, tau, eps, u);
+  check_temperature(temperature, mu, tau);
   c10::cuda::CUDAGuard guard(mu.device());
   const int64_t B = in.B, D = in.D, K = in.disc.total;
   Tensor latent = at::empty({B, D + K}, mu.options());
@@ -84,7 +86,8 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Te
     using T = decltype(zero);
     // explicit noise of width 0: any valid device pointer (never read)
     const T* dummy = mu.const_data_ptr<T>() ? mu.const_data_ptr<T>() : logits.const_data_ptr<T>();
-    const SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, dummy);
+    SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, dummy);
+    if (temperature.has_value()) a.tau_ptr = temperature->const_data_ptr<T>();
     check_launch(cuda::sample_latent<T>(a, rng, state.mutable_data_ptr<int64_t>(), stream),
                  "sample_latent");
   };
@@ -94,8 +97,10 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Te
 
 std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cuda(const Tensor& grad, const Tensor& latent,
                                                                const Tensor& sigma_eps, at::IntArrayRef disc_dims,
-                                                               double tau, bool training) {
+                                                               double tau, bool training,
+                                                               const std::optional<Tensor>& temperature) {
   const DiscLayout disc = check_sample_latent_backward(grad, latent, sigma_eps, disc_dims, tau);
+  check_temperature(temperature, latent, tau);
   c10::cuda::CUDAGuard guard(latent.device());
   const int64_t B = latent.size(0), D = sigma_eps.size(1), K = disc.total;
   Tensor g = unit_cols(grad), lat = latent.contiguous(), se = sigma_eps.contiguous();
@@ -104,7 +109,8 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cuda(const Tensor& gra
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(latent.device().index()).stream();
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    const auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
+    auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
+    if (temperature.has_value()) a.tau_ptr = temperature->const_data_ptr<T>();
     check_launch(cuda::sample_latent_backward<T>(a, stream), "sample_latent_backward");
   };
   if (latent.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
