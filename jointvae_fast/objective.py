@@ -3,7 +3,7 @@
 The per-unit KLs and both capacity terms come from the fused op
 `ops.kl_capacity_loss`; reconstruction is Bernoulli on decoder logits (BCE with
 logits: the paper's sigmoid + BCE without its overflow), summed over pixels per
-image and averaged over the batch. As in the paper's reference
+image and averaged over the batch. As in the paper's published
 implementation, the differentiated value is divided by H*W so that its
 learning rates and gammas carry over.
 """

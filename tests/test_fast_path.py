@@ -19,7 +19,7 @@ import torch
 from jointvae_fast import ops
 from jointvae_fast.model import JointVAE
 from jointvae_fast.objective import Capacity, Objective
-from jointvae_fast.step import TrainStep, graph_loss, make_optimizer, tune_cpu_allocator
+from jointvae_fast.training.step import TrainStep, graph_loss, make_optimizer, tune_cpu_allocator
 
 SIZE, CONT, DISC, BATCH = 32, 4, (3, 5), 8
 STEPS = 200

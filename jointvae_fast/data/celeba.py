@@ -21,7 +21,7 @@ import torch
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, DatasetNotFoundError, candidate_dirs, search_roots
-from .progress import progress_bar
+from ..progress import progress_bar
 
 CROP = 148
 TEST_FRACTION = 0.1

@@ -33,7 +33,7 @@ import torch
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, DatasetNotFoundError, cache_root, candidate_dirs, search_roots
-from .progress import progress_bar
+from ..progress import progress_bar
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",

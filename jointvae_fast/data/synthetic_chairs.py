@@ -407,7 +407,7 @@ def generate_synthetic_chairs(train_count: int = DEFAULT_TRAIN, test_count: int 
     at most 8; 1 for small counts)."""
     import os
 
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     workers = workers or min(os.cpu_count() or 1, 8)
     pool = None

@@ -1,6 +1,6 @@
 """python -m jointvae_fast.train --dataset NAME [options]: train the paper's Joint-VAE.
 
-Settings resolve as DEFAULTS < the dataset's preset (see jointvae_fast.presets)
+Settings resolve as DEFAULTS < the dataset's preset (see jointvae_fast.training.config)
 < a resumed run's config.json < --config FILE (JSON or TOML) < flags. The run
 directory (--out, default runs/<dataset>-<UTC time>) receives:
 
@@ -35,13 +35,13 @@ from typing import Any, Sequence
 
 import torch
 
-from . import __version__
+from .. import __version__
 from .checkpoint import CheckpointError
 from .distributed import broadcast_from_writer, cleanup, setup
 from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, check_resume_shapes, derive_seed, limit_images, \
     read_latest_checkpoint, train
-from .model import JointVAE, validate_image_size
-from .presets import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, preset_table, read_config_file, \
+from ..model import JointVAE, validate_image_size
+from .config import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, preset_table, read_config_file, \
     resolve_config
 
 EXIT_OK, EXIT_NONFINITE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -66,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="presets (the paper's Appendix C; every value can be overridden):\n" + preset_table()
-        + "\n  (synthetic-chairs uses the chairs preset; celeba's recon_weight 1/3 reproduces the reference"
-        "\n  implementation's RGB reshape, which divides the per-image reconstruction sum by the channel count)"
+        + "\n  (synthetic-chairs uses the chairs preset; celeba's recon_weight 1/3 reproduces the published"
+        "\n  code's RGB reshape, which divides the per-image reconstruction sum by the channel count)"
         "\n\nsettings resolve as: defaults < preset < resumed run's config.json < --config FILE < flags."
-        "\nThe first optimizer step uses step = 1 in the capacity schedule C(step), as the paper's reference"
-        "\nimplementation does (it increments its step counter before computing C)."
+        "\nThe first optimizer step uses step = 1 in the capacity schedule C(step), as the paper's published"
+        "\ncode does (it increments its step counter before computing C)."
         "\nA short first run: python -m jointvae_fast.train --dataset chairs --steps 2000"
         "\nThe paper's full run: python -m jointvae_fast.train --dataset chairs",
         argument_default=argparse.SUPPRESS,
@@ -158,7 +158,7 @@ def truncate_log(log_path: Path, step: int) -> None:
 def load_training_data(config: dict[str, Any], dataset=None):
     """(train images source, image_size) from an injected dataset object or jointvae_fast.data."""
     if dataset is None:
-        from .data import load_dataset
+        from ..data import load_dataset
 
         dataset = load_dataset(config["dataset"], data_dir=config["data_dir"])
     source = dataset.train if hasattr(dataset, "train") else dataset
@@ -174,8 +174,8 @@ def load_training_data(config: dict[str, Any], dataset=None):
 @torch.no_grad()
 def write_first_look(model: JointVAE, run_dir: Path, seed: int, kl_cont: Sequence[float] | None) -> list[Path]:
     """samples.png (64 prior draws) and traversal.png (top continuous units, then discrete variables)."""
-    from .images import save_image_grid
-    from .traversal import continuous_traversal, discrete_traversal, prior_latents
+    from ..analysis.figures.images import save_image_grid
+    from ..analysis.figures.traversal import continuous_traversal, discrete_traversal, prior_latents
 
     was_training = model.training
     model.eval()
@@ -321,7 +321,3 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     finally:
         if world is not None:
             cleanup(world)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

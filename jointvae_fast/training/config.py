@@ -1,6 +1,6 @@
 """The paper's training presets and how a run's configuration is resolved.
 
-Presets are the paper's Appendix C (dSprites: its reference implementation):
+Presets are the paper's Appendix C (dSprites: its published code):
 
 | preset        | image   | cont | disc | lr   | C_z max, iters, gamma | C_c max, iters, gamma | epochs |
 | mnist         | 1x32x32 | 10   | [10] | 5e-4 | 5, 25000, 30          | 5, 25000, 30          | 100    |
@@ -12,7 +12,7 @@ Presets are the paper's Appendix C (dSprites: its reference implementation):
 All use Adam, batch 64, temperature 0.67 and capacities starting at 0.
 `synthetic-chairs` (the built-in procedural chairs) uses the chairs preset.
 
-celeba has recon_weight = 1/3: the paper's reference implementation computes
+celeba has recon_weight = 1/3: the paper's published code computes
 the reconstruction term of RGB images as the per-image sum divided by the
 channel count (a side effect of how it reshapes the images), so its gammas
 were tuned against a reconstruction three times smaller. The preset

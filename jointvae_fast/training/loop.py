@@ -11,7 +11,7 @@ R equal slices of those positions (a distinct shard). So the batch order is a
 function of (seed, step) alone: resume needs no saved batch-order state.
 
 Steps. The loop calls TrainStep with step = 1 for the first optimizer step:
-the paper's reference implementation increments its step counter before
+the paper's published code increments its step counter before
 computing the capacities, so C(1) = c_min + (c_max - c_min)/num_iters is what
 its first update sees; we do the same. A checkpoint's `step` is the number of
 completed optimizer steps.
@@ -62,8 +62,8 @@ import torch
 
 from . import checkpoint as ckpt
 from .distributed import World, all_reduce_mean_, any_rank, gather_to_writer
-from .model import JointVAE
-from .objective import Capacity, Objective, max_discrete_capacity
+from ..model import JointVAE
+from ..objective import Capacity, Objective, max_discrete_capacity
 from .step import TrainStep, make_optimizer
 
 CHECKPOINT_DIR = "checkpoints"

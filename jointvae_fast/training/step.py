@@ -41,8 +41,8 @@ import sys
 
 import torch
 
-from .model import JointVAE
-from .objective import LossTerms, Objective, bernoulli_nll, max_discrete_capacity
+from ..model import JointVAE
+from ..objective import LossTerms, Objective, bernoulli_nll, max_discrete_capacity
 
 _ALLOCATOR_TUNED: bool | None = None
 _M_TRIM_THRESHOLD = -1
@@ -100,7 +100,7 @@ def graph_loss(objective: Objective, x: torch.Tensor, out, c_cont: torch.Tensor,
     gives the per-unit KLs (its own capacity term switched off) and the capacity terms are formed here.
     Returns (total, recon, capacity_loss, kl_cont, kl_disc) tensors.
     """
-    from . import ops
+    from .. import ops
 
     _, kl_cont, kl_disc = ops.kl_capacity_loss(out.mu, out.logvar, out.logits, objective.disc_dims, 0.0, 0.0, 0.0, 0.0)
     cap = x.new_zeros(())

@@ -4,7 +4,7 @@ Latent layout (decoder input) [D + sum K] = [z (D), y_1 (K_1), ..., y_V (K_V)].
 A *base* latent is a full decoder input: z in R^D and each y_i one-hot.
 
 - continuous_traversal: unit d takes the prior's quantiles Phi^-1(linspace(lo, hi, S))
-  (default lo=0.05, hi=0.95, as in the paper's reference implementation); one row per base latent.
+  (default lo=0.05, hi=0.95, as in the paper's published code); one row per base latent.
 - discrete_traversal: variable i takes each of its K_i classes; one row per base latent.
 - class_conditioned_samples: row k has y_i = e_k, z ~ N(0, I), other discrete variables uniform.
 - class_unit_grid: row k has y_i = e_k, columns traverse unit d; everything else from one base latent.
@@ -20,7 +20,7 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
-from .model import JointVAE
+from ...model import JointVAE
 
 
 class Traversal(NamedTuple):
