@@ -1,8 +1,6 @@
 """Encode the test split once (posterior parameters) and the per-latent quantities read off it."""
 from __future__ import annotations
 
-import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -12,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import JointVAE
+from ..progress import Progress
 from .figures.traversal import mode_latent
 
 BATCH = 1000
@@ -28,12 +27,9 @@ class Encoded:
 
 def encode_split(model: JointVAE, images: torch.Tensor, device, batch_size: int = BATCH, progress: bool = True) -> Encoded:
     """Posterior parameters of every image (uint8 [M, C, H, W]) in batches; CPU float32 results."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     mus, logvars, logits = [], [], []
-    with torch.inference_mode(), tqdm(total=images.shape[0], unit="img", desc="encoding test split",
-                                      disable=not progress, file=sys.stderr) as bar:
+    with torch.inference_mode(), Progress(images.shape[0], "encoding test split", enable=None if progress else False) as bar:
         for i in range(0, images.shape[0], batch_size):
             x = images[i : i + batch_size].to(device).float().div_(255.0)
             mu, lv, lg = model.encode(x)
@@ -45,14 +41,14 @@ def encode_split(model: JointVAE, images: torch.Tensor, device, batch_size: int 
 
 
 def kl_per_latent(enc: Encoded, disc: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(kl_cont [D], kl_disc [V]) in nats, float64 means over the split (the training objective's formulas)."""
-    mu, lv = enc.mu.double(), enc.logvar.double()
-    kl_cont = (-0.5 * (1 + lv - mu**2 - lv.exp())).mean(0).numpy()
-    kl_disc = []
-    for block in torch.split(enc.logits.double(), list(disc), dim=1):
-        logp = F.log_softmax(block, dim=1)
-        kl_disc.append(float((math.log(block.shape[1]) + (logp.exp() * logp).sum(1)).mean()))
-    return kl_cont, np.array(kl_disc)
+    """(kl_cont [D], kl_disc [V]) in nats: the training objective's per-unit KLs (ops.kl_capacity_loss), in
+    float64, as means over the whole split."""
+    from .. import ops
+
+    with torch.no_grad():
+        _, kl_cont, kl_disc = ops.kl_capacity_loss(enc.mu.double(), enc.logvar.double(), enc.logits.double(),
+                                                   list(disc), 0.0, 0.0, 0.0, 0.0)
+    return kl_cont.numpy(), kl_disc.numpy()
 
 
 def classes(enc: Encoded, disc: Sequence[int]) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, candidate_dirs, search_roots
-from ..progress import progress_bar
+from ..progress import Progress
 
 OFFICIAL_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SUBDIRS = ["dsprites", "dsprites-dataset", ""]
@@ -242,7 +242,7 @@ def read_official(path: Path, progress: bool | None = None) -> dict[str, np.ndar
             n = shape[0]
             packed = np.empty((n, 512), np.uint8)
             chunk = 16384
-            with progress_bar(total=n, desc="dsprites: packing images", enable=progress) as bar:
+            with Progress(n, "dsprites: packing images", enable=progress) as bar:
                 for lo in range(0, n, chunk):
                     m = min(chunk, n - lo)
                     buf = f.read(m * 4096)

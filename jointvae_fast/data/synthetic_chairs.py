@@ -407,7 +407,7 @@ def generate_synthetic_chairs(train_count: int = DEFAULT_TRAIN, test_count: int 
     at most 8; 1 for small counts)."""
     import os
 
-    from ..progress import progress_bar
+    from ..progress import Progress
 
     workers = workers or min(os.cpu_count() or 1, 8)
     pool = None
@@ -426,7 +426,7 @@ def generate_synthetic_chairs(train_count: int = DEFAULT_TRAIN, test_count: int 
             sels = [order[lo : lo + chunk] for lo in range(0, count, chunk)]
             jobs = [{k: v[sel] for k, v in f.items()} for sel in sels]
             rendered = pool.imap(_render_chunk, jobs) if pool is not None else map(_render_chunk, jobs)
-            with progress_bar(total=count, desc=f"rendering synthetic chairs ({split})", enable=progress) as bar:
+            with Progress(count, f"rendering synthetic chairs ({split})", enable=progress) as bar:
                 for sel, block in zip(sels, rendered):
                     imgs[sel] = block
                     bar.update(len(sel))

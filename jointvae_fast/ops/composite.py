@@ -47,5 +47,12 @@ def composite_kl_capacity_loss(mu, logvar, logits, disc_dims, c_cont, c_disc, ga
         logp = F.log_softmax(lb, dim=1)
         kls.append(((logp.exp() * logp).sum(dim=1) + math.log(k)).mean(dim=0))
     kl_disc = torch.stack(kls) if kls else logits.new_zeros(0)
-    loss = gamma_cont * (kl_cont.sum() - c_cont).abs() + gamma_disc * (kl_disc.sum() - c_disc).abs()
-    return loss, kl_cont, kl_disc
+    return capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc), kl_cont, kl_disc
+
+
+def capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc) -> torch.Tensor:
+    """gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|; kl_cont [D], kl_disc [V].
+
+    The capacities may be Python floats or 0-d tensors on the KLs' device.
+    """
+    return gamma_cont * (kl_cont.sum() - c_cont).abs() + gamma_disc * (kl_disc.sum() - c_disc).abs()

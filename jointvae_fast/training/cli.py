@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -36,13 +35,15 @@ from typing import Any, Sequence
 import torch
 
 from .. import __version__
-from .checkpoint import CheckpointError
-from .distributed import broadcast_from_writer, cleanup, setup
-from .loop import CHECKPOINT_DIR, ResumeError, TrainImages, check_resume_shapes, derive_seed, limit_images, \
-    read_latest_checkpoint, train
+from ..atomic_write import atomic_write_text
 from ..model import JointVAE, validate_image_size
-from .config import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, preset_table, read_config_file, \
-    resolve_config
+from . import checkpoint as ckpt
+from .allocator import tune_cpu_allocator
+from .checkpoint import CheckpointError
+from .config import ConfigError, add_setting_flags, preset_table, read_config_file, resolve_config
+from .distributed import World, broadcast_from_writer, cleanup, setup
+from .loop import CHECKPOINT_DIR, ResumeError, RunLength, TrainImages, check_resume_shapes, derive_seed, \
+    limit_images, read_latest_checkpoint, run_length, train
 
 EXIT_OK, EXIT_NONFINITE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
@@ -52,15 +53,8 @@ class RunDirError(ValueError):
     """A run directory that cannot be used as asked."""
 
 
-def _help(key: str, default_note: str | None = None) -> str:
-    text = SCHEMA[key][1]
-    d = DEFAULTS.get(key)
-    if default_note is not None:
-        return f"{text} (default: {default_note})"
-    return f"{text} (default: {d})"
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The settings' flags (generated from config.SCHEMA) plus the run-control flags."""
     p = argparse.ArgumentParser(
         prog="python -m jointvae_fast.train",
         description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
@@ -75,52 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
         "\nThe paper's full run: python -m jointvae_fast.train --dataset chairs",
         argument_default=argparse.SUPPRESS,
     )
-    preset_note = "the preset's"
-    p.add_argument("--dataset", choices=list(DATASET_PRESETS), help="dataset to train on (required unless --resume)")
-    p.add_argument("--preset", choices=list(PRESETS), help=_help("preset", "the dataset's own"))
-    p.add_argument("--data-dir", help=_help("data_dir", "$JOINTVAE_DATA, then a per-user cache folder"))
-    p.add_argument("--out", help=_help("out", "runs/<dataset>-<UTC time>"))
+    groups = add_setting_flags(p)
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys as the flags, with _)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest readable checkpoint")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing --out, deleting its run files (default: refuse)")
-    g = p.add_argument_group("length and optimisation")
-    g.add_argument("--epochs", type=int, help=_help("epochs", preset_note))
-    g.add_argument("--steps", type=int, help=_help("steps", "unset: epochs decide"))
-    g.add_argument("--batch-size", type=int, help=_help("batch_size", "64"))
-    g.add_argument("--lr", type=float, help=_help("lr", preset_note))
-    g.add_argument("--seed", type=int, help=_help("seed"))
-    g.add_argument("--device", help=_help("device", "cuda if available, else cpu"))
-    g.add_argument("--threads", type=int, help=_help("threads", "torch's default, one per core"))
-    g.add_argument("--limit", type=int, metavar="N", help=_help("limit", "all images"))
-    g = p.add_argument_group("model and objective")
-    g.add_argument("--cont", type=int, help=_help("cont", preset_note))
-    g.add_argument("--disc", type=int, nargs="*", metavar="K", help=_help("disc", preset_note) + "; --disc with no value: none")
-    g.add_argument("--temperature", type=float, help=_help("temperature"))
-    g.add_argument("--temperature-final", type=float, help=_help("temperature_final", "unset, tau fixed as in the paper"))
-    g.add_argument("--temperature-anneal-steps", type=int, help=_help("temperature_anneal_steps", "unset"))
-    for part, sym in (("cont", "C_z"), ("disc", "C_c")):
-        g.add_argument(f"--{part}-min", type=float, help=_help(f"{part}_min", "0"))
-        g.add_argument(f"--{part}-max", type=float, help=_help(f"{part}_max", preset_note))
-        g.add_argument(f"--{part}-iters", type=int, help=_help(f"{part}_iters", preset_note))
-        g.add_argument(f"--{part}-gamma", type=float, help=_help(f"{part}_gamma", preset_note))
-    g.add_argument("--recon-weight", type=float, help=_help("recon_weight", "1; celeba 1/3"))
-    g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--log-every", type=int, help=_help("log_every"))
-    g.add_argument("--save-every", type=int, help=_help("save_every"))
-    g.add_argument("--keep", type=int, help=_help("keep"))
-    g.add_argument("--images", action=argparse.BooleanOptionalAction, help=_help("images", "on"))
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction,
-                   help="show progress (a bar on a terminal, else a line every 10 s) (default: on)")
+    groups["logging and checkpoints"].add_argument(
+        "--progress", action=argparse.BooleanOptionalAction,
+        help="show progress (a bar on a terminal, else a line every 10 s) (default: on)")
     return p
 
 
 RUN_CONTROL = ("config", "resume", "overwrite", "progress")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def default_out(dataset: str) -> str:
@@ -152,7 +111,7 @@ def truncate_log(log_path: Path, step: int) -> None:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
-    _atomic_write_text(log_path, "".join(k + "\n" for k in kept))
+    atomic_write_text(log_path, "".join(k + "\n" for k in kept))
 
 
 def load_training_data(config: dict[str, Any], dataset=None):
@@ -210,6 +169,116 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def resolve_run_config(flags: dict[str, Any], control: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """(config, the run directory to resume or None) from the layers the flags name (module docstring)."""
+    layers = []
+    resume_dir = None
+    if control.get("resume"):
+        resume_dir = Path(control["resume"])
+        if not (resume_dir / "config.json").is_file():
+            raise ResumeError(f"--resume {resume_dir}: no run there (no config.json)")
+        try:
+            saved = json.loads((resume_dir / "config.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ResumeError(f"{resume_dir / 'config.json'} is not valid JSON: {e}") from e
+        layers.append((f"{resume_dir / 'config.json'}", saved))
+        if "out" in flags and Path(flags["out"]) != resume_dir:
+            raise RunDirError("--resume continues in its own run directory; do not combine it with --out")
+    if control.get("config"):
+        layers.append((f"config file {control['config']}", read_config_file(control["config"])))
+    layers.append(("the command line", flags))
+    config = resolve_config(*layers)
+    if resume_dir is not None:
+        config["out"] = str(resume_dir)
+    elif config["out"] is None:
+        config["out"] = default_out(config["dataset"])
+    return config, resume_dir
+
+
+def claim_run_dir(world: World, run_dir: Path, resume_dir: Path | None, overwrite: bool) -> str | None:
+    """Prepare the run directory, or find the checkpoint to resume (path or None): decided by rank 0,
+    the verdict shared with every rank."""
+    verdict = resume_path = None
+    if world.is_writer:
+        try:
+            if resume_dir is None:
+                prepare_run_dir(run_dir, overwrite)
+            else:
+                resume_path = str(read_latest_checkpoint(resume_dir)[0])
+        except (RunDirError, ResumeError) as e:
+            verdict = str(e)
+    verdict, resume_path = broadcast_from_writer((verdict, resume_path), world)
+    if verdict is not None:
+        raise RunDirError(verdict)
+    return resume_path
+
+
+def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_images: int, img_size, length: RunLength,
+                    resume: tuple[Path, dict[str, Any]] | None, argv: Sequence[str] | None) -> None:
+    """config.json, run.json and (resuming) the log cut back to the checkpoint; one line on stderr. Rank 0."""
+    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    start = int(resume[1]["training"]["step"]) if resume else 0
+    if resume:
+        truncate_log(run_dir / "log.jsonl", start)
+    run_info = {
+        "world_size": world.size,
+        "device": str(world.device),
+        "train_images": n_images,
+        "image_size": list(img_size),
+        "steps_per_epoch": length.steps_per_epoch,
+        "total_steps": length.total,
+        "resumed_from": {"checkpoint": str(resume[0]), "step": start} if resume else None,
+        "jointvae_fast_version": __version__,
+        "torch_version": torch.__version__,
+        "command": [sys.executable, "-m", "jointvae_fast.train", *(argv if argv is not None else sys.argv[1:])],
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+    print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
+          f"{f' x{world.size}' if world.distributed else ''}: {n_images} images {img_size}, "
+          f"{length.total} steps{f', resuming at step {start}' if resume else ''}; "
+          f"run directory {run_dir}", file=sys.stderr, flush=True)
+
+
+def start_process(config: dict[str, Any]) -> World:
+    """Process-wide settings, in one place: the distributed world, torch threads, the seed, and on the
+    CPU the allocator setting (allocator.tune_cpu_allocator)."""
+    world = setup(config["device"])
+    if config["threads"] is not None:
+        torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    if world.device.type == "cpu":
+        tune_cpu_allocator()
+    return world
+
+
+def run(config: dict[str, Any], control: dict[str, Any], resume_dir: Path | None, world: World,
+        argv: Sequence[str] | None, dataset=None) -> int:
+    """Set up the run directory, data and model, train, and write the first-look images; the exit code."""
+    run_dir = Path(config["out"])
+    resume_path = claim_run_dir(world, run_dir, resume_dir, bool(control.get("overwrite")))
+    source, img_size = load_training_data(config, dataset)
+    model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
+    data = TrainImages(source, world.device)
+    length = run_length(config, len(data), world.size)
+    resume = None
+    if resume_path is not None:
+        resume = (Path(resume_path), ckpt.read(resume_path, "cpu"))
+        check_resume_shapes(resume[1], model, resume[0])  # before anything in the run directory changes
+    if world.is_writer:
+        write_run_files(config, run_dir, world, len(data), img_size, length, resume, argv)
+    result = train(config, model, data, world, run_dir, resume=resume, show_progress=control.get("progress", True))
+    if world.is_writer:
+        print(result.message, file=sys.stderr, flush=True)
+    if result.status != "done":
+        return EXIT_NONFINITE if result.status == "nonfinite" else EXIT_INTERRUPTED
+    if world.is_writer and config["images"]:
+        kl = result.last_record["kl_cont"] if result.last_record else None
+        paths = write_first_look(model, run_dir, config["seed"], kl)
+        print("images: " + ", ".join(str(p) for p in paths), file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     """The CLI. `dataset` (for tests and notebooks): an object with .train (uint8 [N, C, H, W]) and
     .image_size used instead of loading config["dataset"] from disk."""
@@ -218,101 +287,9 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     flags = args  # only the flags given on the command line (argument_default=SUPPRESS)
     world = None
     try:
-        layers = []
-        resume_dir = None
-        if control.get("resume"):
-            resume_dir = Path(control["resume"])
-            if not (resume_dir / "config.json").is_file():
-                raise ResumeError(f"--resume {resume_dir}: no run there (no config.json)")
-            try:
-                saved = json.loads((resume_dir / "config.json").read_text())
-            except json.JSONDecodeError as e:
-                raise ResumeError(f"{resume_dir / 'config.json'} is not valid JSON: {e}") from e
-            layers.append((f"{resume_dir / 'config.json'}", saved))
-            if "out" in flags and Path(flags["out"]) != resume_dir:
-                raise RunDirError("--resume continues in its own run directory; do not combine it with --out")
-        if control.get("config"):
-            layers.append((f"config file {control['config']}", read_config_file(control["config"])))
-        layers.append(("the command line", flags))
-        config = resolve_config(*layers)
-        if resume_dir is not None:
-            config["out"] = str(resume_dir)
-        elif config["out"] is None:
-            config["out"] = default_out(config["dataset"])
-        run_dir = Path(config["out"])
-
-        world = setup(config["device"])
-        if config["threads"] is not None:
-            torch.set_num_threads(config["threads"])
-        torch.manual_seed(config["seed"])
-
-        # the run directory: decided by rank 0, the verdict shared with every rank
-        verdict = None
-        resume_path = None
-        if world.is_writer:
-            try:
-                if resume_dir is None:
-                    prepare_run_dir(run_dir, bool(control.get("overwrite")))
-                else:
-                    resume_path = str(read_latest_checkpoint(resume_dir)[0])
-            except (RunDirError, ResumeError) as e:
-                verdict = str(e)
-        verdict, resume_path = broadcast_from_writer((verdict, resume_path), world)
-        if verdict is not None:
-            raise RunDirError(verdict)
-
-        source, img_size = load_training_data(config, dataset)
-        model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
-        data = TrainImages(source, world.device)
-        if config["batch_size"] % world.size:
-            raise ValueError(f"batch_size {config['batch_size']} must be divisible by the number of processes {world.size}")
-        if len(data) < config["batch_size"]:
-            raise ValueError(f"batch_size {config['batch_size']} is larger than the training split ({len(data)} images)")
-
-        resume = None
-        if resume_path is not None:
-            from . import checkpoint as ckpt
-
-            resume = (Path(resume_path), ckpt.read(resume_path, "cpu"))
-            check_resume_shapes(resume[1], model, resume[0])  # before anything in the run directory changes
-        if world.is_writer:
-            _atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
-            start = int(resume[1]["training"]["step"]) if resume else 0
-            if resume:
-                truncate_log(run_dir / "log.jsonl", start)
-            spe = len(data) // config["batch_size"]
-            run_info = {
-                "world_size": world.size,
-                "device": str(world.device),
-                "train_images": len(data),
-                "image_size": list(img_size),
-                "steps_per_epoch": spe,
-                "total_steps": config["steps"] if config["steps"] is not None else config["epochs"] * spe,
-                "resumed_from": {"checkpoint": str(resume[0]), "step": start} if resume else None,
-                "jointvae_fast_version": __version__,
-                "torch_version": torch.__version__,
-                "command": [sys.executable, "-m", "jointvae_fast.train", *(argv if argv is not None else sys.argv[1:])],
-                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            _atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
-            print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
-                  f"{f' x{world.size}' if world.distributed else ''}: {len(data)} images {img_size}, "
-                  f"{run_info['total_steps']} steps{f', resuming at step {start}' if resume else ''}; "
-                  f"run directory {run_dir}", file=sys.stderr, flush=True)
-
-        result = train(config, model, data, world, run_dir, resume=resume,
-                       show_progress=control.get("progress", True))
-        if world.is_writer:
-            print(result.message, file=sys.stderr, flush=True)
-        if result.status == "nonfinite":
-            return EXIT_NONFINITE
-        if result.status == "interrupted":
-            return EXIT_INTERRUPTED
-        if world.is_writer and config["images"]:
-            kl = result.last_record["kl_cont"] if result.last_record else None
-            paths = write_first_look(model, run_dir, config["seed"], kl)
-            print("images: " + ", ".join(str(p) for p in paths), file=sys.stderr, flush=True)
-        return EXIT_OK
+        config, resume_dir = resolve_run_config(flags, control)
+        world = start_process(config)
+        return run(config, control, resume_dir, world, argv, dataset)
     except (ConfigError, RunDirError, ResumeError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
         return _error(str(e))
     except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it

@@ -48,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -63,7 +62,8 @@ import torch
 from . import checkpoint as ckpt
 from .distributed import World, all_reduce_mean_, any_rank, gather_to_writer
 from ..model import JointVAE
-from ..objective import Capacity, Objective, max_discrete_capacity
+from ..objective import Capacity, Objective
+from ..progress import Progress, format_seconds
 from .step import TrainStep, make_optimizer
 
 CHECKPOINT_DIR = "checkpoints"
@@ -190,81 +190,6 @@ def prune_checkpoints(run_dir, keep: int) -> None:
             pass
 
 
-# ---------------------------------------------------------------- progress display
-
-
-class Progress:
-    """tqdm bar on a terminal; otherwise a plain line at most every PLAIN_LINE_SECONDS (and at the end)."""
-
-    def __init__(self, total: int, initial: int, steps_per_epoch: int, enabled: bool, stream=None):
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self.total = total
-        self.steps_per_epoch = steps_per_epoch
-        self.epochs = math.ceil(total / steps_per_epoch)
-        self.bar = None
-        self.last_line = -math.inf
-        if enabled and _terminal_columns(self.stream) > 0:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=self.stream,
-                            smoothing=0.1)
-
-    def update(self, record: dict[str, Any], final: bool = False) -> None:
-        if not self.enabled:
-            return
-        step = record["step"]
-        epoch = min((step - 1) // self.steps_per_epoch + 1, self.epochs)
-        if self.bar is not None:
-            self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
-            self.bar.set_postfix_str(
-                f"loss {record['loss']:.4g} recon {record['recon']:.4g} KL_z {record['kl_cont_sum']:.3g} "
-                f"KL_c {record['kl_disc_sum']:.3g} C_z {record['c_cont']:.3g} C_c {record['c_disc']:.3g} "
-                f"{record['img_per_s']:.0f} img/s", refresh=False)
-            self.bar.update(step - self.bar.n)
-            return
-        now = time.monotonic()
-        if not final and now - self.last_line < PLAIN_LINE_SECONDS:
-            return
-        self.last_line = now
-        rate = record["steps_per_s"]
-        left = (self.total - step) / rate if rate > 0 else float("nan")
-        print(
-            f"step {step}/{self.total} epoch {epoch}/{self.epochs} loss {record['loss']:.4g} "
-            f"recon {record['recon']:.4g} KL_z {record['kl_cont_sum']:.3g} KL_c {record['kl_disc_sum']:.3g} "
-            f"C_z {record['c_cont']:.3g} C_c {record['c_disc']:.3g} {record['img_per_s']:.0f} img/s "
-            f"left {format_seconds(left)}",
-            file=self.stream, flush=True,
-        )
-
-    def write(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.write(message, file=self.stream)
-        else:
-            print(message, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _terminal_columns(stream) -> int:
-    """Width of the terminal `stream` writes to; 0 when it is not a terminal (or one of unknown size)."""
-    try:
-        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
-    except (AttributeError, OSError, ValueError):
-        return 0
-
-
-def format_seconds(s: float) -> str:
-    if not math.isfinite(s):
-        return "?"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
-
-
 # ---------------------------------------------------------------- Ctrl-C
 
 
@@ -296,15 +221,26 @@ class StopRequest:
         return False
 
 
-# ---------------------------------------------------------------- the loop
+@dataclass(frozen=True)
+class RunLength:
+    """How a run walks its data: the global batch, each rank's share, steps per epoch, total optimizer steps."""
+
+    global_batch: int
+    local_batch: int
+    steps_per_epoch: int
+    total: int
 
 
-@dataclass
-class LoopResult:
-    status: str  # "done", "interrupted" or "nonfinite"
-    step: int  # completed optimizer steps (of the last good state)
-    message: str
-    last_record: dict[str, Any] | None
+def run_length(config: dict[str, Any], n_images: int, world_size: int) -> RunLength:
+    """RunLength of `config` on `n_images` training images; ValueError for a batch that does not fit."""
+    batch = config["batch_size"]
+    if batch % world_size:
+        raise ValueError(f"batch_size {batch} must be divisible by the number of processes {world_size}")
+    steps_per_epoch = n_images // batch
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size {batch} is larger than the training split ({n_images} images)")
+    total = config["steps"] if config["steps"] is not None else config["epochs"] * steps_per_epoch
+    return RunLength(batch, batch // world_size, steps_per_epoch, total)
 
 
 def make_objective(config: dict[str, Any], model: JointVAE) -> Objective:
@@ -347,6 +283,217 @@ def check_resume_shapes(obj: dict[str, Any], model: JointVAE, path) -> None:
         raise ResumeError(f"checkpoint {path} does not match the model: mismatched or missing {bad}, unexpected {extra}")
 
 
+def restore(resume: tuple[Path, dict[str, Any]], model: JointVAE, optimizer: torch.optim.Optimizer,
+            sampling: torch.Generator, world: World, seed: int) -> int:
+    """Load a checkpoint's model, optimizer and RNG states; returns its step. Noise is reseeded (with a
+    warning) when the checkpoint was written by another world size or device type."""
+    path, obj = resume
+    check_resume_shapes(obj, model, path)
+    training = obj["training"]
+    model.load_state_dict(obj["model"])
+    optimizer.load_state_dict(training["optimizer"])
+    start = int(training["step"])
+    torch.set_rng_state(training["rng"]["cpu"])
+    ranks = training["rng"]["ranks"]
+    device = world.device
+    if len(ranks) == world.size and ranks[world.rank]["sampling_device"] == device.type:
+        sampling.set_state(ranks[world.rank]["sampling"])
+        if device.type == "cuda" and ranks[world.rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(ranks[world.rank]["cuda"], device)
+    elif world.is_writer:
+        warnings.warn(
+            f"{path} was written by {len(ranks)} process(es) on {ranks[0]['sampling_device']}; this run has "
+            f"{world.size} on {device.type}: sampling noise is reseeded (training continues, not bit for bit)",
+            stacklevel=2,
+        )
+        sampling.manual_seed(derive_seed("sampling-resumed", seed, world.rank * 1_000_003 + start))
+    return start
+
+
+def save_checkpoint(run_dir: Path, step: int, config: dict[str, Any], model: JointVAE,
+                    optimizer: torch.optim.Optimizer, sampling: torch.Generator, world: World) -> str | None:
+    """Write the checkpoint of `step` (rank 0; a collective), or return why the state is not worth saving."""
+    with torch.no_grad():
+        ok = bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+    if not ok:
+        return f"parameters became non-finite by step {step}"
+    states = gather_to_writer(rank_rng_state(world, sampling), world)
+    if world.is_writer:
+        training = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "rng": {"cpu": torch.get_rng_state(), "ranks": states},
+            "world_size": world.size,
+        }
+        meta = {"preset": config["preset"], "dataset": config["dataset"], "step": step, "config": config}
+        ckpt.save(checkpoint_path(run_dir, step), model, meta=meta, training=training)
+        prune_checkpoints(run_dir, config["keep"])
+    return None
+
+
+# ---------------------------------------------------------------- the log
+
+
+def _progress_status(record: dict[str, Any], length: RunLength) -> str:
+    step, epochs = record["step"], math.ceil(length.total / length.steps_per_epoch)
+    epoch = min((step - 1) // length.steps_per_epoch + 1, epochs)
+    rate = record["steps_per_s"]
+    left = (length.total - step) / rate if rate > 0 else float("nan")
+    return (f"epoch {epoch}/{epochs} loss {record['loss']:.4g} recon {record['recon']:.4g} "
+            f"KL_z {record['kl_cont_sum']:.3g} KL_c {record['kl_disc_sum']:.3g} C_z {record['c_cont']:.3g} "
+            f"C_c {record['c_disc']:.3g} {record['img_per_s']:.0f} img/s left {format_seconds(left)}")
+
+
+class TermLog:
+    """The loss terms of each step, kept on the device; `flush` brings them to the host once (module docstring).
+
+    Row layout: [loss, recon, capacity_loss, kl_cont (D), kl_disc (V)].
+    """
+
+    def __init__(self, model: JointVAE, objective: Objective, world: World, length: RunLength, rows: int,
+                 log_path: Path | None, progress: Progress):
+        self.model, self.objective, self.world, self.length = model, objective, world, length
+        self.columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
+            [f"kl_disc[{i}]" for i in range(len(model.disc))]
+        self.buf = torch.zeros(rows, len(self.columns), device=world.device)
+        self.rows = 0
+        self.log_path = log_path if world.is_writer else None
+        self.progress = progress
+        self.t_start = self.t_last = time.perf_counter()
+        self.last_record: dict[str, Any] | None = None
+
+    def append(self, terms) -> None:
+        """Copy one step's LossTerms into the buffer (device work only)."""
+        with torch.no_grad():
+            torch.cat([terms.total.detach().reshape(1), terms.recon.detach().reshape(1),
+                       terms.capacity_loss.detach().reshape(1), terms.kl_cont.detach().reshape(-1),
+                       terms.kl_disc.detach().reshape(-1)], out=self.buf[self.rows])
+        self.rows += 1
+
+    def flush(self, step: int) -> str | None:
+        """Mean of the buffered rows over steps and ranks -> log line and progress; the non-finite message, if any."""
+        if self.rows == 0:
+            return None
+        vals = all_reduce_mean_(self.buf[: self.rows].clone(), self.world).cpu().double()
+        bad = self._nonfinite(vals, step)
+        if bad is None:
+            self.last_record = self._record(vals.mean(dim=0), step)
+            if self.log_path is not None:
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps(self.last_record) + "\n")
+            self.progress.update(step - self.progress.done, _progress_status(self.last_record, self.length),
+                                 force=step == self.length.total)
+        self.rows = 0
+        return bad
+
+    def _nonfinite(self, vals: torch.Tensor, step: int) -> str | None:
+        finite = torch.isfinite(vals)
+        if bool(finite.all()):
+            return None
+        r = int((~finite.all(dim=1)).nonzero()[0])
+        bad = [self.columns[j] for j in range(len(self.columns)) if not bool(finite[r, j])]
+        shown = "+".join(f"{self.columns[j]}={vals[r, j].item()}" for j in range(min(3, len(self.columns))))
+        return f"non-finite loss at step {step - self.rows + 1 + r}: {', '.join(bad)} ({shown})"
+
+    def _record(self, mean: torch.Tensor, step: int) -> dict[str, Any]:
+        now = time.perf_counter()
+        d, v = self.model.cont, len(self.model.disc)
+        kl_cont, kl_disc = mean[3 : 3 + d].tolist(), mean[3 + d : 3 + d + v].tolist()
+        c_cont, c_disc = self.objective.capacities(step)
+        elapsed = max(now - self.t_last, 1e-9)
+        record = {
+            "step": step, "epoch": round(step / self.length.steps_per_epoch, 6),
+            "loss": mean[0].item(), "recon": mean[1].item(), "capacity_loss": mean[2].item(),
+            "kl_cont_sum": float(sum(kl_cont)), "kl_disc_sum": float(sum(kl_disc)),
+            "kl_cont": kl_cont, "kl_disc": kl_disc, "c_cont": c_cont, "c_disc": c_disc,
+            "temperature": self.model.temperature,
+            "img_per_s": self.rows * self.length.global_batch / elapsed, "steps_per_s": self.rows / elapsed,
+            "elapsed_s": now - self.t_start, "steps_in_mean": self.rows,
+        }
+        self.t_last = now
+        return record
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopResult:
+    status: str  # "done", "interrupted" or "nonfinite"
+    step: int  # completed optimizer steps (of the last good state)
+    message: str
+    last_record: dict[str, Any] | None
+
+
+class _Run:
+    """The state of one training run between steps (built by `train`)."""
+
+    def __init__(self, config, model, data, world, run_dir, length, step_fn, log, sampling):
+        self.config, self.model, self.data, self.world, self.run_dir = config, model, data, world, run_dir
+        self.length, self.step_fn, self.log, self.sampling = length, step_fn, log, sampling
+        self.epoch, self.perm = -1, None
+
+    def batch(self, step: int) -> torch.Tensor:
+        """This rank's batch of optimizer step `step` (1-based): its slice of the epoch's permutation."""
+        epoch, pos = divmod(step - 1, self.length.steps_per_epoch)
+        if epoch != self.epoch:
+            self.perm = epoch_permutation(len(self.data), self.config["seed"], epoch, self.world.device)
+            self.epoch = epoch
+        lo = pos * self.length.global_batch + self.world.rank * self.length.local_batch
+        return self.data.batch(self.perm[lo : lo + self.length.local_batch])
+
+    def step(self, step: int) -> None:
+        if self.config["temperature_final"] is not None:
+            self.model.temperature = temperature_at(self.config, step)
+        self.log.append(self.step_fn(self.batch(step), step))
+
+    def stopping(self, stop: StopRequest, at_log: bool) -> bool:
+        """Whether a stop was requested (on any rank: agreed at log steps only, a collective there)."""
+        if not self.world.distributed:
+            return stop.requested
+        return any_rank(stop.requested, self.world) if at_log else False
+
+    def after_step(self, step: int, stop: StopRequest) -> tuple[str, str] | None:
+        """Log, save and stop as due after `step`; (status, message) when the run ends here."""
+        total = self.length.total
+        at_save = step % self.config["save_every"] == 0 or step == total
+        at_log = at_save or step % self.config["log_every"] == 0
+        stopping = self.stopping(stop, at_log)
+        bad = self.log.flush(step) if at_log or stopping else None
+        if bad is None and (at_save or stopping):
+            bad = save_checkpoint(self.run_dir, step, self.config, self.model, self.step_fn.optimizer,
+                                  self.sampling, self.world)
+        if bad is not None:
+            return "nonfinite", bad
+        if stopping and step < total:
+            return "interrupted", f"interrupted: checkpoint saved at step {step}; continue with --resume {self.run_dir}"
+        return None
+
+    def run(self, start: int, step_hook) -> tuple[str, str, int]:
+        """Steps start+1 .. total; (status, message, last step)."""
+        total, step = self.length.total, start
+        with StopRequest() as stop:
+            for step in range(start + 1, total + 1):
+                self.step(step)
+                if step_hook is not None:
+                    step_hook(step, self.step_fn)
+                ended = self.after_step(step, stop)
+                if ended is not None:
+                    return (*ended, step)
+        if start < total:
+            return "done", f"finished {total} steps", step
+        return "done", f"nothing to do: the run is already at step {start} of {total} (raise --steps or --epochs)", step
+
+
+def _forward_module(model: JointVAE, world: World) -> torch.nn.Module:
+    """The model, or its DistributedDataParallel wrapper in a multi-process run."""
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[world.device] if world.device.type == "cuda" else None)
+
+
 def train(
     config: dict[str, Any],
     model: JointVAE,
@@ -362,181 +509,25 @@ def train(
     resume: (path, raw checkpoint dict) to continue from. step_hook(step, train_step) is called after
     each step (for tests).
     """
-    device = world.device
-    seed = config["seed"]
-    global_batch = config["batch_size"]
-    if global_batch % world.size:
-        raise ValueError(f"batch_size {global_batch} must be divisible by the number of processes {world.size}")
-    local_batch = global_batch // world.size
-    n = len(data)
-    steps_per_epoch = n // global_batch
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size {global_batch} is larger than the training split ({n} images)")
-    total = config["steps"] if config["steps"] is not None else config["epochs"] * steps_per_epoch
-
+    length = run_length(config, len(data), world.size)
     optimizer = make_optimizer(model, config["lr"])
     objective = make_objective(config, model)
-    sampling = torch.Generator(device=device)
-    sampling.manual_seed(derive_seed("sampling", seed, world.rank))
-
-    start = 0
-    if resume is not None:
-        path, obj = resume
-        check_resume_shapes(obj, model, path)
-        training = obj["training"]
-        model.load_state_dict(obj["model"])
-        optimizer.load_state_dict(training["optimizer"])
-        start = int(training["step"])
-        torch.set_rng_state(training["rng"]["cpu"])
-        ranks = training["rng"]["ranks"]
-        if len(ranks) == world.size and ranks[world.rank]["sampling_device"] == device.type:
-            sampling.set_state(ranks[world.rank]["sampling"])
-            if device.type == "cuda" and ranks[world.rank]["cuda"] is not None:
-                torch.cuda.set_rng_state(ranks[world.rank]["cuda"], device)
-        elif world.is_writer:
-            warnings.warn(
-                f"{path} was written by {len(ranks)} process(es) on {ranks[0]['sampling_device']}; this run has "
-                f"{world.size} on {device.type}: sampling noise is reseeded (training continues, not bit for bit)",
-                stacklevel=2,
-            )
-            sampling.manual_seed(derive_seed("sampling-resumed", seed, world.rank * 1_000_003 + start))
-
-    forward = model
-    if world.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        forward = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    sampling = torch.Generator(device=world.device)
+    sampling.manual_seed(derive_seed("sampling", config["seed"], world.rank))
+    start = restore(resume, model, optimizer, sampling, world, config["seed"]) if resume is not None else 0
     model.train()
-    step_fn = TrainStep(model, optimizer, objective, forward=forward, generator=sampling)
-
-    columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
-        [f"kl_disc[{i}]" for i in range(len(model.disc))]
-    buf = torch.zeros(config["log_every"], len(columns), device=device)
-    rows = 0
-    log_path = run_dir / "log.jsonl"
-    progress = Progress(total, start, steps_per_epoch, show_progress and world.is_writer)
-    disc_cap = max_discrete_capacity(model.disc)
-    t_start = time.perf_counter()
-    t_last = t_start
-    last_record: dict[str, Any] | None = None
-    cur_epoch, perm = -1, None
-
-    def flush(step: int) -> tuple[dict[str, Any] | None, str | None]:
-        """Bring the buffered terms to the host; returns (log record, non-finite message)."""
-        nonlocal rows, t_last, last_record
-        if rows == 0:
-            return last_record, None
-        vals = all_reduce_mean_(buf[:rows].clone(), world).cpu().double()
-        first_step = step - rows + 1
-        finite = torch.isfinite(vals)
-        if not bool(finite.all()):
-            r = int((~finite.all(dim=1)).nonzero()[0])
-            bad = [columns[j] for j in range(len(columns)) if not bool(finite[r, j])]
-            rows = 0
-            return None, (
-                f"non-finite loss at step {first_step + r}: {', '.join(bad)} "
-                f"({'+'.join(f'{columns[j]}={vals[r, j].item()}' for j in range(min(3, len(columns))))})"
-            )
-        now = time.perf_counter()
-        mean = vals.mean(dim=0)
-        d, v = model.cont, len(model.disc)
-        kl_cont = mean[3 : 3 + d].tolist()
-        kl_disc = mean[3 + d : 3 + d + v].tolist()
-        elapsed = max(now - t_last, 1e-9)
-        record = {
-            "step": step,
-            "epoch": round(step / steps_per_epoch, 6),
-            "loss": mean[0].item(),
-            "recon": mean[1].item(),
-            "capacity_loss": mean[2].item(),
-            "kl_cont_sum": float(sum(kl_cont)),
-            "kl_disc_sum": float(sum(kl_disc)),
-            "kl_cont": kl_cont,
-            "kl_disc": kl_disc,
-            "c_cont": objective.cont_capacity.at(step) if objective.cont_capacity else 0.0,
-            "c_disc": objective.disc_capacity.at(step, disc_cap) if objective.disc_capacity else 0.0,
-            "temperature": model.temperature,
-            "img_per_s": rows * global_batch / elapsed,
-            "steps_per_s": rows / elapsed,
-            "elapsed_s": now - t_start,
-            "steps_in_mean": rows,
-        }
-        rows = 0
-        t_last = now
-        last_record = record
-        if world.is_writer:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        progress.update(record, final=step == total)
-        return record, None
-
-    def save(step: int) -> str | None:
-        """Write the checkpoint of `step` (rank 0), or return why the state is not worth saving."""
-        with torch.no_grad():
-            ok = bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
-        if not ok:
-            return f"parameters became non-finite by step {step}"
-        states = gather_to_writer(rank_rng_state(world, sampling), world)
-        if world.is_writer:
-            training = {
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "rng": {"cpu": torch.get_rng_state(), "ranks": states},
-                "world_size": world.size,
-            }
-            meta = {"preset": config["preset"], "dataset": config["dataset"], "step": step, "config": config}
-            ckpt.save(checkpoint_path(run_dir, step), model, meta=meta, training=training)
-            prune_checkpoints(run_dir, config["keep"])
-        return None
-
-    status, message, step = "done", "", start
+    step_fn = TrainStep(model, optimizer, objective, forward=_forward_module(model, world), generator=sampling)
+    progress = Progress(length.total, "step", unit="step", initial=start, every_s=PLAIN_LINE_SECONDS,
+                        enable=None if show_progress and world.is_writer else False)
+    log = TermLog(model, objective, world, length, config["log_every"], run_dir / "log.jsonl", progress)
     try:
-        with StopRequest() as stop:
-            for step in range(start + 1, total + 1):
-                epoch, pos = divmod(step - 1, steps_per_epoch)
-                if epoch != cur_epoch:
-                    perm = epoch_permutation(n, seed, epoch, device)
-                    cur_epoch = epoch
-                lo = pos * global_batch + world.rank * local_batch
-                x = data.batch(perm[lo : lo + local_batch])
-                if config["temperature_final"] is not None:
-                    model.temperature = temperature_at(config, step)
-                terms = step_fn(x, step)
-                with torch.no_grad():
-                    torch.cat([terms.total.detach().reshape(1), terms.recon.detach().reshape(1),
-                               terms.capacity_loss.detach().reshape(1), terms.kl_cont.detach().reshape(-1),
-                               terms.kl_disc.detach().reshape(-1)], out=buf[rows])
-                rows += 1
-                if step_hook is not None:
-                    step_hook(step, step_fn)
-
-                at_save = step % config["save_every"] == 0 or step == total
-                at_log = at_save or step % config["log_every"] == 0
-                stopping = stop.requested if not world.distributed else False
-                if at_log and world.distributed:
-                    stopping = any_rank(stop.requested, world)
-                if at_log or stopping:
-                    _, bad = flush(step)
-                    if bad is not None:
-                        status, message = "nonfinite", bad
-                        break
-                if at_save or stopping:
-                    bad = save(step)
-                    if bad is not None:
-                        status, message = "nonfinite", bad
-                        break
-                if stopping and step < total:
-                    status = "interrupted"
-                    message = f"interrupted: checkpoint saved at step {step}; continue with --resume {run_dir}"
-                    break
-            else:
-                message = (f"finished {total} steps" if start < total else
-                           f"nothing to do: the run is already at step {start} of {total} (raise --steps or --epochs)")
+        status, message, step = _Run(config, model, data, world, run_dir, length, step_fn, log, sampling).run(
+            start, step_hook)
     finally:
         progress.close()
     if status == "nonfinite":
         kept = list_checkpoints(run_dir)
         message += (f"; training stopped. The last good checkpoint is {kept[-1][1]} (step {kept[-1][0]})"
                     if kept else "; training stopped before any checkpoint was written")
-        return LoopResult(status, kept[-1][0] if kept else 0, message, last_record)
-    return LoopResult(status, step, message, last_record)
+        return LoopResult(status, kept[-1][0] if kept else 0, message, log.last_record)
+    return LoopResult(status, step, message, log.last_record)

@@ -59,16 +59,11 @@ def prior_quantiles(steps: int, lo: float = 0.05, hi: float = 0.95) -> torch.Ten
 
 
 def mode_latent(mu: torch.Tensor, logits: torch.Tensor, disc: Sequence[int]) -> torch.Tensor:
-    """The eval-mode latent [mu, one_hot(argmax(logits_i))...] (first index on ties), [B, D + sum K]."""
-    parts = [mu]
-    start = 0
-    for k in disc:
-        idx = logits[:, start : start + k].argmax(dim=1)
-        parts.append(F.one_hot(idx, k).to(mu.dtype))
-        start += k
-    if start != logits.shape[1]:
-        raise ValueError(f"logits has {logits.shape[1]} columns but disc={list(disc)} sums to {start}")
-    return torch.cat(parts, dim=1)
+    """The eval-mode latent [mu, one_hot(argmax(logits_i))...] (first index on ties), [B, D + sum K]:
+    ops.sample_latent with training=False (which reads no logvar and draws no noise)."""
+    from ... import ops
+
+    return ops.sample_latent(mu, torch.zeros_like(mu), logits, disc, 1.0, training=False)
 
 
 def prior_latents(model: JointVAE, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
