@@ -112,10 +112,6 @@ class IndexedImages:
     def subset(self, indices) -> "SubsetImages":
         return SubsetImages(self, indices)
 
-    def materialize(self, batch: int = 8192) -> torch.Tensor:
-        """All images as one resident uint8 tensor (737,280 x 4096 bytes = 3 GB for the full set)."""
-        return torch.cat([self.gather(torch.arange(i, min(i + batch, self.n))) for i in range(0, self.n, batch)])
-
     def _check(self, indices) -> torch.Tensor:
         idx = torch.as_tensor(indices)
         if idx.dtype not in (torch.int64, torch.int32):
