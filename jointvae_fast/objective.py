@@ -3,7 +3,7 @@
 The per-unit KLs and both capacity terms come from the fused op
 `ops.kl_capacity_loss`; reconstruction is Bernoulli on decoder logits (BCE with
 logits: the paper's sigmoid + BCE without its overflow), summed over pixels per
-image and averaged over the batch. As in the paper's reference
+image and averaged over the batch. As in the paper's published
 implementation, the differentiated value is divided by H*W so that its
 learning rates and gammas carry over.
 """
@@ -55,13 +55,62 @@ class LossTerms(NamedTuple):
     capacity_loss: torch.Tensor  # scalar, gamma_z*|KL_z - C_z| + gamma_c*|KL_c - C_c|
     kl_cont: torch.Tensor  # [D]
     kl_disc: torch.Tensor  # [V]
-    c_cont: float
-    c_disc: float
+    c_cont: float  # C_z (a device scalar only inside a CUDA graph capture)
+    c_disc: float  # C_c
 
 
 def bernoulli_nll(x: torch.Tensor, x_logits: torch.Tensor) -> torch.Tensor:
     """sum over pixels of BCE-with-logits(x_logits, x), averaged over the batch. x, x_logits [B, C, H, W]."""
     return F.binary_cross_entropy_with_logits(x_logits, x, reduction="sum") / x.shape[0]
+
+
+def capacities(
+    step: int, disc_dims: Sequence[int], cont_capacity: Capacity | None, disc_capacity: Capacity | None
+) -> tuple[float, float]:
+    """(C_z(step), C_c(step)) as Python floats; C_c is capped at sum_i log K_i; an absent term gives 0."""
+    c_cont = cont_capacity.at(step) if cont_capacity is not None else 0.0
+    c_disc = disc_capacity.at(step, max_discrete_capacity(disc_dims)) if disc_capacity is not None else 0.0
+    return c_cont, c_disc
+
+
+def loss_terms(
+    x: torch.Tensor,
+    x_logits: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    logits: torch.Tensor,
+    disc_dims: Sequence[int],
+    c_cont: float | torch.Tensor,
+    c_disc: float | torch.Tensor,
+    gamma_cont: float,
+    gamma_disc: float,
+    recon_weight: float = 1.0,
+) -> LossTerms:
+    """Eq. 7 for one batch at the capacities c_cont, c_disc.
+
+    x, x_logits [B, C, H, W]; mu, logvar [B, D]; logits [B, sum K]. Capacities given as Python floats go
+    into the fused op, which forms the capacity term. Given as device scalars (a captured CUDA graph reads
+    their current values at each replay), the op gives the per-unit KLs and the capacity term is formed by
+    the composite twin's formula, `ops.composite.capacity_loss`: the same terms, to float rounding.
+    """
+    from . import ops
+
+    if x.shape != x_logits.shape:
+        raise ValueError(f"x has shape {tuple(x.shape)} but x_logits has {tuple(x_logits.shape)}")
+    if isinstance(c_cont, torch.Tensor) or isinstance(c_disc, torch.Tensor):
+        _, kl_cont, kl_disc = ops.kl_capacity_loss(mu, logvar, logits, disc_dims, 0.0, 0.0, 0.0, 0.0)
+        cap_loss = ops.composite.capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc)
+    else:
+        cap_loss, kl_cont, kl_disc = ops.kl_capacity_loss(
+            mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc
+        )
+    recon = bernoulli_nll(x, x_logits)
+    total = (recon * recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
+    return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc)
+
+
+def _gamma(capacity: Capacity | None) -> float:
+    return capacity.gamma if capacity is not None else 0.0
 
 
 def jointvae_loss(
@@ -76,22 +125,10 @@ def jointvae_loss(
     disc_capacity: Capacity | None,
     recon_weight: float = 1.0,
 ) -> LossTerms:
-    """Eq. 7 for one batch at optimizer step `step`; a capacity of None drops that term.
-
-    x, x_logits [B, C, H, W]; mu, logvar [B, D]; logits [B, sum K].
-    """
-    from . import ops
-
-    if x.shape != x_logits.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but x_logits has {tuple(x_logits.shape)}")
-    c_cont = cont_capacity.at(step) if cont_capacity is not None else 0.0
-    g_cont = cont_capacity.gamma if cont_capacity is not None else 0.0
-    c_disc = disc_capacity.at(step, max_discrete_capacity(disc_dims)) if disc_capacity is not None else 0.0
-    g_disc = disc_capacity.gamma if disc_capacity is not None else 0.0
-    cap_loss, kl_cont, kl_disc = ops.kl_capacity_loss(mu, logvar, logits, disc_dims, c_cont, c_disc, g_cont, g_disc)
-    recon = bernoulli_nll(x, x_logits)
-    total = (recon * recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
-    return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc)
+    """Eq. 7 for one batch at optimizer step `step`; a capacity of None drops that term (shapes: loss_terms)."""
+    c_cont, c_disc = capacities(step, disc_dims, cont_capacity, disc_capacity)
+    return loss_terms(x, x_logits, mu, logvar, logits, disc_dims, c_cont, c_disc,
+                      _gamma(cont_capacity), _gamma(disc_capacity), recon_weight)
 
 
 @dataclass(frozen=True)
@@ -106,8 +143,14 @@ class Objective:
     disc_capacity: Capacity | None
     recon_weight: float = 1.0
 
+    def capacities(self, step: int) -> tuple[float, float]:
+        """(C_z(step), C_c(step)), see `capacities`."""
+        return capacities(step, self.disc_dims, self.cont_capacity, self.disc_capacity)
+
+    def at_capacities(self, x: torch.Tensor, out, c_cont, c_disc) -> LossTerms:
+        """Eq. 7 at given capacities (floats, or device scalars for a CUDA graph; see `loss_terms`)."""
+        return loss_terms(x, out.x_logits, out.mu, out.logvar, out.logits, self.disc_dims, c_cont, c_disc,
+                          _gamma(self.cont_capacity), _gamma(self.disc_capacity), self.recon_weight)
+
     def __call__(self, x: torch.Tensor, out, step: int) -> LossTerms:
-        return jointvae_loss(
-            x, out.x_logits, out.mu, out.logvar, out.logits, self.disc_dims, step,
-            self.cont_capacity, self.disc_capacity, self.recon_weight,
-        )
+        return self.at_capacities(x, out, *self.capacities(step))
