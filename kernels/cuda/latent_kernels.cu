@@ -26,6 +26,7 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
     rng_out[1] = static_cast<int64_t>(offset);
   }
   const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const T tau = tau_of(a);
   const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
@@ -56,11 +57,11 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
         onehot_argmax_block(lg, k, y);
       } else if (a.u != nullptr) {
         const T* u = a.u + b * a.ld_u + o;
-        gumbel_softmax_block(lg, k, a.tau, [u](int i) { return u[i]; }, y);
+        gumbel_softmax_block(lg, k, tau, [u](int i) { return u[i]; }, y);
       } else {
-        PhiloxReader reader(seed, offset + 1);
+        PhiloxReader reader(seed, offset + kGumbelOffset);
         const uint64_t base = static_cast<uint64_t>(b) * static_cast<uint64_t>(K) + static_cast<uint64_t>(o);
-        gumbel_softmax_block(lg, k, a.tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
+        gumbel_softmax_block(lg, k, tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
       }
     }
   }
@@ -69,6 +70,7 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
 template <typename T>
 __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
   const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const T tau = tau_of(a);
   const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
@@ -82,7 +84,7 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
       const int o = a.disc.off[v], k = a.disc.dims[v];
       T* dl = a.dlogits + b * K + o;
       if (a.training) {
-        gumbel_softmax_block_backward(a.grad + b * a.ld_grad + D + o, a.latent + b * W + D + o, k, a.tau, dl);
+        gumbel_softmax_block_backward(a.grad + b * a.ld_grad + D + o, a.latent + b * W + D + o, k, tau, dl);
       } else {
         for (int i = 0; i < k; ++i) dl[i] = T(0);
       }
