@@ -8,8 +8,8 @@ namespace jointvae {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond this
+JV_LAUNCH_PARAM(int, kThreads, 256);
+JV_LAUNCH_PARAM(int64_t, kMaxBlocks, 4096);  // grid-stride beyond this
 
 int grid_for(int64_t items) {
   const int64_t blocks = (items + kThreads - 1) / kThreads;
@@ -96,8 +96,8 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
 template <typename T>
 __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block, double* partial, unsigned* counter,
                                   T* loss, T* kl_cont, T* kl_disc) {
-  extern __shared__ __align__(16) double sm[];
-  __shared__ bool is_last;
+  JV_SHARED_DYNAMIC(double, sm);
+  JV_SHARED(bool, is_last);
   const int64_t D = a.D, V = a.disc.num_vars, J = D + V;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
   const int64_t r1 = min(a.B, r0 + rows_per_block);
@@ -147,9 +147,10 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
 template <typename T>
 __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont, const T* kl_disc, const T* grad_loss,
                                    const T* gkc, const T* gkd, T* dmu, T* dlogvar, T* dlogits) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  JV_SHARED_DYNAMIC(unsigned char, smem_raw);
   T* w = reinterpret_cast<T*>(smem_raw);
-  __shared__ T wc, wd;
+  JV_SHARED(T, wc);
+  JV_SHARED(T, wd);
   const int64_t D = a.D, V = a.disc.num_vars, K = a.disc.total;
   if (threadIdx.x == 0) {
     double sc = 0.0, sd = 0.0;
@@ -198,7 +199,7 @@ int kl_rows_y(int64_t J) {
   // shared memory: ydim * J doubles, at most 48 KiB
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(8, 6144 / std::max<int64_t>(J, 1))));
 }
-constexpr int kRowsPerBlock = 256;
+JV_LAUNCH_PARAM(int, kRowsPerBlock, 256);
 
 }  // namespace
 
@@ -206,7 +207,7 @@ template <typename T>
 cudaError_t sample_latent(const SampleLatentArgs<T>& a, const PhiloxArgs& rng, int64_t* rng_out, cudaStream_t stream) {
   const int64_t items = a.B * (a.D + a.disc.num_vars);
   if (items == 0 && rng_out == nullptr) return cudaSuccess;
-  sample_latent_kernel<T><<<grid_for(items), kThreads, 0, stream>>>(a, rng, rng_out);
+  JV_LAUNCH(sample_latent_kernel<T>, grid_for(items), kThreads, 0, stream)(a, rng, rng_out);
   return cudaGetLastError();
 }
 
@@ -214,7 +215,7 @@ template <typename T>
 cudaError_t sample_latent_backward(const SampleLatentBackwardArgs<T>& a, cudaStream_t stream) {
   const int64_t items = a.B * (a.D + a.disc.num_vars);
   if (items == 0) return cudaSuccess;
-  sample_latent_backward_kernel<T><<<grid_for(items), kThreads, 0, stream>>>(a);
+  JV_LAUNCH(sample_latent_backward_kernel<T>, grid_for(items), kThreads, 0, stream)(a);
   return cudaGetLastError();
 }
 
@@ -230,7 +231,7 @@ cudaError_t kl_forward(const KLArgs<T>& a, KLConstants k, double* workspace, uns
   const int ny = kl_rows_y(J);
   const int64_t blocks = std::max<int64_t>(1, (a.B + kRowsPerBlock - 1) / kRowsPerBlock);
   const size_t smem = static_cast<size_t>(std::max<int64_t>(ny * J, 1)) * sizeof(double);
-  kl_forward_kernel<T><<<static_cast<unsigned>(blocks), dim3(32, ny), smem, stream>>>(
+  JV_LAUNCH(kl_forward_kernel<T>, static_cast<unsigned>(blocks), dim3(32, ny), smem, stream)(
       a, k, kRowsPerBlock, workspace, counter, loss, kl_cont, kl_disc);
   return cudaGetLastError();
 }
@@ -243,14 +244,14 @@ cudaError_t kl_backward(const KLArgs<T>& a, KLConstants k, const T* kl_cont, con
   if (items == 0) return cudaSuccess;
   if (J * static_cast<int64_t>(sizeof(T)) > 48 * 1024) return cudaErrorInvalidValue;
   const int grid = static_cast<int>(std::min<int64_t>(grid_for(items), 1024));
-  kl_backward_kernel<T><<<grid, kThreads, static_cast<size_t>(J) * sizeof(T), stream>>>(
+  JV_LAUNCH(kl_backward_kernel<T>, grid, kThreads, static_cast<size_t>(J) * sizeof(T), stream)(
       a, k, kl_cont, kl_disc, grad_loss, grad_kl_cont, grad_kl_disc, dmu, dlogvar, dlogits);
   return cudaGetLastError();
 }
 
 cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  philox_uniform_kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(seed, offset, n, out);
+  JV_LAUNCH(philox_uniform_kernel, grid_for((n + 3) / 4), kThreads, 0, stream)(seed, offset, n, out);
   return cudaGetLastError();
 }
 
