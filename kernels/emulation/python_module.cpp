@@ -26,7 +26,8 @@ struct LaunchError : std::runtime_error {
 void check(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
   const auto& r = emulation::last_launch();
-  throw LaunchError(std::string(what) + ": " + cudaGetErrorString(e) + " (" + r.kernel + ": " + r.message + ")");
+  const std::string why = r.error == e ? " (" + r.kernel + ": " + r.message + ")" : " (refused by the launcher)";
+  throw LaunchError(std::string(what) + ": " + cudaGetErrorString(e) + why);
 }
 
 template <typename T>
