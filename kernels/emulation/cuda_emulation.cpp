@@ -69,8 +69,9 @@ struct LaunchStatus {
 
 class Block {
  public:
+  // Arena: the dynamic array, then (16-byte aligned) the static variables; the limit counts exact sizes.
   Block(unsigned nthreads, size_t dynamic, size_t cap, LaunchStatus* status)
-      : n_(nthreads), dynamic_((dynamic + 15) / 16 * 16), cap_(cap), status_(status) {}
+      : n_(nthreads), dynamic_(dynamic), static_base_((dynamic + 15) / 16 * 16), cap_(cap), status_(status) {}
 
   void sync() {
     std::unique_lock<std::mutex> lock(m_);
@@ -118,16 +119,17 @@ class Block {
     std::unique_lock<std::mutex> lock(m_);
     check_locked();
     for (const auto& s : sites_)
-      if (s.first == site) return arena_.get() + s.second;
-    const size_t at = dynamic_ + (static_used_ + align - 1) / align * align;
-    if (at + size > cap_) {
-      fail_locked(cudaErrorInvalidValue, "static + dynamic shared memory " + std::to_string(at + size) +
+      if (s.first == site) return arena_.get() + static_base_ + s.second;
+    const size_t at = (static_used_ + align - 1) / align * align;
+    if (dynamic_ + at + size > cap_) {
+      fail_locked(cudaErrorInvalidValue, "static + dynamic shared memory " + std::to_string(dynamic_ + at + size) +
                                              " bytes > " + std::to_string(cap_));
     }
+    if (align > 16) fail_locked(cudaErrorLaunchFailure, "shared variables aligned beyond 16 bytes are not emulated");
     ensure_arena();
-    static_used_ = at + size - dynamic_;
+    static_used_ = at + size;
     sites_.emplace_back(site, at);
-    return arena_.get() + at;
+    return arena_.get() + static_base_ + at;
   }
 
   size_t static_used() const { return static_used_; }
@@ -135,8 +137,8 @@ class Block {
  private:
   void ensure_arena() {
     if (arena_) return;
-    arena_.reset(new unsigned char[cap_ + 16]);
-    std::memset(arena_.get(), 0xff, cap_ + 16);  // uninitialised shared memory reads as NaN
+    arena_.reset(new unsigned char[cap_ + 16]);  // static_base_ - dynamic_ < 16
+    std::memset(arena_.get(), 0xff, cap_ + 16);   // uninitialised shared memory reads as NaN
   }
   void check_locked() {
     if (aborted_ || status_->failed) {
@@ -153,7 +155,7 @@ class Block {
   }
 
   const unsigned n_;
-  const size_t dynamic_, cap_;
+  const size_t dynamic_, static_base_, cap_;
   LaunchStatus* status_;
   std::mutex m_;
   std::condition_variable cv_;
