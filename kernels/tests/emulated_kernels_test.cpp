@@ -10,20 +10,10 @@
 
 #include "cpu/latent_cpu.h"
 #include "cuda/latent_cuda.h"
+#include "tests/check.h"
 
 using namespace jointvae;
 namespace emu = jointvae::emulation;
-
-static int failures = 0;
-#define CHECK(cond, ...)                               \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      ++failures;                                      \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                        \
-      std::printf("\n");                               \
-    }                                                  \
-  } while (0)
 
 // ---- the emulator's contract, on test kernels ----
 
@@ -227,10 +217,5 @@ static void kernels_vs_cpu() {
 int main() {
   emulator_contract();
   kernels_vs_cpu();
-  if (failures) {
-    std::printf("%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("emulated CUDA kernels: all checks passed\n");
-  return 0;
+  return finish("emulated CUDA kernels");
 }
