@@ -128,8 +128,10 @@ py::tuple sample_latent_backward(const py::array& grad, const py::array& latent,
   const Rows<T> lat = rows_of<T>(latent, "latent", B, D + K);
   if (lat.ld != D + K || se.ld != D) throw py::value_error("latent and sigma_eps must be contiguous");
   auto dmu = nan_array<T>({B, D}), dlv = nan_array<T>({B, D}), dl = nan_array<T>({B, K});
-  const SampleLatentBackwardArgs<T> a{B, D, disc, static_cast<T>(tau), training, g.p, g.ld, lat.p, se.p,
-                                      dmu.mutable_data(), dlv.mutable_data(), dl.mutable_data()};
+  SampleLatentBackwardArgs<T> a{};  // by field: members may be added (value-initialised here)
+  a.B = B, a.D = D, a.disc = disc, a.tau = static_cast<T>(tau), a.training = training;
+  a.grad = g.p, a.ld_grad = g.ld, a.latent = lat.p, a.sigma_eps = se.p;
+  a.dmu = dmu.mutable_data(), a.dlogvar = dlv.mutable_data(), a.dlogits = dl.mutable_data();
   cudaError_t e;
   {
     py::gil_scoped_release release;

@@ -147,8 +147,10 @@ static void sample_latent_vs_cpu(const Inputs<T>& in, double tol) {
   std::vector<T> d[3] = {std::vector<T>(B * D, T(NAN)), std::vector<T>(B * D, T(NAN)),
                          std::vector<T>(B * in.disc.total, T(NAN))};
   std::vector<T> c[3] = {std::vector<T>(B * D), std::vector<T>(B * D), std::vector<T>(B * in.disc.total)};
-  SampleLatentBackwardArgs<T> b{B, D, in.disc, a.tau, true, g.data(), W, lat.data(), se.data(),
-                                d[0].data(), d[1].data(), d[2].data()};
+  SampleLatentBackwardArgs<T> b{};
+  b.B = B, b.D = D, b.disc = in.disc, b.tau = a.tau, b.training = true, b.grad = g.data(), b.ld_grad = W;
+  b.latent = lat.data(), b.sigma_eps = se.data();
+  b.dmu = d[0].data(), b.dlogvar = d[1].data(), b.dlogits = d[2].data();
   CHECK(cuda::sample_latent_backward<T>(b, nullptr) == cudaSuccess, "sample_latent_backward launch");
   b.dmu = c[0].data(), b.dlogvar = c[1].data(), b.dlogits = c[2].data();
   cpu::sample_latent_backward_rows<T>(b, 0, B);
