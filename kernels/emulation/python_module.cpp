@@ -80,7 +80,8 @@ KLArgs<T> kl_args(const py::array& mu, const py::array& logvar, const py::array&
 template <typename T>
 py::tuple sample_latent(const py::array& mu, const py::array& logvar, const py::array& logits,
                         const std::vector<int>& dims, double tau, bool training, std::optional<py::array> eps,
-                        std::optional<py::array> u, uint64_t seed, uint64_t offset, std::optional<uint64_t> intragraph) {
+                        std::optional<py::array> u, uint64_t seed, uint64_t offset,
+                        std::optional<uint64_t> intragraph) {
   const DiscLayout disc = layout(dims);
   const KLArgs<T> k = kl_args<T>(mu, logvar, logits, disc);
   const int64_t B = k.B, D = k.D, K = disc.total;

@@ -154,7 +154,8 @@ static void sample_latent_vs_cpu(const Inputs<T>& in, double tol) {
   CHECK(cuda::sample_latent_backward<T>(b, nullptr) == cudaSuccess, "sample_latent_backward launch");
   b.dmu = c[0].data(), b.dlogvar = c[1].data(), b.dlogits = c[2].data();
   cpu::sample_latent_backward_rows<T>(b, 0, B);
-  for (int i = 0; i < 3; ++i) CHECK(max_rel(d[i], c[i]) < tol, "sample_latent_backward[%d]: %g", i, max_rel(d[i], c[i]));
+  for (int i = 0; i < 3; ++i)
+    CHECK(max_rel(d[i], c[i]) < tol, "sample_latent_backward[%d]: %g", i, max_rel(d[i], c[i]));
 }
 
 template <typename T>
