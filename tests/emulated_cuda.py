@@ -11,7 +11,7 @@ import functools
 import sys
 
 # the one place this test helper uses the package's build machinery
-from jointvae_fast.extension import _build_key, cache_root, kernels_dir
+from jointvae_fast.ops.extension import _build_key, cache_root, kernels_dir
 
 MODULE = "jointvae_emulated_cuda"
 SOURCES = ("emulation/python_module.cpp", "emulation/latent_kernels_emulated.cpp", "emulation/cuda_emulation.cpp")
