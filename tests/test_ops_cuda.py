@@ -124,6 +124,23 @@ def test_kl_large_batch_multi_block_reduction_is_deterministic():
     assert_close(a[2], reference.kl_categorical(case["logits"], dims), 2e-6 * kl_disc_scale(case), "kl_disc")
 
 
+@pytest.mark.parametrize("J", [768, 6144, 7000])
+def test_kl_capacity_loss_cuda_any_latent_width(J):
+    """D + V in {768, ..., 6144} once asked for more than 48 KiB of shared memory and D + V > 6144 was refused:
+    every width the CPU accepts must run on CUDA, float32 and float64, forward and backward."""
+    rng = np.random.default_rng(J)
+    for dtype in (torch.float32, torch.float64):
+        mu, lv = (torch.tensor(rng.standard_normal((3, J - 2)), dtype=dtype) for _ in range(2))
+        lg = torch.tensor(rng.standard_normal((3, 5)), dtype=dtype)
+        want = ops.kl_capacity_loss(mu, lv, lg, [2, 3], 1.0, 0.5, 2.0, 3.0)
+        cuda_in = [t.to(DEV).requires_grad_() for t in (mu, lv, lg)]
+        got = ops.kl_capacity_loss(*cuda_in, [2, 3], 1.0, 0.5, 2.0, 3.0)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.cpu(), w)
+        grads = torch.autograd.grad(got[0], cuda_in)
+        assert all(torch.isfinite(g).all() for g in grads)
+
+
 def test_generator_mode_cuda_uses_the_documented_streams_and_advances():
     B, D, dims = 300, 7, [5, 3]
     rng = np.random.default_rng(1)

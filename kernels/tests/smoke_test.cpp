@@ -6,19 +6,9 @@
 
 #include "cpu/latent_cpu.h"
 #include "jointvae/philox.h"
+#include "tests/check.h"
 
 using namespace jointvae;
-
-static int failures = 0;
-#define CHECK(cond, ...)                               \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      ++failures;                                      \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                        \
-      std::printf("\n");                               \
-    }                                                  \
-  } while (0)
 
 static void philox_known_answers() {
   // Random123 known answers for philox4x32_10.
@@ -145,10 +135,5 @@ int main() {
   philox_known_answers();
   math_known_answers();
   kl_and_softmax_known_answers();
-  if (failures) {
-    std::printf("%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("kernels smoke test: all checks passed\n");
-  return 0;
+  return finish("kernels smoke test");
 }
