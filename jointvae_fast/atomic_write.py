@@ -33,7 +33,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Replace `path` with `text` (UTF-8) atomically; a full or read-only disk is a StorageError naming it."""
+    """Replace `path` by `text` (UTF-8) atomically, as `atomic_write`; a full or read-only disk is a
+    StorageError naming `path`."""
     from .errors import storage
 
     with storage(path), atomic_write(path) as f:

@@ -1,14 +1,12 @@
 """Checks of the machine against the settings, before anything is allocated: the device exists, the
 latent fits the fused ops' limits, and the model fits in the device's memory.
 
-Limits of the fused ops (the same for every backend, checked at configuration time, so a model valid on
-the CPU never fails at its first CUDA step); the C++ sources state them as kMaxDiscVars
-(kernels/include/jointvae/latent_math.h), the class-count check of kernels/torch/checks.h and the D + V
-check of kernels/torch/ops_cuda.cpp; tests/test_limits.py reads those sources to keep the numbers equal:
+Limits of the fused ops (the same for every backend: the composite path checks them too; checked at
+configuration time, so a model valid on the CPU never fails at its first CUDA step). The C++ sources state
+them as kMaxDiscVars (kernels/include/jointvae/latent_math.h) and the class-count check of
+kernels/torch/checks.h; tests/test_limits.py reads those sources to keep the numbers equal:
     MAX_DISC_VARS = 64        discrete variables V
     MAX_CLASSES = 2**24       classes K_i of one discrete variable
-    MAX_KL_WIDTH = 6144       D + V (the CUDA KL reduction keeps one column per unit and variable in
-                              shared memory)
 
 Memory estimate (bytes, float32): 4 P (weights, gradients, Adam's two moments; P from the model built
 on the meta device, which allocates nothing) + 3 B A (activations kept for the backward, their
@@ -27,21 +25,17 @@ from .errors import UserInputError
 
 MAX_DISC_VARS = 64
 MAX_CLASSES = 1 << 24
-MAX_KL_WIDTH = 6144
 FLOAT_BYTES = 4
 
 
-def check_latent_limits(cont: int, disc: Sequence[int]) -> None:
-    """UserInputError unless V <= MAX_DISC_VARS, every K_i <= MAX_CLASSES and D + V <= MAX_KL_WIDTH."""
+def check_latent_limits(disc: Sequence[int]) -> None:
+    """UserInputError unless V <= MAX_DISC_VARS and every K_i <= MAX_CLASSES."""
     if len(disc) > MAX_DISC_VARS:
         raise UserInputError(f"disc has {len(disc)} discrete variables; the fused ops support at most {MAX_DISC_VARS}")
     big = [k for k in disc if k > MAX_CLASSES]
     if big:
         raise UserInputError(f"disc has a class count of {big[0]}; at most {MAX_CLASSES} classes per discrete variable "
                              "are supported")
-    if cont + len(disc) > MAX_KL_WIDTH:
-        raise UserInputError(f"cont + number of discrete variables is {cont + len(disc)}; the fused ops support at "
-                             f"most D + V = {MAX_KL_WIDTH}")
 
 
 def check_device(name: str | None, local_rank: int = 0, distributed: bool = False) -> torch.device:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from jointvae_fast import checkpoint, loop
 from jointvae_fast import train as train_cli
+from jointvae_fast.training import checkpoint, loop
 
 from data_fixtures import write_idx_set
 from test_bad_inputs import TINY, assert_one_line_error, base_args
@@ -176,7 +176,7 @@ def _check_stopped_cleanly(out: Path, rc, err, keep_step: int) -> None:
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("training ")]
     assert_one_line_error(rc, "\n".join(lines), "No space left on device")
     assert [s for s, _ in loop.list_checkpoints(out)][-1] == keep_step
-    checkpoint.load(loop.checkpoint_path(out, keep_step))  # intact, digest verified
+    checkpoint.load_model(loop.checkpoint_path(out, keep_step))  # intact, digest verified
     assert not [p for p in (out / loop.CHECKPOINT_DIR).iterdir() if p.name.startswith(".")]  # no temp file left
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)

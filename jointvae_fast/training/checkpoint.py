@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .atomic_write import atomic_write
-from .errors import UserInputError, storage
-from .model import JointVAE
+from .. import __version__
+from ..atomic_write import atomic_write
+from ..errors import UserInputError, storage
+from ..model import JointVAE
 
 FORMAT = "jointvae_fast/1"
 DIGEST_PREFIX = b"jointvae_fast-sha256:"
@@ -186,13 +186,47 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu") -> Checkpoin
     return Checkpoint(model, obj["meta"], obj.get("training"))
 
 
-def load(path, map_location: str | torch.device = "cpu") -> JointVAE:
+def load_model(path, map_location: str | torch.device = "cpu") -> JointVAE:
     """A ready model (eval mode) from a jointvae_fast checkpoint file."""
     return load_checkpoint(path, map_location).model
 
 
-def import_reference(model_pt, specs_json=None) -> JointVAE:
-    """A JointVAE from a checkpoint of the paper's reference implementation (see `official`)."""
-    from .official import import_reference as _import_reference
 
-    return _import_reference(model_pt, specs_json)
+def check_training_state(obj: dict[str, Any], path) -> None:
+    """CheckpointError naming the entry a resumable checkpoint lacks: training.step (int >= 0),
+    training.optimizer (state, param_groups), training.rng.cpu (the CPU generator's uint8 state),
+    training.rng.ranks (a list of {sampling: uint8 tensor, sampling_device: str, cuda})."""
+    def need(ok, entry):
+        if not ok:
+            raise CheckpointError(f"{path} cannot be resumed: entry {entry} is missing or malformed")
+
+    t = obj.get("training")
+    need(isinstance(t, dict), "'training'")
+    step = t.get("step")
+    need(isinstance(step, int) and not isinstance(step, bool) and step >= 0, "'training.step'")
+    opt = t.get("optimizer")
+    need(isinstance(opt, dict) and isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list),
+         "'training.optimizer'")
+    rng = t.get("rng")
+    need(isinstance(rng, dict), "'training.rng'")
+    cpu = rng.get("cpu")
+    need(isinstance(cpu, torch.Tensor) and cpu.dtype == torch.uint8 and cpu.numel() == torch.get_rng_state().numel(),
+         "'training.rng.cpu'")
+    ranks = rng.get("ranks")
+    need(isinstance(ranks, list) and ranks and all(
+        isinstance(r, dict) and isinstance(r.get("sampling"), torch.Tensor) and isinstance(r.get("sampling_device"), str)
+        for r in ranks), "'training.rng.ranks'")
+
+
+def check_optimizer_state(state: dict[str, Any], model: JointVAE, path) -> None:
+    """CheckpointError unless the saved Adam state fits `model`: one entry per parameter, moments of its shape."""
+    params = list(model.parameters())
+    ids = [i for g in state["param_groups"] if isinstance(g, dict) for i in g.get("params", [])]
+    if len(ids) != len(params):
+        raise CheckpointError(f"{path}: its optimizer state covers {len(ids)} parameters, the model has {len(params)}")
+    for i, p in zip(ids, params):
+        saved = state["state"].get(i, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in saved and (not isinstance(saved[key], torch.Tensor) or saved[key].shape != p.shape):
+                raise CheckpointError(f"{path}: its optimizer state ({key} of parameter {i}) does not match the "
+                                      f"model's shape {tuple(p.shape)}")
