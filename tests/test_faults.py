@@ -35,8 +35,9 @@ KILLS = 4
 
 
 def _env(tmp_path):
+    # the CPU build of the fused ops: these tests are about the files a run leaves, not the CUDA backend
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JOINTVAE_CACHE": str(tmp_path / "cache"),
-           "JOINTVAE_DOWNLOAD": "0", "OMP_NUM_THREADS": "1"}
+           "JOINTVAE_DOWNLOAD": "0", "JOINTVAE_FAST_BACKEND": "cpu", "OMP_NUM_THREADS": "1"}
     env.pop("JOINTVAE_DATA", None)
     return env
 
