@@ -5,7 +5,7 @@ optimizer step.
 - baseline (benchmarks/baseline.py): DataLoader over per-sample tensors, noise drawn on the CPU,
   sigmoid + binary_cross_entropy, ~10-op Gumbel-Softmax, torch.optim.Adam defaults, loss.item() per step.
 - fast (what `train` uses): the images resident on the device as uint8 and gathered there in the loop's
-  seeded order (jointvae_fast.training.loop.TrainImages), TrainStep + make_optimizer defaults (fused ops,
+  seeded order (jointvae_fast.training.batches.TrainImages), TrainStep + make_optimizer defaults (fused ops,
   fused Adam, channels_last and the allocator setting on CPU, CUDA graph on CUDA), each step's loss
   terms appended to a device buffer as the loop does, no host sync until the end.
 
@@ -105,7 +105,7 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
     """
     import torch
 
-    from jointvae_fast.training.loop import TrainImages, epoch_permutation
+    from jointvae_fast.training.batches import TrainImages, epoch_permutation
     from jointvae_fast.model import JointVAE
     from jointvae_fast.objective import Capacity, Objective
     from jointvae_fast.training.allocator import tune_cpu_allocator
