@@ -1,4 +1,4 @@
-"""Train suite: images per second of a full training step, reference-style baseline vs our fast path.
+"""Train suite: images per second of a full training step, paper-style baseline vs our fast path.
 
 A step is everything a training run does per batch: getting the batch, forward, loss, backward,
 optimizer step.
@@ -65,7 +65,7 @@ def _images(size: int, n: int):
 
 def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
                     tuned_allocator: bool = False) -> tuple[float, float]:
-    """(img per wall second, img per CPU second of this process) of `steps` reference-style steps after
+    """(img per wall second, img per CPU second of this process) of `steps` paper-style steps after
     `warmup` untimed ones (optionally with the fast path's
     allocator setting, to show how much of the difference that setting alone makes)."""
     import torch

@@ -7,7 +7,7 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
     config.json       the resolved settings (usable as --config for a rerun)
     run.json          derived facts: world size, steps per epoch, total steps,
                       training images, image size, versions, command line
-    log.jsonl         one JSON line every --log-every steps (fields: see loop.py)
+    log.jsonl         one JSON line every --log-every steps (fields: see term_log.py)
     checkpoints/step-XXXXXXXX.pt   the last --keep checkpoints (checkpoint.py format,
                       with optimizer, step, RNG states and config for --resume)
     samples.png       64 decoded draws from the prior (at the end)
