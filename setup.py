@@ -71,7 +71,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["jointvae_fast", "jointvae_fast.*"]),
     install_requires=["torch>=2.4", "numpy", "scipy", "tqdm", "pillow", "matplotlib", "ninja"],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis", "pybind11"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

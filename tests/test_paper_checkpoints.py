@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jointvae_fast.training import checkpoint
 from jointvae_fast.paper_checkpoints import PaperCheckpointError, import_paper_checkpoint, read_paper_checkpoint
 from jointvae_fast.analysis.figures.traversal import mode_latent
 

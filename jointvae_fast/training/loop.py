@@ -3,7 +3,10 @@
 The loop. Each optimizer step gathers this rank's batch (batches.py), sets the
 temperature, runs TrainStep and appends its loss terms to the device log
 (term_log.py); at log steps the log is flushed, at checkpoint steps (and at the
-end, and when Ctrl-C was pressed) a checkpoint is written (run_dir.py).
+end, and when Ctrl-C was pressed) a checkpoint is written (run_dir.py). How
+each step ran (TrainStep.step_mode: "cuda-graph" or "eager (why)") is noted
+too; the changes come back in LoopResult.step_modes ([{"step", "mode"}], the
+CLI adds them to run.json).
 
 Steps. The loop calls TrainStep with step = 1 for the first optimizer step:
 the paper's published code increments its step counter before
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -93,6 +96,7 @@ class LoopResult:
     step: int  # completed optimizer steps (of the last good state)
     message: str
     last_record: dict[str, Any] | None
+    step_modes: list[dict[str, Any]] = field(default_factory=list)  # TermLog.step_modes
 
 
 class _Run:
@@ -116,6 +120,7 @@ class _Run:
         if self.config["temperature_final"] is not None:
             self.model.temperature = temperature_at(self.config, step)
         self.log.append(self.step_fn(self.batch(step), step))
+        self.log.note_mode(step, self.step_fn.step_mode)
 
     def stopping(self, stop: StopRequest, at_log: bool) -> bool:
         """Whether a stop was requested (on any rank: agreed at log steps only, a collective there)."""
@@ -199,5 +204,5 @@ def train(
         kept = list_checkpoints(run_dir)
         message += (f"; training stopped. The last good checkpoint is {kept[-1][1]} (step {kept[-1][0]})"
                     if kept else "; training stopped before any checkpoint was written")
-        return LoopResult(status, kept[-1][0] if kept else 0, message, log.last_record)
-    return LoopResult(status, step, message, log.last_record)
+        return LoopResult(status, kept[-1][0] if kept else 0, message, log.last_record, log.step_modes)
+    return LoopResult(status, step, message, log.last_record, log.step_modes)

@@ -10,7 +10,9 @@ KLs are means over the steps since the previous line, and over DDP ranks):
   (recon_weight*recon + capacity_loss)/(H*W)), recon (nats per image),
   capacity_loss, kl_cont_sum (KL_z), kl_disc_sum (KL_c), kl_cont [D],
   kl_disc [V], c_cont (C_z), c_disc (C_c), temperature, img_per_s,
-  steps_per_s, elapsed_s (since this process started training), steps_in_mean.
+  steps_per_s, elapsed_s (since this process started training), steps_in_mean,
+  step_mode (how the last step of the line ran: "cuda-graph" or "eager (why)",
+  TrainStep.step_mode).
 """
 from __future__ import annotations
 
@@ -55,6 +57,12 @@ class TermLog:
         self.progress = progress
         self.t_start = self.t_last = time.perf_counter()
         self.last_record: dict[str, Any] | None = None
+        self.step_modes: list[dict[str, Any]] = []  # [{"step": first step, "mode": step mode}] at each change
+
+    def note_mode(self, step: int, mode: str) -> None:
+        """The step mode of `step` (TrainStep.step_mode); a change is kept in step_modes."""
+        if not self.step_modes or self.step_modes[-1]["mode"] != mode:
+            self.step_modes.append({"step": step, "mode": mode})
 
     def append(self, terms) -> None:
         """Copy one step's LossTerms into the buffer (device work only)."""
@@ -103,6 +111,7 @@ class TermLog:
             "temperature": self.model.temperature,
             "img_per_s": self.rows * self.length.global_batch / elapsed, "steps_per_s": self.rows / elapsed,
             "elapsed_s": now - self.t_start, "steps_in_mean": self.rows,
+            "step_mode": self.step_modes[-1]["mode"] if self.step_modes else None,
         }
         self.t_last = now
         return record
