@@ -4,7 +4,8 @@
 Turns a trained model into the paper's analyses. SOURCE is one of
   - a run directory of jointvae_fast.train (its newest readable checkpoint, its log.jsonl, config.json),
   - a jointvae_fast checkpoint file (the log is taken from its run directory when it sits in one),
-  - a folder (or model.pt) of the paper's reference implementation (model.pt + specs.json).
+  - a folder (or model.pt) of the paper's reference implementation (model.pt + specs.json),
+  - pretrained:NAME, a model shipped in jointvae_fast.pretrained (report: ./pretrained-NAME_eval).
 The test split of the dataset (default: the one the model was trained on) is
 encoded once (batches of 1000, inference mode, with a progress bar); the
 report folder (--out; default RUN_DIR/eval for a run directory, else
@@ -81,7 +82,7 @@ MIG_MAX_FACTOR_VALUES = 64  # factors with more distinct values are binned into 
 
 METRIC_FIELDS = {
     "source": "path evaluated",
-    "source_kind": "run, checkpoint or reference",
+    "source_kind": "run, checkpoint, reference or pretrained",
     "dataset": "dataset name",
     "step": "optimizer steps of the checkpoint (null for reference checkpoints)",
     "image_size": "[C, H, W]",
@@ -140,7 +141,13 @@ def _from_checkpoint(path: Path, kind: str, run_dir: Path | None) -> Source:
 
 
 def load_source(path) -> Source:
-    """The model (eval mode, CPU) and what is known about it, from a run dir, checkpoint file or reference folder."""
+    """The model (eval mode, CPU) and what is known about it, from a run dir, checkpoint file, reference folder
+    or `pretrained:NAME` (jointvae_fast.pretrained). Every CLI that takes a model resolves it here."""
+    from . import pretrained
+
+    name = pretrained.source_name(str(path))
+    if name is not None:
+        return _from_pretrained(name)
     path = Path(path)
     if not path.exists():
         raise EvaluationError(f"{path} does not exist (give a run directory, a checkpoint file or a reference folder)")
@@ -172,6 +179,19 @@ def load_source(path) -> Source:
         if "not a jointvae_fast checkpoint" not in str(e):
             raise EvaluationError(str(e)) from e
     return _from_reference(path)
+
+
+def _from_pretrained(name: str) -> Source:
+    from .pretrained import PretrainedError, load
+
+    try:
+        model, meta = load(name)
+    except PretrainedError as e:
+        raise EvaluationError(str(e)) from None
+    c = meta["checkpoint"]
+    step = c.get("step")
+    return Source(model, "pretrained", Path(meta["folder"]), c, None, c.get("dataset"), None,
+                  int(step) if isinstance(step, int) else None)
 
 
 def _from_reference(path: Path) -> Source:
@@ -622,7 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("source", help="run directory, checkpoint file, or reference implementation folder (model.pt + specs.json)")
+    p.add_argument("source", help="run directory, checkpoint file, reference implementation folder (model.pt + "
+                   "specs.json), or pretrained:NAME (a model shipped in jointvae_fast.pretrained)")
     p.add_argument("--dataset", help="dataset name (default: the one the model was trained on)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--out", help="report folder (default: RUN_DIR/eval, or <source name>_eval beside a file/folder)")
@@ -664,6 +685,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
             out = Path(args.out)
         elif source.kind == "run":
             out = src / "eval"
+        elif source.kind == "pretrained":
+            out = Path(f"pretrained-{source.path.name}_eval")
         else:
             out = src.parent / f"{src.stem if src.is_file() else src.name}_eval"
         metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,
