@@ -138,13 +138,14 @@ def test_page_in_a_headless_browser(page, tmp_path):
 
 
 def screenshot(argv):
-    """Serve SOURCE with the explorer CLI, draw a prior sample, point at the top unit, save a screenshot."""
+    """Serve SOURCE (a path relative to the current folder shows as such) with the explorer CLI, encode a test
+    image if there are any, move the top unit's slider, save a screenshot."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     source, out, extra = argv[0], Path(argv[1]), argv[2:]
     p = subprocess.Popen([sys.executable, "-m", "jointvae_fast.explore", source, "--no-browser", *extra],
-                         stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     d, reason = chromium_driver()
     if d is None:
         raise SystemExit(reason)
@@ -156,7 +157,7 @@ def screenshot(argv):
             d.find_element(By.ID, "encode").click()
             wait_for(d, lambda d: image_src(d, "reconstruction").startswith("data:"), "the encoded image")
         top = d.find_elements(By.CSS_SELECTOR, "#units .unit input")[0]
-        ActionChains(d).click_and_hold(top).move_by_offset(70, 0).release().perform()
+        ActionChains(d).move_to_element_with_offset(top, 60, 0).click().perform()
         wait_for(d, lambda d: image_src(d, "strip").startswith("data:"), "the strip")
         d.save_screenshot(str(out))
     finally:
