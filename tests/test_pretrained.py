@@ -170,3 +170,11 @@ def test_shipped_model_card_matches_a_fresh_evaluation(name, tmp_path, monkeypat
     except DatasetNotFoundError as e:
         pytest.skip(f"{name}: dataset {dataset_name} is not available here ({e})")
     check_card_against_fresh_evaluation(name, None, ds, tmp_path / "fresh", monkeypatch)
+
+
+def test_evaluate_pretrained_writes_its_report_in_the_current_folder(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv(pretrained.ENV, str(registry.root))
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.main(["pretrained:tiny", "--no-progress"], dataset=registry.ds) == 0
+    m = json.loads((tmp_path / "pretrained-tiny_eval" / "metrics.json").read_text())
+    assert m["source_kind"] == "pretrained" and m["step"] == 6 and m["dataset"] == "mnist"

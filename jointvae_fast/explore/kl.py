@@ -83,4 +83,4 @@ def from_prior(model, samples: int = PRIOR_SAMPLES, seed: int = 0) -> KL:
     lat = prior_latents(model, samples, torch.Generator().manual_seed(seed))
     mu, logvar, logits = model.encode(torch.sigmoid(model.decode(lat)))
     cont, disc = kl_per_latent(Encoded(mu.float().cpu(), logvar.float().cpu(), logits.float().cpu(), 0.0), model.disc)
-    return KL(cont, disc, f"{samples} prior samples decoded and encoded again (no test split available)")
+    return KL(cont, disc, f"{samples} prior samples decoded and encoded again (no test split or recorded KL at hand)")
