@@ -87,16 +87,8 @@ def _commit(explicit: str | None) -> str:
 
 
 def _machine(run_info: dict[str, Any]) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"device {run_info.get('device', '?')}; {cpu}, {os.cpu_count()} logical CPUs, {platform.system()} "
-            f"(where packed; TODO: confirm it is where it was trained, and the load)")
+    return (f"device {run_info.get('device', '?')}; {platform.machine()}, {os.cpu_count()} logical CPUs, "
+            f"{platform.system()} (where packed; TODO: the CPU/GPU model, that it is where it was trained, the load)")
 
 
 def _training_time(run_dir: Path) -> str:
