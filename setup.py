@@ -1,7 +1,7 @@
 """jointvae-fast: Joint-VAE with fused CUDA/CPU latent kernels.
 
 Install (README): pip install -e ".[test]". The compiled ops are built by JIT at first use
-(jointvae_fast/extension.py). Ahead-of-time build instead:
+(jointvae_fast/ops/extension.py). Ahead-of-time build instead:
     JOINTVAE_BUILD_EXT=1 pip install --no-build-isolation -e .
 (--no-build-isolation so the build sees the installed torch). Without JOINTVAE_BUILD_EXT this file
 never imports torch: pip's isolated build environment has none.

@@ -19,7 +19,7 @@ github.com/Schlumberger/joint-vae (written here from its description, nothing co
 - images from a torch DataLoader over per-sample tensors (a Dataset whose __getitem__ returns
   one float image in [0, 1] and a label, collated by the default collate).
 
-Its parameter names are the reference implementation's, so `jointvae_fast.official.model_from_state_dict`
+Its parameter names are the reference implementation's, so `jointvae_fast.paper_checkpoints.model_from_state_dict`
 maps a baseline's weights onto our JointVAE (tests/test_baseline.py relies on that).
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ optimizer step.
 - baseline (benchmarks/baseline.py): DataLoader over per-sample tensors, noise drawn on the CPU,
   sigmoid + binary_cross_entropy, ~10-op Gumbel-Softmax, torch.optim.Adam defaults, loss.item() per step.
 - fast (what `train` uses): the images resident on the device as uint8 and gathered there in the loop's
-  seeded order (jointvae_fast.loop.TrainImages), TrainStep + make_optimizer defaults (fused ops,
+  seeded order (jointvae_fast.training.loop.TrainImages), TrainStep + make_optimizer defaults (fused ops,
   fused Adam, channels_last and the allocator setting on CPU, CUDA graph on CUDA), each step's loss
   terms appended to a device buffer as the loop does, no host sync until the end.
 
@@ -71,7 +71,7 @@ def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
     import torch
 
     if tuned_allocator:
-        from jointvae_fast.step import tune_cpu_allocator
+        from jointvae_fast.training.allocator import tune_cpu_allocator
 
         tune_cpu_allocator()
 
@@ -105,10 +105,11 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
     """
     import torch
 
-    from jointvae_fast.loop import TrainImages, epoch_permutation
+    from jointvae_fast.training.loop import TrainImages, epoch_permutation
     from jointvae_fast.model import JointVAE
     from jointvae_fast.objective import Capacity, Objective
-    from jointvae_fast.step import TrainStep, make_optimizer
+    from jointvae_fast.training.allocator import tune_cpu_allocator
+    from jointvae_fast.training.step import TrainStep, make_optimizer
 
     torch.manual_seed(0)
     cont, disc, lr, cc, dc = PRESETS[size]
@@ -119,9 +120,9 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
     optimizer = make_optimizer(model, lr, fused=False if (eager or variant == "fast-default-adam") else None)
     objective = Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc))
     gen = torch.Generator(device=dev).manual_seed(0)
+    if dev.type == "cpu" and not (eager or variant == "fast-no-allocator"):
+        tune_cpu_allocator()  # as the training CLI does at its start
     kw = {}
-    if eager or variant == "fast-no-allocator":
-        kw["tune_allocator"] = False
     if eager or variant == "fast-no-channels-last":
         kw["channels_last"] = False
     if eager:

@@ -30,3 +30,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace `path` by `text` (UTF-8) atomically, as `atomic_write`."""
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))

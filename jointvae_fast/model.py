@@ -7,7 +7,7 @@ Decoder: latent -> 256 -> 64*4*4, then the transposed convolutions mirrored,
 ending in image logits (the paper's sigmoid is applied by the loss / by
 `probabilities`).
 
-The module names follow the paper's reference implementation
+The module names follow the paper's published code
 (img_to_features, features_to_hidden, latent_to_features, features_to_img) so
 its checkpoints map onto ours; its three heads fc_mean, fc_log_var and
 fc_alphas.i are stacked into our single `to_posterior` layer (one GEMM).
@@ -109,7 +109,7 @@ class JointVAE(nn.Module):
 
     @property
     def num_pixels(self) -> int:
-        """H * W: what the paper's reference implementation divides the loss by."""
+        """H * W: what the paper's published code divides the loss by."""
         return self.img_size[1] * self.img_size[2]
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

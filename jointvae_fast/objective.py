@@ -3,7 +3,7 @@
 The per-unit KLs and both capacity terms come from the fused op
 `ops.kl_capacity_loss`; reconstruction is Bernoulli on decoder logits (BCE with
 logits: the paper's sigmoid + BCE without its overflow), summed over pixels per
-image and averaged over the batch. As in the paper's reference
+image and averaged over the batch. As in the paper's published
 implementation, the differentiated value is divided by H*W so that its
 learning rates and gammas carry over.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import NamedTuple, Sequence
 
 import torch
@@ -55,13 +56,64 @@ class LossTerms(NamedTuple):
     capacity_loss: torch.Tensor  # scalar, gamma_z*|KL_z - C_z| + gamma_c*|KL_c - C_c|
     kl_cont: torch.Tensor  # [D]
     kl_disc: torch.Tensor  # [V]
-    c_cont: float
-    c_disc: float
+    c_cont: float  # C_z (a device scalar only inside a CUDA graph capture)
+    c_disc: float  # C_c
 
 
 def bernoulli_nll(x: torch.Tensor, x_logits: torch.Tensor) -> torch.Tensor:
     """sum over pixels of BCE-with-logits(x_logits, x), averaged over the batch. x, x_logits [B, C, H, W]."""
     return F.binary_cross_entropy_with_logits(x_logits, x, reduction="sum") / x.shape[0]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Eq. 7 with its settings bound: `Objective(...)(x, out, step)` -> LossTerms.
+
+    out is a model.JointVAEOutput (anything with x_logits [B, C, H, W], mu, logvar [B, D], logits [B, sum K]).
+    A capacity of None drops that term.
+    """
+
+    disc_dims: tuple[int, ...]
+    cont_capacity: Capacity | None
+    disc_capacity: Capacity | None
+    recon_weight: float = 1.0
+
+    def capacities(self, step: int) -> tuple[float, float]:
+        """(C_z(step), C_c(step)) as Python floats; C_c is capped at sum_i log K_i; an absent term gives 0."""
+        c_cont = self.cont_capacity.at(step) if self.cont_capacity is not None else 0.0
+        c_disc = (self.disc_capacity.at(step, max_discrete_capacity(self.disc_dims))
+                  if self.disc_capacity is not None else 0.0)
+        return c_cont, c_disc
+
+    def at_capacities(self, x: torch.Tensor, out, c_cont: float | torch.Tensor,
+                      c_disc: float | torch.Tensor) -> LossTerms:
+        """Eq. 7 for one batch at the capacities c_cont, c_disc.
+
+        Capacities given as Python floats go into the fused op, which forms the capacity term. Given as
+        device scalars (a captured CUDA graph reads their current values at each replay), the op gives the
+        per-unit KLs and the capacity term is formed by the composite twin's formula,
+        `ops.composite.capacity_loss`: the same terms, to float rounding.
+        """
+        from . import ops
+
+        if x.shape != out.x_logits.shape:
+            raise ValueError(f"x has shape {tuple(x.shape)} but x_logits has {tuple(out.x_logits.shape)}")
+        g_cont = self.cont_capacity.gamma if self.cont_capacity is not None else 0.0
+        g_disc = self.disc_capacity.gamma if self.disc_capacity is not None else 0.0
+        if isinstance(c_cont, torch.Tensor) or isinstance(c_disc, torch.Tensor):
+            _, kl_cont, kl_disc = ops.kl_capacity_loss(out.mu, out.logvar, out.logits, self.disc_dims,
+                                                       0.0, 0.0, 0.0, 0.0)
+            cap_loss = ops.composite.capacity_loss(kl_cont, kl_disc, c_cont, c_disc, g_cont, g_disc)
+        else:
+            cap_loss, kl_cont, kl_disc = ops.kl_capacity_loss(
+                out.mu, out.logvar, out.logits, self.disc_dims, c_cont, c_disc, g_cont, g_disc
+            )
+        recon = bernoulli_nll(x, out.x_logits)
+        total = (recon * self.recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
+        return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc)
+
+    def __call__(self, x: torch.Tensor, out, step: int) -> LossTerms:
+        return self.at_capacities(x, out, *self.capacities(step))
 
 
 def jointvae_loss(
@@ -76,38 +128,6 @@ def jointvae_loss(
     disc_capacity: Capacity | None,
     recon_weight: float = 1.0,
 ) -> LossTerms:
-    """Eq. 7 for one batch at optimizer step `step`; a capacity of None drops that term.
-
-    x, x_logits [B, C, H, W]; mu, logvar [B, D]; logits [B, sum K].
-    """
-    from . import ops
-
-    if x.shape != x_logits.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but x_logits has {tuple(x_logits.shape)}")
-    c_cont = cont_capacity.at(step) if cont_capacity is not None else 0.0
-    g_cont = cont_capacity.gamma if cont_capacity is not None else 0.0
-    c_disc = disc_capacity.at(step, max_discrete_capacity(disc_dims)) if disc_capacity is not None else 0.0
-    g_disc = disc_capacity.gamma if disc_capacity is not None else 0.0
-    cap_loss, kl_cont, kl_disc = ops.kl_capacity_loss(mu, logvar, logits, disc_dims, c_cont, c_disc, g_cont, g_disc)
-    recon = bernoulli_nll(x, x_logits)
-    total = (recon * recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
-    return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc)
-
-
-@dataclass(frozen=True)
-class Objective:
-    """Eq. 7 with its settings bound: `Objective(...)(x, out, step)` -> LossTerms.
-
-    out is a model.JointVAEOutput (anything with x_logits, mu, logvar, logits).
-    """
-
-    disc_dims: tuple[int, ...]
-    cont_capacity: Capacity | None
-    disc_capacity: Capacity | None
-    recon_weight: float = 1.0
-
-    def __call__(self, x: torch.Tensor, out, step: int) -> LossTerms:
-        return jointvae_loss(
-            x, out.x_logits, out.mu, out.logvar, out.logits, self.disc_dims, step,
-            self.cont_capacity, self.disc_capacity, self.recon_weight,
-        )
+    """Eq. 7 for one batch at optimizer step `step`: `Objective` as a function of the tensors."""
+    out = SimpleNamespace(x_logits=x_logits, mu=mu, logvar=logvar, logits=logits)
+    return Objective(tuple(disc_dims), cont_capacity, disc_capacity, recon_weight)(x, out, step)

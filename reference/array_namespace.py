@@ -15,9 +15,3 @@ def array_namespace(*arrays):
             return cupy
     return np
 
-
-def to_numpy(a):
-    """Host NumPy copy of an array from either namespace (for scalars returned as Python floats)."""
-    if type(a).__module__.split(".")[0] == "cupy":
-        return a.get()
-    return np.asarray(a)

@@ -1,7 +1,7 @@
 """The benchmark's reference-style baseline computes the same objective as jointvae_fast (and the NumPy oracle).
 
 Same weights in both (the baseline's state dict, in the reference implementation's key layout, mapped
-onto our JointVAE by jointvae_fast.official), the same batch and the same noise (eps, u).
+onto our JointVAE by jointvae_fast.paper_checkpoints), the same batch and the same noise (eps, u).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import reference
 from benchmarks.baseline import BaselineTrainer, PerSampleImages, ReferenceStyleVAE, baseline_loader, make_baseline
 from jointvae_fast import ops
 from jointvae_fast.objective import Capacity, Objective
-from jointvae_fast.official import model_from_state_dict
+from jointvae_fast.paper_checkpoints import model_from_state_dict
 
 B, CONT, DISC = 6, 4, (3, 5)
 CONT_CAP, DISC_CAP = (0.0, 5.0, 1000, 30.0), (0.0, 4.0, 1000, 20.0)

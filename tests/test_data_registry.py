@@ -16,7 +16,7 @@ from data_fixtures import isolated  # noqa: F401
 
 
 def test_registry_names_match_the_training_presets():
-    from jointvae_fast.presets import DATASET_PRESETS
+    from jointvae_fast.training.config import DATASET_PRESETS
 
     assert set(DATASETS) == set(DATASET_PRESETS)
 

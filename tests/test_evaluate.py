@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from jointvae_fast import checkpoint, evaluate
-from jointvae_fast.accuracy import hungarian_accuracy
-from jointvae_fast.editing import Edit, edit_images, edit_strip, parse_edit
+from jointvae_fast.analysis.cli import main as evaluate_main
+from jointvae_fast.analysis.encoding import encode_split, kl_per_latent
+from jointvae_fast.analysis.report import INACTIVE_KL, METRIC_FIELDS
+from jointvae_fast.analysis.split import eval_split
+from jointvae_fast.training import checkpoint
+from jointvae_fast.analysis.metrics.accuracy import hungarian_accuracy
+from jointvae_fast.analysis.figures.editing import Edit, edit_images, edit_strip, parse_edit
 from jointvae_fast.model import JointVAE
 from jointvae_fast.objective import Capacity, Objective
-from jointvae_fast.step import TrainStep, make_optimizer
-from jointvae_fast.traversal import mode_latent
-from jointvae_fast.viz import read_training_log
+from jointvae_fast.training.step import TrainStep, make_optimizer
+from jointvae_fast.analysis.figures.traversal import mode_latent
+from jointvae_fast.analysis.figures.plots import read_training_log
 
 STEPS = 40
 CONT, DISC = 4, [3]
@@ -88,11 +92,11 @@ def _report(out):
 def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
     ds = make_dataset(300, seed=3)
     out = tmp_path / "report"
-    rc = evaluate.main([str(run_dir), "--out", str(out), "--no-progress", "--edit", "z0=1.5", "c0=2", "--device", "cpu"],
+    rc = evaluate_main([str(run_dir), "--out", str(out), "--no-progress", "--edit", "z0=1.5", "c0=2", "--device", "cpu"],
                        dataset=ds)
     assert rc == 0
     m, index = _report(out)
-    assert set(m) == set(evaluate.METRIC_FIELDS)
+    assert set(m) == set(METRIC_FIELDS)
     missing = [k for k, v in m.items() if v is None]
     assert not missing, missing
     for name in ALWAYS + ["azimuth_scatter.png"]:
@@ -108,7 +112,7 @@ def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
     assert 1 / 3 - 0.1 < m["accuracy"]["hungarian"] <= m["accuracy"]["majority"] <= 1.0
 
     # the numbers agree with independent computations on the same model and images
-    model = checkpoint.load(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
+    model = checkpoint.load_model(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
     x = ds.test.float() / 255
     with torch.no_grad():
         mu, logvar, logits = model.encode(x)
@@ -117,13 +121,13 @@ def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
     p = torch.softmax(logits.double(), 1)
     np.testing.assert_allclose(m["kl_disc"], [(math.log(3) + (p * p.log()).sum(1)).mean().item()], rtol=1e-4, atol=1e-7)
     assert m["accuracy"]["hungarian"] == pytest.approx(hungarian_accuracy(logits.argmax(1).numpy(), ds.test_labels).accuracy)
-    assert m["active_units"] == [j for j in np.argsort(-kl.numpy(), kind="stable") if kl[j] > evaluate.INACTIVE_KL]
+    assert m["active_units"] == [j for j in np.argsort(-kl.numpy(), kind="stable") if kl[j] > INACTIVE_KL]
 
 
 def test_report_with_labels_only(run_dir, tmp_path):
     ckpt_file = run_dir / "checkpoints" / f"step-{STEPS:08d}.pt"
     out = tmp_path / "labelled"
-    assert evaluate.main([str(ckpt_file), "--out", str(out), "--no-progress", "--limit", "100", "--inactive-kl", "0.3"],
+    assert evaluate_main([str(ckpt_file), "--out", str(out), "--no-progress", "--limit", "100", "--inactive-kl", "0.3"],
                          dataset=make_dataset(200, seed=4, factors=False)) == 0
     m, _ = _report(out)
     assert m["inactive_threshold"] == 0.3
@@ -136,8 +140,8 @@ def test_report_with_labels_only(run_dir, tmp_path):
     assert len(m["edits"]) == 5  # default: the top unit at -2..2
 
 
-def _as_reference_state_dict(model):
-    """Our state dict in the reference implementation's layout (heads split out of to_posterior)."""
+def _as_paper_state_dict(model):
+    """Our state dict in the layout of the paper's published code (heads split out of to_posterior)."""
     sd = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("to_posterior")}
     w, b = model.to_posterior.weight.detach(), model.to_posterior.bias.detach()
     d = model.cont
@@ -149,36 +153,36 @@ def _as_reference_state_dict(model):
     return {k: v.contiguous() for k, v in sd.items()}
 
 
-def test_reference_folder_source(run_dir, tmp_path):
-    model = checkpoint.load(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
+def test_paper_checkpoint_folder_source(run_dir, tmp_path):
+    model = checkpoint.load_model(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
     folder = tmp_path / "official"
     folder.mkdir()
-    torch.save(_as_reference_state_dict(model), folder / "model.pt", _use_new_zipfile_serialization=False)
+    torch.save(_as_paper_state_dict(model), folder / "model.pt", _use_new_zipfile_serialization=False)
     (folder / "specs.json").write_text(json.dumps({"latent_spec": {"cont": CONT, "disc": DISC}, "dataset": "mnist"}))
     ds = make_dataset(150, seed=5, factors=False)
     out_ref, out_ours = tmp_path / "official_eval", run_dir / "eval"  # the default report folders
-    assert evaluate.main([str(folder), "--no-progress"], dataset=ds) == 0
-    assert evaluate.main([str(run_dir), "--no-progress"], dataset=ds) == 0
+    assert evaluate_main([str(folder), "--no-progress"], dataset=ds) == 0
+    assert evaluate_main([str(run_dir), "--no-progress"], dataset=ds) == 0
     ref, ours = json.loads((out_ref / "metrics.json").read_text()), json.loads((out_ours / "metrics.json").read_text())
-    assert ref["source_kind"] == "reference" and ref["dataset"] == "mnist" and ref["step"] is None
+    assert ref["source_kind"] == "paper" and ref["dataset"] == "mnist" and ref["step"] is None
     np.testing.assert_allclose(ref["kl_cont"], ours["kl_cont"], rtol=1e-5, atol=1e-7)
     assert ref["accuracy"]["hungarian"] == ours["accuracy"]["hungarian"]
 
 
 def test_bad_inputs_exit_2_with_message(run_dir, tmp_path, capsys):
-    assert evaluate.main([str(tmp_path / "nothing"), "--no-progress"], dataset=make_dataset(10, 0)) == 2
+    assert evaluate_main([str(tmp_path / "nothing"), "--no-progress"], dataset=make_dataset(10, 0)) == 2
     assert "does not exist" in capsys.readouterr().err
     big = SimpleNamespace(test=torch.zeros(4, 1, 64, 64, dtype=torch.uint8))
-    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "x"), "--no-progress"], dataset=big) == 2
+    assert evaluate_main([str(run_dir), "--out", str(tmp_path / "x"), "--no-progress"], dataset=big) == 2
     assert "(1, 32, 32)" in capsys.readouterr().err
-    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "y"), "--no-progress", "--edit", "z9=1"],
+    assert evaluate_main([str(run_dir), "--out", str(tmp_path / "y"), "--no-progress", "--edit", "z9=1"],
                          dataset=make_dataset(10, 0)) == 2
     assert "z9" in capsys.readouterr().err
     if not torch.cuda.is_available():
-        assert evaluate.main([str(run_dir), "--no-progress", "--device", "cuda"], dataset=make_dataset(10, 0)) == 2
+        assert evaluate_main([str(run_dir), "--no-progress", "--device", "cuda"], dataset=make_dataset(10, 0)) == 2
         assert "no CUDA GPU" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    assert evaluate.main([str(tmp_path / "junk.pt"), "--no-progress"], dataset=make_dataset(10, 0)) == 2
+    assert evaluate_main([str(tmp_path / "junk.pt"), "--no-progress"], dataset=make_dataset(10, 0)) == 2
     assert "error:" in capsys.readouterr().err
 
 
@@ -233,14 +237,14 @@ class _Lazy:
 def test_lazily_gathered_split_gives_the_same_metrics(run_dir, tmp_path):
     ds = make_dataset(120, seed=6)
     lazy = SimpleNamespace(**{**vars(ds), "test": _Lazy(ds.test)})
-    split = evaluate.eval_split(lazy, "x", limit=100)
+    split = eval_split(lazy, "x", limit=100)
     assert split.images.shape == (100, 1, 32, 32) and torch.equal(split.images[3:57], ds.test[3:57])
-    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "l"), "--no-progress", "--limit", "100"], dataset=lazy) == 0
+    assert evaluate_main([str(run_dir), "--out", str(tmp_path / "l"), "--no-progress", "--limit", "100"], dataset=lazy) == 0
     m = json.loads((tmp_path / "l" / "metrics.json").read_text())
     assert lazy.test.calls > 0 and m["n_test"] == 100
-    model = checkpoint.load(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
-    enc = evaluate.encode_split(model, ds.test[:100], "cpu", batch_size=7, progress=False)
-    kl_cont, kl_disc = evaluate.kl_per_latent(enc, model.disc)
+    model = checkpoint.load_model(run_dir / "checkpoints" / f"step-{STEPS:08d}.pt")
+    enc = encode_split(model, ds.test[:100], "cpu", batch_size=7, progress=False)
+    kl_cont, kl_disc = kl_per_latent(enc, model.disc)
     np.testing.assert_allclose(m["kl_cont"], kl_cont, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(m["kl_disc"], kl_disc, rtol=1e-5, atol=1e-8)
 
@@ -248,7 +252,7 @@ def test_lazily_gathered_split_gives_the_same_metrics(run_dir, tmp_path):
 def test_label_count_mismatch_is_an_error(run_dir, tmp_path, capsys):
     ds = make_dataset(50, seed=7)
     ds.test_labels = ds.test_labels[:40]
-    assert evaluate.main([str(run_dir), "--out", str(tmp_path / "m"), "--no-progress"], dataset=ds) == 2
+    assert evaluate_main([str(run_dir), "--out", str(tmp_path / "m"), "--no-progress"], dataset=ds) == 2
     assert "test_labels" in capsys.readouterr().err
 
 
@@ -257,7 +261,7 @@ def test_continuous_only_and_discrete_only_models(tmp_path, cont, disc):
     torch.manual_seed(0)
     path = tmp_path / "m.pt"
     checkpoint.save(path, JointVAE((1, 32, 32), cont, disc), meta={"dataset": "synthetic-chairs"})
-    assert evaluate.main([str(path), "--no-progress"], dataset=make_dataset(40, seed=8)) == 0
+    assert evaluate_main([str(path), "--no-progress"], dataset=make_dataset(40, seed=8)) == 0
     m = json.loads((tmp_path / "m_eval" / "metrics.json").read_text())
     assert len(m["kl_cont"]) == cont and len(m["kl_disc"]) == len(disc)
     assert (m["accuracy"] is None) == (not disc) and (m["azimuth"] is None) == (cont == 0)
@@ -272,7 +276,7 @@ def test_with_the_data_module_synthetic_chairs(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "chairs.pt"
     checkpoint.save(path, JointVAE((1, 64, 64), 4, [7]), meta={"dataset": "synthetic-chairs"})
-    assert evaluate.main([str(path), "--no-progress", "--out", str(tmp_path / "r")], dataset=ds) == 0
+    assert evaluate_main([str(path), "--no-progress", "--out", str(tmp_path / "r")], dataset=ds) == 0
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["dataset"] == "synthetic-chairs" and m["n_test"] == 120
     assert set(m["mig"]["gaps"]) <= set(ds.factor_names) and "azimuth" in m["mig"]["gaps"]

@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-from jointvae_fast import checkpoint
+from jointvae_fast.analysis.figures.traversal import prior_quantiles
 from jointvae_fast.explore import build_explorer, serve
 from jointvae_fast.explore.server import DecodeBatcher
 from jointvae_fast.explore.session import Z_LIMIT
 from jointvae_fast.model import JointVAE
-from jointvae_fast.traversal import prior_quantiles
+from jointvae_fast.training import checkpoint
 
 CONT, DISC = 3, [3, 2]
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from jointvae_fast import checkpoint
 from jointvae_fast.explore import build_explorer, serve
 from jointvae_fast.model import JointVAE
+from jointvae_fast.training import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -4,8 +4,8 @@ Eager path (the definition this file checks against): the plain TrainStep math -
 optimizer.zero_grad(); out = model(x); terms = Objective(x, out, step); terms.total.backward();
 optimizer.step() -- with the composite (pure-PyTorch) latent ops, torch.optim.Adam with its default
 implementation, the model in the default NCHW layout and no allocator setting.
-Fast path: TrainStep and make_optimizer with their defaults (fused ops, fused Adam, channels_last,
-allocator setting on the CPU; a CUDA graph on CUDA). Both get the same initial weights, the same
+Fast path: TrainStep and make_optimizer with their defaults (fused ops, fused Adam, channels_last on
+the CPU; a CUDA graph on CUDA). Both get the same initial weights, the same
 batches and the same explicit noise (eps, u) each step, so their loss trajectories must agree to
 float32 rounding.
 """
@@ -19,7 +19,8 @@ import torch
 from jointvae_fast import ops
 from jointvae_fast.model import JointVAE
 from jointvae_fast.objective import Capacity, Objective
-from jointvae_fast.step import TrainStep, graph_loss, make_optimizer, tune_cpu_allocator
+from jointvae_fast.training.allocator import tune_cpu_allocator
+from jointvae_fast.training.step import TrainStep, make_optimizer
 
 SIZE, CONT, DISC, BATCH = 32, 4, (3, 5), 8
 STEPS = 200
@@ -148,7 +149,7 @@ def test_make_optimizer_rejects_bad_lr():
         make_optimizer(torch.nn.Linear(2, 2), 0.0)
 
 
-def test_graph_loss_equals_objective_values_and_gradients():
+def test_loss_at_device_scalar_capacities_equals_objective_values_and_gradients():
     """The CUDA-graph step's loss (capacities as device scalars) is Eq. 7 exactly as Objective computes it."""
     torch.manual_seed(2)
     objective = _objective()
@@ -161,7 +162,7 @@ def test_graph_loss_equals_objective_values_and_gradients():
         ref = objective(x, out, step)
         g_ref = torch.autograd.grad(ref.total, leaves)
         c_cont, c_disc = torch.tensor(ref.c_cont), torch.tensor(ref.c_disc)
-        total, recon, cap, kl_cont, kl_disc = graph_loss(objective, x, out, c_cont, c_disc)
+        total, recon, cap, kl_cont, kl_disc = objective.at_capacities(x, out, c_cont, c_disc)[:5]
         g = torch.autograd.grad(total, leaves)
         for a, b in ((total, ref.total), (recon, ref.recon), (cap, ref.capacity_loss), (kl_cont, ref.kl_cont),
                      (kl_disc, ref.kl_disc)):
@@ -211,7 +212,7 @@ def test_cuda_graph_step_follows_eager_trajectory(monkeypatch):
     eager, _ = eager_trajectory(batches, noise, monkeypatch, device="cuda")
     fast, _, step_fn, modes = fast_trajectory(batches, noise, device="cuda")
     assert modes[: step_fn.warmup] == ["eager"] * step_fn.warmup
-    assert modes[step_fn.warmup:] == ["cuda-graph"] * (steps - step_fn.warmup), step_fn._graph_failed
+    assert modes[step_fn.warmup:] == ["cuda-graph"] * (steps - step_fn.warmup), step_fn.graph_failure
     torch.testing.assert_close(fast, eager, rtol=2e-4, atol=1e-5)
 
 

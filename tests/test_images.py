@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jointvae_fast.images import image_grid, save_image_grid
+from jointvae_fast.analysis.figures.images import image_grid, save_image_grid
 
 
 def test_grid_layout_and_values():

@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jointvae_fast.accuracy import contingency, hungarian_accuracy, majority_accuracy
-from jointvae_fast.circular import (
+from jointvae_fast.analysis.metrics.accuracy import contingency, hungarian_accuracy, majority_accuracy
+from jointvae_fast.analysis.metrics.circular import (
     best_unit_pair,
     circular_correlation,
     circular_linear_correlation,
     circular_linear_fit,
 )
-from jointvae_fast.mig import discretize, discretize_factor, entropy, mig, mutual_information
+from jointvae_fast.analysis.metrics.mig import discretize, discretize_factor, entropy, mig, mutual_information
 
 # ---------------------------------------------------------------- accuracy
 

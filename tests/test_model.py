@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from jointvae_fast.model import JointVAE
-from jointvae_fast.presets import PRESETS
+from jointvae_fast.training.config import PRESETS
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

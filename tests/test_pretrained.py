@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from jointvae_fast import checkpoint, evaluate, pretrained
+from jointvae_fast import evaluate, pretrained
 from jointvae_fast.pretrained.pack import CARD_NUMBERS, card_numbers, metric, pack
 from jointvae_fast.train import main as train_main
+from jointvae_fast.training import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +76,7 @@ def test_names_and_load_round_trip(registry):
     assert pretrained.names(registry.root) == ["tiny"]
     model, meta = pretrained.load("tiny", registry.root)
     newest = sorted((registry.run / "checkpoints").glob("step-*.pt"))[-1]
-    trained = checkpoint.load(newest)
+    trained = checkpoint.load_model(newest)
     for k, v in trained.state_dict().items():
         assert torch.equal(model.state_dict()[k], v) and model.state_dict()[k].dtype == torch.float32, k
     assert not model.training and (model.cont, model.disc) == (2, (4,))

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from jointvae_fast import checkpoint, loop
-from jointvae_fast.presets import SCHEMA
+from jointvae_fast.training import checkpoint, loop
+from jointvae_fast.training.config import SCHEMA
 from jointvae_fast.train import main
 
 

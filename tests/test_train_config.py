@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from jointvae_fast.presets import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, read_config_file, \
+from jointvae_fast.training.config import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, read_config_file, \
     resolve_config
 
 

@@ -23,9 +23,9 @@ from types import SimpleNamespace
 import torch
 import torch.multiprocessing as mp
 
-from jointvae_fast import checkpoint, loop
+from jointvae_fast.training import checkpoint, loop
 from jointvae_fast.model import JointVAE
-from jointvae_fast.presets import resolve_config
+from jointvae_fast.training.config import resolve_config
 
 
 STEPS = 5
@@ -49,7 +49,7 @@ def _rank_main(rank, out, port):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    import jointvae_fast.train as train_mod
+    import jointvae_fast.training.cli as train_mod
 
     original = train_mod.train
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from jointvae_fast import checkpoint, loop
+from jointvae_fast.training import checkpoint, loop
 from jointvae_fast.train import main
 
 
@@ -91,7 +91,7 @@ def test_resume_with_mismatched_shapes(finished_run, capsys):
     err = capsys.readouterr().err
     assert "cont=2" in err and "cont=5" in err
     assert snapshot(finished_run) == before  # config.json, log and checkpoints untouched
-    checkpoint.load(loop.checkpoint_path(finished_run, 4))
+    checkpoint.load_model(loop.checkpoint_path(finished_run, 4))
 
 
 def test_truncated_checkpoint_falls_back_to_previous(tmp_path, capsys):
@@ -102,8 +102,8 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path, capsys):
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])
     with pytest.raises(checkpoint.CheckpointError, match="truncated"):
-        checkpoint.load(newest)
-    checkpoint.load(loop.checkpoint_path(out, 2))  # the previous one still loads
+        checkpoint.load_model(newest)
+    checkpoint.load_model(loop.checkpoint_path(out, 2))  # the previous one still loads
     with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
         assert main(["--resume", str(out), "--steps", "6"], dataset=ds) == 0
     assert "resuming at step 2" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jointvae_fast import checkpoint, loop
+from jointvae_fast.training import checkpoint, loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def test_cli_trains_from_files_on_disk(tmp_path):
     assert json.loads((out / "run.json").read_text())["image_size"] == [1, 32, 32]  # 28x28 resized to 32x32
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [2, 4]
     assert [s for s, _ in loop.list_checkpoints(out)] == [2, 4]
-    assert checkpoint.load(loop.checkpoint_path(out, 4)).img_size == (1, 32, 32)
+    assert checkpoint.load_model(loop.checkpoint_path(out, 4)).img_size == (1, 32, 32)
     assert (out / "samples.png").is_file() and (out / "traversal.png").is_file()
 
 

@@ -4,7 +4,7 @@ import torch
 from scipy.stats import norm
 
 from jointvae_fast.model import JointVAE
-from jointvae_fast.traversal import (
+from jointvae_fast.analysis.figures.traversal import (
     class_conditioned_samples,
     class_unit_grid,
     continuous_traversal,

@@ -21,7 +21,7 @@ import torch
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, DatasetNotFoundError, candidate_dirs, search_roots
-from .progress import progress_bar
+from ..progress import Progress
 
 CROP = 148
 TEST_FRACTION = 0.1
@@ -94,7 +94,7 @@ def load_celeba(data_dir=None, cache: bool = True, cache_dir=None, progress: boo
     if arrays is None:
         images = np.empty((len(files), 3, 64, 64), np.uint8)
         workers = workers or min(os.cpu_count() or 1, 8)
-        with progress_bar(total=len(files), desc=f"celeba: preprocessing {folder}", enable=progress) as bar:
+        with Progress(len(files), f"celeba: preprocessing {folder}", enable=progress) as bar:
             if workers > 1 and len(files) >= 2000:
                 import multiprocessing as mp
 

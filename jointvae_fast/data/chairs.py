@@ -32,7 +32,7 @@ import torch
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, DatasetNotFoundError, candidate_dirs, search_roots
-from .progress import progress_bar
+from ..progress import Progress
 
 CROP_FRACTION = 2 / 3
 TEST_FRACTION = 0.1
@@ -115,7 +115,7 @@ def preprocess_images(paths: list[Path], layout: str, progress: bool | None = No
     out = np.empty((len(paths), 1, 64, 64), np.uint8)
     jobs = [(p, layout) for p in paths]
     workers = workers or min(os.cpu_count() or 1, 8)
-    with progress_bar(total=len(paths), desc=desc, enable=progress) as bar:
+    with Progress(len(paths), desc, enable=progress) as bar:
         if workers > 1 and len(paths) >= 2000:
             import multiprocessing as mp
 

@@ -7,7 +7,7 @@ orientation 40 (linspace(0, 2*pi, 40), radians) x posX 32 x posY 32 (linspace(0,
 Memory-lean: neither source holds 737,280 x 4096 bytes. The images are an `IndexedImages`:
     len(images) -> 737280;  images.shape -> (737280, 1, 64, 64);  images.image_size -> (1, 64, 64)
     images.gather(indices) -> uint8 [B, 1, 64, 64] (0 or 255) on the indices' device
-The trainer keeps the object and calls gather(idx) per batch (jointvae_fast.loop.TrainImages does),
+The trainer keeps the object and calls gather(idx) per batch (jointvae_fast.training.loop.TrainImages does),
 then converts with x.float() / 255. images.to(device) moves the small backing store once.
   - official file: the images are stored bit-packed (np.packbits, 368 MB), cached in <cache>/preprocessed/
     after the first read (which streams the npz in chunks instead of inflating all 2.9 GB at once);
@@ -30,7 +30,7 @@ import torch
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, candidate_dirs, search_roots
-from .progress import progress_bar
+from ..progress import Progress
 
 OFFICIAL_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 SUBDIRS = ["dsprites", "dsprites-dataset", ""]
@@ -111,10 +111,6 @@ class IndexedImages:
 
     def subset(self, indices) -> "SubsetImages":
         return SubsetImages(self, indices)
-
-    def materialize(self, batch: int = 8192) -> torch.Tensor:
-        """All images as one resident uint8 tensor (737,280 x 4096 bytes = 3 GB for the full set)."""
-        return torch.cat([self.gather(torch.arange(i, min(i + batch, self.n))) for i in range(0, self.n, batch)])
 
     def _check(self, indices) -> torch.Tensor:
         idx = torch.as_tensor(indices)
@@ -242,7 +238,7 @@ def read_official(path: Path, progress: bool | None = None) -> dict[str, np.ndar
             n = shape[0]
             packed = np.empty((n, 512), np.uint8)
             chunk = 16384
-            with progress_bar(total=n, desc="dsprites: packing images", enable=progress) as bar:
+            with Progress(n, "dsprites: packing images", enable=progress) as bar:
                 for lo in range(0, n, chunk):
                     m = min(chunk, n - lo)
                     buf = f.read(m * 4096)

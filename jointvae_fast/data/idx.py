@@ -33,7 +33,7 @@ import torch
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, DatasetNotFoundError, cache_root, candidate_dirs, search_roots
-from .progress import progress_bar
+from ..progress import Progress
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -185,7 +185,7 @@ def resize_28_to_32(images: np.ndarray, progress: bool | None = None, desc: str 
     from PIL import Image
 
     out = np.empty((len(images), 1, 32, 32), np.uint8)
-    with progress_bar(total=len(images), desc=desc, enable=progress) as bar:
+    with Progress(len(images), desc, enable=progress) as bar:
         for i, img in enumerate(images):
             out[i, 0] = np.asarray(Image.fromarray(img).resize((32, 32), Image.BILINEAR))
             if (i + 1) % 5000 == 0 or i + 1 == len(images):

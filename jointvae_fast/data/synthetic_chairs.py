@@ -72,103 +72,132 @@ def _v(*cols, n):
     return np.stack([np.broadcast_to(np.asarray(c, dtype=np.float64), (n,)) for c in cols], axis=1)
 
 
+WOOD, DARK, CLOTH = 0.92, 0.62, 0.85  # albedos
+
+
+class _Parts:
+    """The parts list of one batch of B chairs, with shorthands for boxes and cylinders (factor arrays [B])."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.parts: list[Part] = []
+
+    def v(self, *cols) -> np.ndarray:
+        return _v(*cols, n=self.n)
+
+    def box(self, cx, cy, cz, hx, hy, hz, albedo=WOOD, yaw=0.0) -> None:
+        self.parts.append(Part("box", self.v(cx, cy, cz), self.v(hx, hy, hz), yaw, albedo))
+
+    def cyl(self, cx, cy, cz, rx, ry, hz, albedo=WOOD, kind="cyl") -> None:
+        self.parts.append(Part(kind, self.v(cx, cy, cz), self.v(rx, ry, hz), 0.0, albedo))
+
+
+def _four_leg(b: _Parts, sw, sh, bh, lt, dp) -> None:
+    st = 0.09
+    b.box(0, 0, sh - st / 2, sw / 2, dp / 2, st / 2)
+    leg_h = (sh - st) / 2
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            b.box(sx * (sw / 2 - lt / 2), sy * (dp / 2 - lt / 2), leg_h, lt / 2, lt / 2, leg_h, DARK)
+        b.box(sx * (sw / 2 - lt / 2), dp / 2 - lt / 2, sh + bh / 2, lt / 2, lt / 2, bh / 2, DARK)  # back posts
+    b.box(0, dp / 2 - lt / 2, sh + bh * 0.62, sw / 2 - lt, 0.035, bh * 0.33)  # back panel (upper part)
+    b.box(0, dp / 2 - lt / 2, sh + bh * 0.18, sw / 2 - lt, 0.025, 0.03, DARK)  # lower rail
+
+
+def _armchair(b: _Parts, sw, sh, bh, lt, dp) -> None:
+    st = 0.16
+    fh = 0.75 * sh  # upholstered seat top, lower than a dining chair
+    b.box(0, 0, fh - st / 2, sw / 2, dp / 2, st / 2, CLOTH)
+    leg_h = (fh - st) / 2
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            b.box(sx * (sw / 2 - lt / 2), sy * (dp / 2 - lt / 2), leg_h, lt / 2, lt / 2, leg_h, DARK)
+        # solid arm: from the seat's underside to 0.3 above the seat, along the whole depth
+        b.box(sx * (sw / 2 + 0.08), 0.02, (fh - st + fh + 0.3) / 2, 0.08, dp / 2 + 0.02, (st + 0.3) / 2, CLOTH)
+    b.box(0, dp / 2 + 0.07, (fh - st + fh + bh) / 2, sw / 2 + 0.16, 0.07, (st + bh) / 2, CLOTH)  # full back
+
+
+def _stool(b: _Parts, sw, sh, bh, lt, dp) -> None:
+    st = 0.11
+    top = 0.8 * sh  # a low stool with a thick round cushion
+    b.cyl(0, 0, top - st / 2, sw * 0.36, sw * 0.36, st / 2, CLOTH)
+    r = sw * 0.25
+    for a in (45, 135, 225, 315):
+        c, s = math.cos(math.radians(a)), math.sin(math.radians(a))
+        b.cyl(r * c, r * s, (top - st) / 2, lt / 2, lt / 2, (top - st) / 2, DARK)
+    for sx, sy, hx, hy in ((0, -1, r * 0.72, lt / 3), (0, 1, r * 0.72, lt / 3),
+                           (-1, 0, lt / 3, r * 0.72), (1, 0, lt / 3, r * 0.72)):
+        b.box(sx * r * 0.71, sy * r * 0.71, top * 0.35, hx, hy, 0.025, DARK)  # cross rails
+
+
+def _office(b: _Parts, sw, sh, bh, lt, dp) -> None:
+    st = 0.09
+    b.box(0, 0, sh - st / 2, sw / 2, dp / 2 * 0.95, st / 2, CLOTH)
+    b.box(0, dp / 2 + 0.03, sh + 0.12 + bh / 2, sw / 2 * 0.9, 0.06, bh / 2, CLOTH)  # backrest
+    b.box(0, dp / 2 + 0.03, sh + 0.03, 0.06, 0.04, 0.12, DARK)  # back stalk
+    col_top = sh - st
+    b.cyl(0, 0, (0.11 + col_top) / 2, 0.045 + lt * 0.4, 0.045 + lt * 0.4, (col_top - 0.11) / 2, DARK)
+    reach = 0.24 + sw * 0.22
+    for k in range(5):
+        a = 2 * math.pi * k / 5 + math.pi / 2
+        c, s = math.cos(a), math.sin(a)
+        b.parts.append(Part("box", b.v(reach / 2 * c, reach / 2 * s, 0.1),
+                            b.v(reach / 2, 0.03 + lt * 0.25, 0.03), a, DARK))
+        b.parts.append(Part("ball", b.v(reach * c, reach * s, 0.045), b.v(0.05, 0.05, 0.045), 0.0, 0.4))
+
+
+def _bar_stool(b: _Parts, sw, sh, bh, lt, dp) -> None:
+    st = 0.08
+    top = 1.45 * sh
+    b.cyl(0, 0, top - st / 2, sw * 0.33, sw * 0.33, st / 2, CLOTH)
+    r = sw * 0.26
+    for a in (45, 135, 225, 315):
+        c, s = math.cos(math.radians(a)), math.sin(math.radians(a))
+        b.cyl(r * c, r * s, (top - st) / 2, lt / 2, lt / 2, (top - st) / 2, DARK)
+    b.cyl(0, 0, top * 0.33, r + lt / 2 + 0.02, r + lt / 2 + 0.02, 0.03, DARK, kind="ring")  # footrest
+    b.cyl(0, 0, top * 0.33 + 0.05, r + lt / 2 + 0.02, r + lt / 2 + 0.02, 0.012, DARK, kind="ring")
+    # a low back: two posts and a rail, its height a third of back_height
+    for sx in (-1, 1):
+        b.box(sx * sw * 0.2, r * 0.9, top + bh * 0.16, 0.025, 0.025, bh * 0.16, DARK)
+    b.box(0, r * 0.9, top + bh * 0.3, sw * 0.24, 0.03, 0.05, WOOD)
+
+
+def _bench(b: _Parts, sw, sh, bh, lt, dp) -> None:
+    st = 0.1
+    hw = sw  # a bench is twice as wide as a chair of the same seat_width
+    bd = 0.55
+    b.box(0, 0, sh - st / 2, hw, bd / 2, st / 2)
+    for sx in (-1, 1):
+        b.box(sx * (hw - 0.12), 0, (sh - st) / 2, lt / 2 + 0.02, bd / 2 - 0.03, (sh - st) / 2, DARK)  # slab legs
+    b.box(0, 0, (sh - st) * 0.35, hw - 0.12, 0.03, 0.03, DARK)  # stretcher
+
+
+def _lounge(b: _Parts, sw, sh, bh, lt, dp) -> None:
+    base = 0.08 + lt * 0.4
+    fh = 0.62 * sh
+    w = sw / 2 + 0.08
+    b.box(0, -0.03, (base + fh) / 2, w, 0.5, (fh - base) / 2, CLOTH)  # seat block
+    b.box(0, 0.43, (base + fh + bh * 0.9) / 2, w + 0.16, 0.12, (fh + bh * 0.9 - base) / 2, CLOTH)  # back
+    for sx in (-1, 1):
+        b.box(sx * (w + 0.08), -0.03, (base + fh + 0.25) / 2, 0.08, 0.5, (fh + 0.25 - base) / 2, CLOTH)  # arms
+        for sy in (-1, 1):
+            b.box(sx * (w + 0.08), sy * 0.45 - 0.03, base / 2, lt / 2 + 0.01, lt / 2 + 0.01, base / 2, 0.35)  # feet
+
+
+_RECIPES = {"four_leg": _four_leg, "armchair": _armchair, "stool": _stool, "office": _office,
+            "bar_stool": _bar_stool, "bench": _bench, "lounge": _lounge}
+
+
 def chair_parts(kind: int, sw, sh, bh, lt) -> list[Part]:
     """The primitives of chair type `kind` for factor arrays sw, sh, bh, lt (each [B]); z is up, the
     front faces -y, width along x."""
     sw, sh, bh, lt = (np.asarray(a, dtype=np.float64) for a in (sw, sh, bh, lt))
-    n = sw.shape[0]
-    parts: list[Part] = []
-    dp = _SEAT_DEPTH
     name = CHAIR_TYPES[kind]
-    wood, dark, cloth = 0.92, 0.62, 0.85
-
-    def box(cx, cy, cz, hx, hy, hz, albedo=wood, yaw=0.0):
-        parts.append(Part("box", _v(cx, cy, cz, n=n), _v(hx, hy, hz, n=n), yaw, albedo))
-
-    def cyl(cx, cy, cz, rx, ry, hz, albedo=wood, kind="cyl"):
-        parts.append(Part(kind, _v(cx, cy, cz, n=n), _v(rx, ry, hz, n=n), 0.0, albedo))
-
-    if name == "four_leg":
-        st = 0.09
-        box(0, 0, sh - st / 2, sw / 2, dp / 2, st / 2)
-        leg_h = (sh - st) / 2
-        for sx in (-1, 1):
-            for sy in (-1, 1):
-                box(sx * (sw / 2 - lt / 2), sy * (dp / 2 - lt / 2), leg_h, lt / 2, lt / 2, leg_h, dark)
-            box(sx * (sw / 2 - lt / 2), dp / 2 - lt / 2, sh + bh / 2, lt / 2, lt / 2, bh / 2, dark)  # back posts
-        box(0, dp / 2 - lt / 2, sh + bh * 0.62, sw / 2 - lt, 0.035, bh * 0.33)  # back panel (upper part)
-        box(0, dp / 2 - lt / 2, sh + bh * 0.18, sw / 2 - lt, 0.025, 0.03, dark)  # lower rail
-    elif name == "armchair":
-        st = 0.16
-        fh = 0.75 * sh  # upholstered seat top, lower than a dining chair
-        box(0, 0, fh - st / 2, sw / 2, dp / 2, st / 2, cloth)
-        leg_h = (fh - st) / 2
-        for sx in (-1, 1):
-            for sy in (-1, 1):
-                box(sx * (sw / 2 - lt / 2), sy * (dp / 2 - lt / 2), leg_h, lt / 2, lt / 2, leg_h, dark)
-            # solid arm: from the seat's underside to 0.3 above the seat, along the whole depth
-            box(sx * (sw / 2 + 0.08), 0.02, (fh - st + fh + 0.3) / 2, 0.08, dp / 2 + 0.02, (st + 0.3) / 2, cloth)
-        box(0, dp / 2 + 0.07, (fh - st + fh + bh) / 2, sw / 2 + 0.16, 0.07, (st + bh) / 2, cloth)  # full back
-    elif name == "stool":
-        st = 0.11
-        top = 0.8 * sh  # a low stool with a thick round cushion
-        cyl(0, 0, top - st / 2, sw * 0.36, sw * 0.36, st / 2, cloth)
-        r = sw * 0.25
-        for a in (45, 135, 225, 315):
-            c, s = math.cos(math.radians(a)), math.sin(math.radians(a))
-            cyl(r * c, r * s, (top - st) / 2, lt / 2, lt / 2, (top - st) / 2, dark)
-        for sx, sy, hx, hy in ((0, -1, r * 0.72, lt / 3), (0, 1, r * 0.72, lt / 3),
-                               (-1, 0, lt / 3, r * 0.72), (1, 0, lt / 3, r * 0.72)):
-            box(sx * r * 0.71, sy * r * 0.71, top * 0.35, hx, hy, 0.025, dark)  # cross rails
-    elif name == "office":
-        st = 0.09
-        box(0, 0, sh - st / 2, sw / 2, dp / 2 * 0.95, st / 2, cloth)
-        box(0, dp / 2 + 0.03, sh + 0.12 + bh / 2, sw / 2 * 0.9, 0.06, bh / 2, cloth)  # backrest
-        box(0, dp / 2 + 0.03, sh + 0.03, 0.06, 0.04, 0.12, dark)  # back stalk
-        col_top = sh - st
-        cyl(0, 0, (0.11 + col_top) / 2, 0.045 + lt * 0.4, 0.045 + lt * 0.4, (col_top - 0.11) / 2, dark)
-        reach = 0.24 + sw * 0.22
-        for k in range(5):
-            a = 2 * math.pi * k / 5 + math.pi / 2
-            c, s = math.cos(a), math.sin(a)
-            parts.append(Part("box", _v(reach / 2 * c, reach / 2 * s, 0.1, n=n),
-                              _v(reach / 2, 0.03 + lt * 0.25, 0.03, n=n), a, dark))
-            parts.append(Part("ball", _v(reach * c, reach * s, 0.045, n=n), _v(0.05, 0.05, 0.045, n=n), 0.0, 0.4))
-    elif name == "bar_stool":
-        st = 0.08
-        top = 1.45 * sh
-        cyl(0, 0, top - st / 2, sw * 0.33, sw * 0.33, st / 2, cloth)
-        r = sw * 0.26
-        for a in (45, 135, 225, 315):
-            c, s = math.cos(math.radians(a)), math.sin(math.radians(a))
-            cyl(r * c, r * s, (top - st) / 2, lt / 2, lt / 2, (top - st) / 2, dark)
-        cyl(0, 0, top * 0.33, r + lt / 2 + 0.02, r + lt / 2 + 0.02, 0.03, dark, kind="ring")  # footrest
-        cyl(0, 0, top * 0.33 + 0.05, r + lt / 2 + 0.02, r + lt / 2 + 0.02, 0.012, dark, kind="ring")
-        # a low back: two posts and a rail, its height a third of back_height
-        for sx in (-1, 1):
-            box(sx * sw * 0.2, r * 0.9, top + bh * 0.16, 0.025, 0.025, bh * 0.16, dark)
-        box(0, r * 0.9, top + bh * 0.3, sw * 0.24, 0.03, 0.05, wood)
-    elif name == "bench":
-        st = 0.1
-        hw = sw  # a bench is twice as wide as a chair of the same seat_width
-        bd = 0.55
-        box(0, 0, sh - st / 2, hw, bd / 2, st / 2)
-        for sx in (-1, 1):
-            box(sx * (hw - 0.12), 0, (sh - st) / 2, lt / 2 + 0.02, bd / 2 - 0.03, (sh - st) / 2, dark)  # slab legs
-        box(0, 0, (sh - st) * 0.35, hw - 0.12, 0.03, 0.03, dark)  # stretcher
-    elif name == "lounge":
-        base = 0.08 + lt * 0.4
-        fh = 0.62 * sh
-        w = sw / 2 + 0.08
-        box(0, -0.03, (base + fh) / 2, w, 0.5, (fh - base) / 2, cloth)  # seat block
-        box(0, 0.43, (base + fh + bh * 0.9) / 2, w + 0.16, 0.12, (fh + bh * 0.9 - base) / 2, cloth)  # back
-        for sx in (-1, 1):
-            box(sx * (w + 0.08), -0.03, (base + fh + 0.25) / 2, 0.08, 0.5, (fh + 0.25 - base) / 2, cloth)  # arms
-            for sy in (-1, 1):
-                box(sx * (w + 0.08), sy * 0.45 - 0.03, base / 2, lt / 2 + 0.01, lt / 2 + 0.01, base / 2, 0.35)  # feet
-    else:  # pragma: no cover - CHAIR_TYPES and this list are kept together
+    if name not in _RECIPES:  # pragma: no cover - CHAIR_TYPES and _RECIPES are kept together
         raise ValueError(f"unknown chair type {kind}")
-    return parts
+    b = _Parts(sw.shape[0])
+    _RECIPES[name](b, sw, sh, bh, lt, _SEAT_DEPTH)
+    return b.parts
 
 
 # ---------------------------------------------------------------- surface templates
@@ -407,7 +436,7 @@ def generate_synthetic_chairs(train_count: int = DEFAULT_TRAIN, test_count: int 
     at most 8; 1 for small counts)."""
     import os
 
-    from .progress import progress_bar
+    from ..progress import Progress
 
     workers = workers or min(os.cpu_count() or 1, 8)
     pool = None
@@ -426,7 +455,7 @@ def generate_synthetic_chairs(train_count: int = DEFAULT_TRAIN, test_count: int 
             sels = [order[lo : lo + chunk] for lo in range(0, count, chunk)]
             jobs = [{k: v[sel] for k, v in f.items()} for sel in sels]
             rendered = pool.imap(_render_chunk, jobs) if pool is not None else map(_render_chunk, jobs)
-            with progress_bar(total=count, desc=f"rendering synthetic chairs ({split})", enable=progress) as bar:
+            with Progress(count, f"rendering synthetic chairs ({split})", enable=progress) as bar:
                 for sel, block in zip(sels, rendered):
                     imgs[sel] = block
                     bar.update(len(sel))

@@ -11,7 +11,8 @@ import sys
 import webbrowser
 from typing import Sequence
 
-from ..evaluate import INACTIVE_KL, EvaluationError
+from ..analysis.report import INACTIVE_KL
+from ..analysis.sources import EvaluationError
 from .load import KL_IMAGES, build_explorer
 from .server import serve
 

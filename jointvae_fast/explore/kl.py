@@ -1,6 +1,6 @@
 """KL per latent for the explorer's ordering, from the best source at hand (first that applies):
 
-1. the test split (first `limit` images), encoded now: evaluate.kl_per_latent, the training objective's formula;
+1. the test split (first `limit` images), encoded now: analysis.encoding.kl_per_latent, the training objective's formula;
 2. a recorded evaluation of these weights: metrics.json of a pretrained model, or RUN_DIR/eval of the same step;
 3. the run's last training-log line (batch means over the steps before it, on training images);
 4. the checkpoint's metadata, when it records kl_cont / kl_disc;
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluate import Encoded, encode_split, kl_per_latent
-from ..traversal import prior_latents
+from ..analysis.encoding import Encoded, encode_split, kl_per_latent
+from ..analysis.figures.traversal import prior_latents
 
 PRIOR_SAMPLES = 512
 
@@ -30,7 +30,7 @@ class KL:
 
 
 def from_images(model, images, name: str | None, limit: int) -> KL:
-    """KL on the first `limit` images of a test split (uint8 [M, C, H, W] or evaluate.GatheredImages)."""
+    """KL on the first `limit` images of a test split (uint8 [M, C, H, W] or analysis.split.GatheredImages)."""
     n = min(limit, images.shape[0])
     enc = encode_split(model, images[:n], next(model.parameters()).device, progress=False)
     cont, disc = kl_per_latent(enc, model.disc)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..evaluate import INACTIVE_KL, EvaluationError, Source, eval_split, load_named_dataset, load_source
+from ..analysis.report import INACTIVE_KL
+from ..analysis.sources import EvaluationError, Source, load_source
+from ..analysis.split import eval_split, load_named_dataset
 from . import kl as klmod
 from .session import Explorer, TestImages
 

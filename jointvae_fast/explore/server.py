@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import torch
 
-from ..images import image_grid
+from ..analysis.figures.images import image_grid
 from .session import ApiError, Explorer
 
 MAX_BODY = 1 << 16

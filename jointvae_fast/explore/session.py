@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..traversal import discrete_traversal, mode_latent, prior_latents, prior_quantiles
+from ..analysis.figures.traversal import discrete_traversal, mode_latent, prior_latents, prior_quantiles
 from .kl import KL
 
 Z_LIMIT = 10.0  # |z| the API accepts (the prior's mass is within +-4)
@@ -32,7 +32,7 @@ class ApiError(Exception):
 
 @dataclass
 class TestImages:
-    images: Any  # uint8 [M, C, H, W] (tensor or evaluate.GatheredImages), or None
+    images: Any  # uint8 [M, C, H, W] (tensor or analysis.split.GatheredImages), or None
     dataset: str | None
     note: str  # why they are unavailable, or what they are
     stand_in: bool = False  # images of another dataset than the model's (not used for KL)

@@ -68,7 +68,7 @@ def load(name: str, root=None, map_location="cpu") -> tuple[Any, dict[str, Any]]
 
     metadata: name, folder, checkpoint (the weights file's metadata), metrics (metrics.json, or None),
     card (card.md's text, or None)."""
-    from .. import checkpoint as ckpt
+    from ..training import checkpoint as ckpt
 
     folder = model_dir(name, root)
     try:

@@ -172,8 +172,8 @@ def _portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 def pack(run_dir, name: str, eval_dir=None, root=None, commit: str | None = None, force: bool = False) -> Path:
     """Write ROOT/NAME (model.pt, metrics.json, card.md) from a run directory and its evaluation; its path."""
-    from .. import checkpoint as ckpt
-    from ..evaluate import EvaluationError, load_source
+    from ..analysis.sources import EvaluationError, load_source
+    from ..training import checkpoint as ckpt
 
     if not NAME_RE.match(name):
         raise PretrainedError(f"name must be lowercase letters, digits and '-' (e.g. fashion-mnist), got {name!r}")

@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from .model import JointVAE
+from ...model import JointVAE
 from .traversal import mode_latent, set_class, set_unit
 
 _EDIT_RE = re.compile(r"^\s*([zc]?)(\d+)\s*=\s*(\S+)\s*$")

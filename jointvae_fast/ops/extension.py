@@ -24,7 +24,7 @@ import time
 import warnings
 from pathlib import Path
 
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parent.parent  # the jointvae_fast package directory
 _EXT_NAME = "jointvae_ext"
 _INFO: dict | None = None
 

@@ -4,7 +4,7 @@ Latent layout (decoder input) [D + sum K] = [z (D), y_1 (K_1), ..., y_V (K_V)].
 A *base* latent is a full decoder input: z in R^D and each y_i one-hot.
 
 - continuous_traversal: unit d takes the prior's quantiles Phi^-1(linspace(lo, hi, S))
-  (default lo=0.05, hi=0.95, as in the paper's reference implementation); one row per base latent.
+  (default lo=0.05, hi=0.95, as in the paper's published code); one row per base latent.
 - discrete_traversal: variable i takes each of its K_i classes; one row per base latent.
 - class_conditioned_samples: row k has y_i = e_k, z ~ N(0, I), other discrete variables uniform.
 - class_unit_grid: row k has y_i = e_k, columns traverse unit d; everything else from one base latent.
@@ -20,7 +20,7 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
-from .model import JointVAE
+from ...model import JointVAE
 
 
 class Traversal(NamedTuple):
@@ -59,16 +59,11 @@ def prior_quantiles(steps: int, lo: float = 0.05, hi: float = 0.95) -> torch.Ten
 
 
 def mode_latent(mu: torch.Tensor, logits: torch.Tensor, disc: Sequence[int]) -> torch.Tensor:
-    """The eval-mode latent [mu, one_hot(argmax(logits_i))...] (first index on ties), [B, D + sum K]."""
-    parts = [mu]
-    start = 0
-    for k in disc:
-        idx = logits[:, start : start + k].argmax(dim=1)
-        parts.append(F.one_hot(idx, k).to(mu.dtype))
-        start += k
-    if start != logits.shape[1]:
-        raise ValueError(f"logits has {logits.shape[1]} columns but disc={list(disc)} sums to {start}")
-    return torch.cat(parts, dim=1)
+    """The eval-mode latent [mu, one_hot(argmax(logits_i))...] (first index on ties), [B, D + sum K]:
+    ops.sample_latent with training=False (which reads no logvar and draws no noise)."""
+    from ... import ops
+
+    return ops.sample_latent(mu, torch.zeros_like(mu), logits, disc, 1.0, training=False)
 
 
 def prior_latents(model: JointVAE, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

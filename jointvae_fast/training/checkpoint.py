@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from . import __version__
-from .atomic_write import atomic_write
-from .model import JointVAE
+from .. import __version__
+from ..atomic_write import atomic_write
+from ..model import JointVAE
 
 FORMAT = "jointvae_fast/1"
 
@@ -82,7 +82,7 @@ def read(path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a jointvae_fast checkpoint (expected format {FORMAT!r}); "
-            "for a checkpoint of the paper's reference implementation use checkpoint.import_reference"
+            "for a checkpoint of the paper's published code use jointvae_fast.import_paper_checkpoint"
         )
     try:
         obj["meta"] = json.loads(obj["meta"])
@@ -108,13 +108,7 @@ def load_checkpoint(path, map_location: str | torch.device = "cpu") -> Checkpoin
     return Checkpoint(model, obj["meta"], obj.get("training"))
 
 
-def load(path, map_location: str | torch.device = "cpu") -> JointVAE:
+def load_model(path, map_location: str | torch.device = "cpu") -> JointVAE:
     """A ready model (eval mode) from a jointvae_fast checkpoint file."""
     return load_checkpoint(path, map_location).model
 
-
-def import_reference(model_pt, specs_json=None) -> JointVAE:
-    """A JointVAE from a checkpoint of the paper's reference implementation (see `official`)."""
-    from .official import import_reference as _import_reference
-
-    return _import_reference(model_pt, specs_json)

@@ -115,11 +115,3 @@ def gather_to_writer(obj: Any, world: World) -> list[Any] | None:
     dist.gather_object(obj, out, dst=0)
     return out
 
-
-def scatter_from_writer(objs: list[Any] | None, world: World) -> Any:
-    """Rank r receives objs[r] from rank 0 (a collective); objs is only read on rank 0."""
-    if not world.distributed:
-        return objs[0]
-    box = [None]
-    dist.scatter_object_list(box, objs if world.is_writer else None, src=0)
-    return box[0]

@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jointvae_fast import checkpoint
-from jointvae_fast.official import ReferenceCheckpointError, import_reference, read_reference
-from jointvae_fast.traversal import mode_latent
+from jointvae_fast.training import checkpoint
+from jointvae_fast.paper_checkpoints import PaperCheckpointError, import_paper_checkpoint, read_paper_checkpoint
+from jointvae_fast.analysis.figures.traversal import mode_latent
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "official-jointvae"
@@ -86,7 +86,7 @@ def test_fixture_parity(name, img_size, cont, disc):
     folder = FIXTURES / name
     if not (folder / "model.pt").is_file():
         pytest.skip(f"reference fixtures not available: {folder / 'model.pt'} is absent (../shared not mounted)")
-    model, specs = read_reference(folder)
+    model, specs = read_paper_checkpoint(folder)
     assert model.img_size == img_size and model.cont == cont and list(model.disc) == disc
     assert specs["dataset"] == name
     assert not model.training
@@ -96,7 +96,7 @@ def test_fixture_parity(name, img_size, cont, disc):
     diffs = parity(model, sd, x)
     assert all(v < ATOL for v in diffs.values()), diffs
     # the latent spec inferred from the shapes alone agrees with specs.json
-    shapes_only = checkpoint.import_reference(folder / "model.pt", specs_json=None)
+    shapes_only = import_paper_checkpoint(folder / "model.pt", specs_json=None)
     assert shapes_only.cont == cont and list(shapes_only.disc) == disc
 
 
@@ -146,7 +146,7 @@ def test_legacy_random_checkpoint_parity(tmp_path, img_size, cont, disc):
     folder = _write_legacy(tmp_path / "run", sd, spec)
     with open(folder / "model.pt", "rb") as f:
         assert f.read(2) != b"PK"  # legacy (non-zip) serialization
-    model = import_reference(folder / "model.pt", folder / "specs.json")
+    model = import_paper_checkpoint(folder / "model.pt", folder / "specs.json")
     assert model.img_size == img_size and model.cont == cont and list(model.disc) == disc
     diffs = parity(model, sd, _images(img_size, n=6, seed=1))
     assert all(v < ATOL for v in diffs.values()), diffs
@@ -158,8 +158,8 @@ def test_bad_state_dict_lists_missing_extra_and_misshaped(tmp_path):
     sd["classifier.weight"] = torch.zeros(2, 2)
     sd["features_to_hidden.0.weight"] = torch.zeros(256, 1000)
     folder = _write_legacy(tmp_path / "bad", sd)
-    with pytest.raises(ReferenceCheckpointError) as e:
-        import_reference(folder)
+    with pytest.raises(PaperCheckpointError) as e:
+        import_paper_checkpoint(folder)
     msg = str(e.value)
     assert "missing keys (1): fc_log_var.bias" in msg
     assert "unexpected keys (1): classifier.weight" in msg
@@ -169,23 +169,23 @@ def test_bad_state_dict_lists_missing_extra_and_misshaped(tmp_path):
 def test_specs_disagreeing_with_weights_raise(tmp_path):
     sd = random_reference_state_dict((1, 32, 32), 4, [3])
     folder = _write_legacy(tmp_path / "r", sd, {"cont": 5, "disc": [3]})
-    with pytest.raises(ReferenceCheckpointError, match="fc_mean.weight: expected \\[5, 256\\], got \\[4, 256\\]"):
-        import_reference(folder)
+    with pytest.raises(PaperCheckpointError, match="fc_mean.weight: expected \\[5, 256\\], got \\[4, 256\\]"):
+        import_paper_checkpoint(folder)
 
 
 def test_unsupported_architecture_and_unreadable_files(tmp_path):
     sd = random_reference_state_dict((1, 32, 32), 2, [2])
     sd["img_to_features.6.weight"] = sd["img_to_features.8.weight"] = torch.zeros(64, 64, 4, 4)  # 5 convs
-    with pytest.raises(ReferenceCheckpointError, match="conv layers"):
-        import_reference(_write_legacy(tmp_path / "a", sd))
+    with pytest.raises(PaperCheckpointError, match="conv layers"):
+        import_paper_checkpoint(_write_legacy(tmp_path / "a", sd))
     good = _write_legacy(tmp_path / "b", random_reference_state_dict((1, 32, 32), 2, [2]))
     data = (good / "model.pt").read_bytes()
     (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ReferenceCheckpointError, match="weights_only"):
-        import_reference(tmp_path / "trunc.pt")
+    with pytest.raises(PaperCheckpointError, match="weights_only"):
+        import_paper_checkpoint(tmp_path / "trunc.pt")
     # a pickle that would run code is refused by weights_only loading
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(Path("x"), protocol=2))
-    with pytest.raises(ReferenceCheckpointError):
-        import_reference(tmp_path / "evil.pt")
-    with pytest.raises(FileNotFoundError, match="no reference checkpoint"):
-        import_reference(tmp_path / "nowhere")
+    with pytest.raises(PaperCheckpointError):
+        import_paper_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(FileNotFoundError, match="no paper checkpoint"):
+        import_paper_checkpoint(tmp_path / "nowhere")

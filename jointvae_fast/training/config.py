@@ -1,6 +1,6 @@
 """The paper's training presets and how a run's configuration is resolved.
 
-Presets are the paper's Appendix C (dSprites: its reference implementation):
+Presets are the paper's Appendix C (dSprites: its published code):
 
 | preset        | image   | cont | disc | lr   | C_z max, iters, gamma | C_c max, iters, gamma | epochs |
 | mnist         | 1x32x32 | 10   | [10] | 5e-4 | 5, 25000, 30          | 5, 25000, 30          | 100    |
@@ -12,7 +12,7 @@ Presets are the paper's Appendix C (dSprites: its reference implementation):
 All use Adam, batch 64, temperature 0.67 and capacities starting at 0.
 `synthetic-chairs` (the built-in procedural chairs) uses the chairs preset.
 
-celeba has recon_weight = 1/3: the paper's reference implementation computes
+celeba has recon_weight = 1/3: the paper's published code computes
 the reconstruction term of RGB images as the per-image sum divided by the
 channel count (a side effect of how it reshapes the images), so its gammas
 were tuned against a reconstruction three times smaller. The preset
@@ -25,78 +25,13 @@ key, the value and where it came from.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-# key -> (kind, help). kind: "int", "float", "str", "bool", "ints" (list of ints); "?"-suffix: may be None.
-SCHEMA: dict[str, tuple[str, str]] = {
-    "dataset": ("str", "dataset name"),
-    "preset": ("str?", "preset name"),
-    "data_dir": ("str?", "folder holding the dataset files (see jointvae_fast.data)"),
-    "out": ("str?", "run directory"),
-    "epochs": ("int?", "number of passes over the training split"),
-    "steps": ("int?", "number of optimizer steps; overrides epochs when given"),
-    "batch_size": ("int", "global batch size (split evenly across DDP ranks)"),
-    "lr": ("float", "Adam learning rate"),
-    "seed": ("int", "seed of model init, batch order and sampling noise"),
-    "device": ("str?", "torch device"),
-    "threads": ("int?", "CPU threads for torch's intra-op parallelism"),
-    "cont": ("int", "number of continuous latent units"),
-    "disc": ("ints", "class count of each discrete latent variable"),
-    "temperature": ("float", "Gumbel-Softmax temperature tau"),
-    "temperature_final": ("float?", "anneal tau exponentially down to this value (off when unset)"),
-    "temperature_anneal_steps": ("int?", "steps over which tau reaches temperature_final"),
-    "cont_min": ("float", "C_z at step 0"),
-    "cont_max": ("float", "C_z at the end of its schedule"),
-    "cont_iters": ("int", "steps for C_z to go from cont_min to cont_max"),
-    "cont_gamma": ("float", "gamma_z, the weight of |KL_z - C_z|"),
-    "disc_min": ("float", "C_c at step 0"),
-    "disc_max": ("float", "C_c at the end of its schedule (also capped at sum log K_i)"),
-    "disc_iters": ("int", "steps for C_c to go from disc_min to disc_max"),
-    "disc_gamma": ("float", "gamma_c, the weight of |KL_c - C_c|"),
-    "recon_weight": ("float", "weight of the reconstruction term (1/3 for celeba, see presets)"),
-    "log_every": ("int", "steps between log lines (the only host sync of the loop)"),
-    "save_every": ("int", "steps between checkpoints (one is also written at the end)"),
-    "keep": ("int", "number of most recent checkpoints kept"),
-    "limit": ("int?", "train on a seeded random subset of this many training images"),
-    "images": ("bool", "write sample and traversal grids at the end"),
-}
-
-DEFAULTS: dict[str, Any] = {
-    "preset": None,
-    "data_dir": None,
-    "out": None,
-    "epochs": 100,
-    "steps": None,
-    "batch_size": 64,
-    "lr": 5e-4,
-    "seed": 0,
-    "device": None,
-    "threads": None,
-    "cont": 10,
-    "disc": [10],
-    "temperature": 0.67,
-    "temperature_final": None,
-    "temperature_anneal_steps": None,
-    "cont_min": 0.0,
-    "cont_max": 5.0,
-    "cont_iters": 25000,
-    "cont_gamma": 30.0,
-    "disc_min": 0.0,
-    "disc_max": 5.0,
-    "disc_iters": 25000,
-    "disc_gamma": 30.0,
-    "recon_weight": 1.0,
-    "log_every": 100,
-    "save_every": 2000,
-    "keep": 3,
-    "limit": None,
-    "images": True,
-}
-
 
 def _preset(cont, disc, lr, cz, cc, epochs, **extra):
     return {
@@ -126,6 +61,98 @@ DATASET_PRESETS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: its type, default and help; the --help text and the flag derive from it.
+
+    kind: "int", "float", "str", "bool" or "ints" (list of ints); a "?" suffix allows None.
+    note: what --help says the default is, when that is not the value itself (e.g. "the preset's").
+    """
+
+    kind: str
+    default: Any
+    help: str
+    group: str
+    note: str | None = None
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    required: bool = False
+
+
+_RUN, _LENGTH, _MODEL, _LOG = None, "length and optimisation", "model and objective", "logging and checkpoints"
+_PRESET = "the preset's"
+
+SCHEMA: dict[str, Setting] = {
+    "dataset": Setting("str", None, "dataset to train on", _RUN, choices=tuple(DATASET_PRESETS), required=True),
+    "preset": Setting("str?", None, "preset name", _RUN, "the dataset's own", choices=tuple(PRESETS)),
+    "data_dir": Setting("str?", None, "folder holding the dataset files (see jointvae_fast.data)", _RUN,
+                        "$JOINTVAE_DATA, then a per-user cache folder"),
+    "out": Setting("str?", None, "run directory", _RUN, "runs/<dataset>-<UTC time>"),
+    "epochs": Setting("int?", 100, "number of passes over the training split", _LENGTH, _PRESET),
+    "steps": Setting("int?", None, "number of optimizer steps; overrides epochs when given", _LENGTH,
+                     "unset: epochs decide"),
+    "batch_size": Setting("int", 64, "global batch size (split evenly across DDP ranks)", _LENGTH, "64"),
+    "lr": Setting("float", 5e-4, "Adam learning rate", _LENGTH, _PRESET),
+    "seed": Setting("int", 0, "seed of model init, batch order and sampling noise", _LENGTH),
+    "device": Setting("str?", None, "torch device", _LENGTH, "cuda if available, else cpu"),
+    "threads": Setting("int?", None, "CPU threads for torch's intra-op parallelism", _LENGTH,
+                       "torch's default, one per core"),
+    "limit": Setting("int?", None, "train on a seeded random subset of this many training images", _LENGTH,
+                     "all images", metavar="N"),
+    "cont": Setting("int", 10, "number of continuous latent units", _MODEL, _PRESET),
+    "disc": Setting("ints", [10], "class count of each discrete latent variable", _MODEL,
+                    _PRESET + "; --disc with no value: none", metavar="K"),
+    "temperature": Setting("float", 0.67, "Gumbel-Softmax temperature tau", _MODEL),
+    "temperature_final": Setting("float?", None, "anneal tau exponentially down to this value (off when unset)",
+                                 _MODEL, "unset, tau fixed as in the paper"),
+    "temperature_anneal_steps": Setting("int?", None, "steps over which tau reaches temperature_final", _MODEL,
+                                        "unset"),
+    "cont_min": Setting("float", 0.0, "C_z at step 0", _MODEL, "0"),
+    "cont_max": Setting("float", 5.0, "C_z at the end of its schedule", _MODEL, _PRESET),
+    "cont_iters": Setting("int", 25000, "steps for C_z to go from cont_min to cont_max", _MODEL, _PRESET),
+    "cont_gamma": Setting("float", 30.0, "gamma_z, the weight of |KL_z - C_z|", _MODEL, _PRESET),
+    "disc_min": Setting("float", 0.0, "C_c at step 0", _MODEL, "0"),
+    "disc_max": Setting("float", 5.0, "C_c at the end of its schedule (also capped at sum log K_i)", _MODEL,
+                        _PRESET),
+    "disc_iters": Setting("int", 25000, "steps for C_c to go from disc_min to disc_max", _MODEL, _PRESET),
+    "disc_gamma": Setting("float", 30.0, "gamma_c, the weight of |KL_c - C_c|", _MODEL, _PRESET),
+    "recon_weight": Setting("float", 1.0, "weight of the reconstruction term (1/3 for celeba, see presets)", _MODEL,
+                            "1; celeba 1/3"),
+    "log_every": Setting("int", 100, "steps between log lines (the only host sync of the loop)", _LOG),
+    "save_every": Setting("int", 2000, "steps between checkpoints (one is also written at the end)", _LOG),
+    "keep": Setting("int", 3, "number of most recent checkpoints kept", _LOG),
+    "images": Setting("bool", True, "write sample and traversal grids at the end", _LOG, "on"),
+}
+
+DEFAULTS: dict[str, Any] = {k: s.default for k, s in SCHEMA.items() if not s.required}
+
+_FLAG_TYPES = {"int": int, "float": float, "str": str, "ints": int}
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> dict[str | None, Any]:
+    """One --flag per SCHEMA key (dashes for underscores), in SCHEMA's order; returns the --help groups by name."""
+    groups: dict[str | None, Any] = {None: parser}
+    for key, s in SCHEMA.items():
+        if s.group not in groups:
+            groups[s.group] = parser.add_argument_group(s.group)
+        group = groups[s.group]
+        flag = "--" + key.replace("_", "-")
+        text = f"{s.help} (required unless --resume)" if s.required else \
+            f"{s.help} (default: {s.note if s.note is not None else s.default})"
+        kw: dict[str, Any] = {"help": text}
+        if s.kind == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = _FLAG_TYPES[s.kind.rstrip("?")]
+        if s.kind == "ints":
+            kw["nargs"] = "*"
+        for name in ("choices", "metavar"):
+            if getattr(s, name) is not None:
+                kw[name] = list(s.choices) if name == "choices" else s.metavar
+        group.add_argument(flag, **kw)
+    return groups
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used: unknown key, wrong type, bad value."""
 
@@ -135,7 +162,7 @@ def _check_type(key: str, value: Any, source: str) -> Any:
     if key not in SCHEMA:
         known = ", ".join(sorted(SCHEMA))
         raise ConfigError(f"unknown config key {key!r} in {source} (known keys: {known})")
-    kind = SCHEMA[key][0]
+    kind = SCHEMA[key].kind
     optional = kind.endswith("?")
     kind = kind.rstrip("?")
     if value is None:
@@ -236,7 +263,6 @@ def resolve_config(*layers: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = {**DEFAULTS, **PRESETS[preset], **explicit, "preset": preset}
-    # a preset that sets only epochs must not hide an explicit steps, and vice versa: steps wins when given
     _validate_values(cfg)
     return cfg
 

@@ -1,0 +1,10 @@
+"""Analysis of a trained Joint-VAE: the evaluation CLI, metrics and the paper's figures.
+
+- cli.py       `python -m jointvae_fast.evaluate`: parse, load, evaluate, print a summary
+- sources.py   what is evaluated (run directory, checkpoint, checkpoint of the paper's code)
+- split.py     the test split (images, labels, factors)
+- encoding.py  posterior parameters of the split; per-latent KL, classes, reconstruction NLL
+- report.py    metrics.json, figures and index.html
+- metrics/     accuracy (Hungarian, majority), MIG, circular statistics (NumPy only)
+- figures/     traversals, image editing, image grids, matplotlib plots
+"""

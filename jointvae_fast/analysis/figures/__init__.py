@@ -1,0 +1,1 @@
+"""Figures of a trained model: latent traversals, image editing, image grids, matplotlib plots."""

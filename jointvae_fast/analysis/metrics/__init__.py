@@ -1,0 +1,1 @@
+"""Disentanglement and clustering metrics (NumPy/SciPy only): accuracy, MIG, circular statistics."""

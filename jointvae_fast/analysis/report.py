@@ -1,0 +1,216 @@
+"""The evaluation report: metrics.json, the paper's figures and index.html for one source and test split.
+
+Fields of metrics.json: METRIC_FIELDS. Definitions: the docstring of `jointvae_fast.analysis.cli`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..model import JointVAE
+from .encoding import Encoded, classes, encode_split, kl_per_latent, recon_nll
+from .figures.editing import Edit, check_edit
+from .metrics.accuracy import hungarian_accuracy, majority_accuracy
+from .metrics.circular import best_unit_pair, circular_linear_fit
+from .metrics.mig import mig
+from .report_figures import MAX_UNIT_FIGURES, FigureContext, write_figures
+from .report_html import write_html
+from .sources import EvaluationError, Source
+from .split import EvalSplit
+
+INACTIVE_KL = 0.02  # nats: latents below this carry (almost) no information
+MIG_BINS = 20
+MIG_MAX_FACTOR_VALUES = 64  # factors with more distinct values are binned into MIG_BINS
+
+METRIC_FIELDS = {
+    "source": "path evaluated",
+    "source_kind": "run, checkpoint, paper or pretrained",
+    "dataset": "dataset name",
+    "step": "optimizer steps of the checkpoint (null for checkpoints of the paper's code)",
+    "image_size": "[C, H, W]",
+    "cont": "number of continuous units D",
+    "disc": "classes per discrete variable",
+    "n_test": "test images evaluated",
+    "encode_seconds": "time to encode the test split",
+    "images_per_second": "n_test / encode_seconds",
+    "eval_seconds": "time for the whole evaluation (figures included)",
+    "kl_cont": "KL per continuous unit on the test split [D] (nats)",
+    "kl_disc": "KL per discrete variable [V] (nats)",
+    "kl_cont_sum": "KL_z",
+    "kl_disc_sum": "KL_c",
+    "inactive_threshold": "KL (nats) below which a latent counts as inactive",
+    "active_units": "continuous units with KL above the threshold, highest KL first",
+    "ranked_latents": "all latents (z<j>, c<i>), highest KL first",
+    "recon_nll": "reconstruction NLL (nats per image, Bernoulli) with eval-mode latents",
+    "recon_nll_images": "images recon_nll was measured on",
+    "accuracy": "unsupervised accuracy of the discrete latent vs labels (Hungarian, majority)",
+    "mig": "mutual information gap over continuous and discrete latents vs ground-truth factors",
+    "factor_accuracy": "per discrete factor: accuracy of the best discrete variable",
+    "azimuth": "the unit that best predicts azimuth and its circular correlations",
+    "edits": "edits shown in editing.png",
+    "figures": "file -> one-line explanation",
+    "versions": "jointvae_fast and torch versions",
+}
+
+
+def _accuracy_block(cls: np.ndarray, target: np.ndarray) -> dict[str, Any] | None:
+    """Hungarian and majority accuracy of every discrete variable vs target; the best variable first."""
+    if cls.shape[1] == 0:
+        return None
+    per = {}
+    for i in range(cls.shape[1]):
+        h, m = hungarian_accuracy(cls[:, i], target), majority_accuracy(cls[:, i], target)
+        per[f"c{i}"] = {"hungarian": h.accuracy, "majority": m.accuracy,
+                        "mapping": {str(k): v for k, v in h.mapping.items()}}
+    best = max(per, key=lambda k: per[k]["hungarian"])
+    return {"variable": best, "hungarian": per[best]["hungarian"], "majority": per[best]["majority"],
+            "mapping": per[best]["mapping"], "per_variable": per}
+
+
+def _is_discrete_factor(v: np.ndarray) -> bool:
+    return np.issubdtype(v.dtype, np.integer) or v.dtype == np.bool_
+
+
+def azimuth_factor(factors: dict[str, np.ndarray]) -> str | None:
+    for k in factors:
+        if "azimuth" in k.lower():
+            return k
+    return None
+
+
+def azimuth_radians(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.float64)
+    return np.deg2rad(v) if np.abs(v).max() > 2 * math.pi + 1e-6 else v
+
+
+def mig_block(enc: Encoded, cls: np.ndarray, model: JointVAE, factors: dict[str, np.ndarray]) -> dict[str, Any]:
+    """metrics["mig"]: MIG of the posterior means and discrete classes against the factors."""
+    try:
+        r = mig(enc.mu.numpy() if model.cont else None, cls if model.disc else None, factors, bins=MIG_BINS,
+                max_values=MIG_MAX_FACTOR_VALUES)
+    except ValueError as e:  # e.g. a single latent: no gap
+        return {"mig": None, "error": str(e)}
+    return {"mig": r.mig, "gaps": r.gaps, "top_latent": r.top_latent, "bins": MIG_BINS,
+            "max_factor_values": MIG_MAX_FACTOR_VALUES, "latent_names": r.latent_names,
+            "factor_names": r.factor_names, "mutual_information": r.mutual_information.tolist(),
+            "factor_entropy": r.factor_entropy.tolist()}
+
+
+def azimuth_block(enc: Encoded, factors: dict[str, np.ndarray], active: list[int], unit_order: list[int]):
+    """(metrics["azimuth"], (factor, theta, unit, fit) for the figure), or (None, None) without an azimuth."""
+    name = azimuth_factor(factors)
+    cont = enc.mu.shape[1]
+    if name is None or not cont:
+        return None, None
+    theta = azimuth_radians(factors[name])
+    mu = enc.mu.numpy().astype(np.float64)
+    fits = {j: circular_linear_fit(mu[:, j], theta) for j in range(cont)}
+    pool = active or list(range(cont))  # an inactive unit does not reach the decoder
+    best = max(pool, key=lambda j: fits[j].r if math.isfinite(fits[j].r) else -1.0)
+    fit = fits[best]
+    block = {
+        "factor": name, "unit": f"z{best}", "circular_linear_r": fit.r if math.isfinite(fit.r) else None,
+        "fit": {"offset": fit.offset, "amplitude": fit.amplitude, "phase": fit.phase},
+        "per_unit_r": {f"z{j}": (f.r if math.isfinite(f.r) else None) for j, f in fits.items()},
+        "pair": None, "pair_circular_correlation": None,
+    }
+    cands = active[:MAX_UNIT_FIGURES] if len(active) >= 2 else unit_order[:MAX_UNIT_FIGURES]
+    if len(cands) >= 2:
+        (i, j), rho = best_unit_pair(mu, theta, cands)
+        block["pair"] = [f"z{i}", f"z{j}"]
+        block["pair_circular_correlation"] = rho if math.isfinite(rho) else None
+    return block, (name, theta, best, fit)
+
+
+def _check_request(model: JointVAE, data: EvalSplit, edits: Sequence[Edit]) -> None:
+    if tuple(data.images.shape[1:]) != tuple(model.img_size):
+        raise EvaluationError(
+            f"the model takes images of size {tuple(model.img_size)} but dataset {data.name!r} has "
+            f"{tuple(data.images.shape[1:])}"
+        )
+    for e in edits:
+        try:
+            check_edit(model, e)
+        except ValueError as err:
+            raise EvaluationError(str(err)) from None
+
+
+def _ranking(model: JointVAE, kl_cont: np.ndarray, kl_disc: np.ndarray, inactive_kl: float):
+    """(all latent names by KL, continuous units by KL, the active ones), highest KL first."""
+    names = [f"z{j}" for j in range(model.cont)] + [f"c{i}" for i in range(len(model.disc))]
+    ranked = [names[i] for i in np.argsort(-np.concatenate([kl_cont, kl_disc]), kind="stable")]
+    unit_order = [int(j) for j in np.argsort(-kl_cont, kind="stable")]
+    return ranked, unit_order, [j for j in unit_order if kl_cont[j] > inactive_kl]
+
+
+def evaluate(
+    source: Source,
+    data: EvalSplit,
+    out,
+    edits: Sequence[Edit] = (),
+    device="cpu",
+    progress: bool = True,
+    seed: int = 0,
+    inactive_kl: float = INACTIVE_KL,
+) -> dict[str, Any]:
+    """Run every analysis the data allows; write metrics.json, figures and index.html into `out`; return the metrics."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    model = source.model.to(device).eval()
+    _check_request(model, data, edits)
+    enc = encode_split(model, data.images, device, progress=progress)
+    n = data.images.shape[0]
+    kl_cont, kl_disc = kl_per_latent(enc, model.disc)
+    cls = classes(enc, model.disc)
+    ranked, unit_order, active = _ranking(model, kl_cont, kl_disc, inactive_kl)
+    nll, nll_n = recon_nll(model, data.images, enc, device)
+    metrics: dict[str, Any] = {k: None for k in METRIC_FIELDS}
+    metrics.update(
+        source=str(source.path), source_kind=source.kind, dataset=data.name, step=source.step,
+        image_size=list(model.img_size), cont=model.cont, disc=list(model.disc), n_test=n,
+        encode_seconds=enc.seconds, images_per_second=n / max(enc.seconds, 1e-9),
+        kl_cont=kl_cont.tolist(), kl_disc=kl_disc.tolist(), kl_cont_sum=float(kl_cont.sum()),
+        kl_disc_sum=float(kl_disc.sum()), inactive_threshold=inactive_kl, active_units=active,
+        ranked_latents=ranked, recon_nll=nll, recon_nll_images=nll_n,
+        versions={"jointvae_fast": __version__, "torch": torch.__version__},
+    )
+    if data.labels is not None:
+        metrics["accuracy"] = _accuracy_block(cls, data.labels)
+    azimuth = None
+    if data.factors:
+        metrics["mig"] = mig_block(enc, cls, model, data.factors)
+        fa = {k: _accuracy_block(cls, v) for k, v in data.factors.items() if _is_discrete_factor(v)}
+        metrics["factor_accuracy"] = {k: v for k, v in fa.items() if v is not None} or None
+        metrics["azimuth"], azimuth = azimuth_block(enc, data.factors, active, unit_order)
+    ctx = FigureContext(model, data, enc, out, kl_cont, kl_disc, unit_order, active, inactive_kl, seed,
+                        source.log_path)
+    figures, shown = write_figures(ctx, edits, azimuth)
+    if shown:
+        metrics["edits"] = [str(e) for e in shown]
+    metrics["figures"] = figures
+    metrics["eval_seconds"] = time.perf_counter() - t_start
+    (out / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2) + "\n")
+    write_html(out, metrics, figures)
+    return metrics
+
+
+def jsonable(v):
+    """v with numpy scalars as Python numbers and non-finite floats as None (JSON has no NaN)."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v

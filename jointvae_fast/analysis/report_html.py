@@ -1,0 +1,71 @@
+"""index.html of an evaluation report: the headline numbers, then each figure with its one-line caption."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto} img{max-width:100%}\n"
+          "figure{margin:1.5em 0} td{padding:2px 10px}")
+
+
+def _summary_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(label, value) of the numbers shown above the figures."""
+    rows = [("dataset", metrics["dataset"]), ("test images", metrics["n_test"]),
+            ("step", metrics["step"]), ("KL_z (sum over units)", metrics["kl_cont_sum"]),
+            ("KL_c (sum over variables)", metrics["kl_disc_sum"]),
+            ("active continuous units", ", ".join(f"z{j}" for j in metrics["active_units"]) or "none"),
+            ("reconstruction NLL (nats/image)", metrics["recon_nll"])]
+    if metrics["accuracy"]:
+        a = metrics["accuracy"]
+        rows += [(f"accuracy of {a['variable']} (Hungarian)", a["hungarian"]),
+                 (f"accuracy of {a['variable']} (majority)", a["majority"])]
+    if metrics["mig"]:
+        rows.append(("MIG", metrics["mig"]["mig"]))
+    for f, a in (metrics["factor_accuracy"] or {}).items():
+        rows.append((f"{f}: accuracy of {a['variable']} (Hungarian)", a["hungarian"]))
+    if metrics["azimuth"]:
+        az = metrics["azimuth"]
+        rows.append((f"azimuth: circular-linear R of {az['unit']}", az["circular_linear_r"]))
+        if az.get("pair"):
+            rows.append((f"azimuth: Fisher-Lee rho of angle({az['pair'][0]}, {az['pair'][1]})",
+                         az["pair_circular_correlation"]))
+    rows.append(("encoding time (s)", metrics["encode_seconds"]))
+    return rows
+
+
+def _img_tag(out: Path, name: str) -> str:
+    """An <img>; small image grids are shown enlarged (up to 4x, to about 720 px) with sharp pixels."""
+    from PIL import Image
+
+    with Image.open(out / name) as im:
+        w = im.width
+    scale = max(1, min(4, 720 // max(w, 1)))
+    style = f' style="width:{w * scale}px;image-rendering:pixelated"' if scale > 1 else ""
+    return f'<img src="{html.escape(name)}" alt="{html.escape(name)}"{style}>'
+
+
+def write_html(out: Path, metrics: dict[str, Any], figures: dict[str, str]) -> Path:
+    """Write out/index.html for `metrics` and `figures` (file name -> caption); returns its path."""
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+
+    table = "\n".join(f"<tr><td>{html.escape(str(k))}</td><td>{fmt(v)}</td></tr>" for k, v in _summary_rows(metrics))
+    figs = "\n".join(
+        f"<figure>{_img_tag(out, name)}<figcaption><b>{html.escape(name)}</b>: "
+        f"{html.escape(caption)}</figcaption></figure>"
+        for name, caption in figures.items()
+    )
+    source = html.escape(str(metrics["source"]))
+    text = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Joint-VAE evaluation: {source}</title>
+<style>{_STYLE}</style></head><body>
+<h1>Joint-VAE evaluation</h1>
+<p>{source} ({html.escape(metrics['source_kind'])}); all numbers in metrics.json.</p>
+<table>{table}</table>
+{figs}
+</body></html>
+"""
+    path = out / "index.html"
+    path.write_text(text)
+    return path

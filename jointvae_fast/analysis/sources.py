@@ -1,0 +1,104 @@
+"""What is evaluated: a run directory, a jointvae_fast checkpoint, a checkpoint of the paper's published code,
+or `pretrained:NAME` (a model shipped in jointvae_fast.pretrained).
+
+`load_source(path)` -> Source (model in eval mode on the CPU, its kind, dataset name, log path, step).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..model import JointVAE
+from ..training import checkpoint as ckpt
+
+
+class EvaluationError(ValueError):
+    """A source, dataset or option that cannot be evaluated."""
+
+
+@dataclass
+class Source:
+    model: JointVAE
+    kind: str  # "run", "checkpoint", "paper" or "pretrained"
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    log_path: Path | None = None
+    dataset: str | None = None
+    data_dir: str | None = None
+    step: int | None = None
+
+
+def _from_checkpoint(path: Path, kind: str, run_dir: Path | None) -> Source:
+    c = ckpt.load_checkpoint(path)
+    meta = c.meta
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    log = run_dir / "log.jsonl" if run_dir is not None and (run_dir / "log.jsonl").is_file() else None
+    step = meta.get("step")
+    return Source(c.model, kind, path, meta, log, meta.get("dataset") or config.get("dataset"),
+                  config.get("data_dir"), int(step) if isinstance(step, int) else None)
+
+
+def load_source(path) -> Source:
+    """The model (eval mode, CPU) and what is known about it, from a run dir, checkpoint file, folder of the paper's
+    code or `pretrained:NAME`. Every command that takes a model (evaluate, explore) resolves it here."""
+    from .. import pretrained
+
+    name = pretrained.source_name(str(path))
+    if name is not None:
+        return _from_pretrained(name)
+    path = Path(path)
+    if not path.exists():
+        raise EvaluationError(f"{path} does not exist (give a run directory, a checkpoint file or a folder of the paper's code)")
+    if path.is_dir():
+        ckpt_dir = path / "checkpoints"
+        if ckpt_dir.is_dir() or (path / "config.json").is_file():
+            found = sorted(ckpt_dir.glob("step-*.pt")) if ckpt_dir.is_dir() else []
+            problems = []
+            for p in reversed(found):  # newest readable
+                try:
+                    src = _from_checkpoint(p, "run", path)
+                except (ckpt.CheckpointError, OSError) as e:
+                    problems.append(str(e))
+                    continue
+                if src.dataset is None and (path / "config.json").is_file():
+                    cfg = json.loads((path / "config.json").read_text())
+                    src.dataset, src.data_dir = cfg.get("dataset"), cfg.get("data_dir")
+                src.path = path
+                src.meta["checkpoint"] = str(p)
+                return src
+            raise EvaluationError(f"run directory {path} has no readable checkpoint in {ckpt_dir}: {problems or 'none found'}")
+        if (path / "model.pt").is_file():
+            return _from_paper_checkpoint(path)
+        raise EvaluationError(f"{path} is neither a run directory (checkpoints/, config.json) nor a folder of the paper's code (model.pt)")
+    try:
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+        return _from_checkpoint(path, "checkpoint", run_dir)
+    except ckpt.CheckpointError as e:
+        if "not a jointvae_fast checkpoint" not in str(e):
+            raise EvaluationError(str(e)) from e
+    return _from_paper_checkpoint(path)
+
+
+def _from_pretrained(name: str) -> Source:
+    from ..pretrained import PretrainedError, load
+
+    try:
+        model, meta = load(name)
+    except PretrainedError as e:
+        raise EvaluationError(str(e)) from None
+    c = meta["checkpoint"]
+    step = c.get("step")
+    return Source(model, "pretrained", Path(meta["folder"]), c, None, c.get("dataset"), None,
+                  int(step) if isinstance(step, int) else None)
+
+
+def _from_paper_checkpoint(path: Path) -> Source:
+    from ..paper_checkpoints import PaperCheckpointError, read_paper_checkpoint
+
+    try:
+        model, specs = read_paper_checkpoint(path)
+    except PaperCheckpointError as e:
+        raise EvaluationError(str(e)) from e
+    return Source(model, "paper", path, {"specs": specs}, None, specs.get("dataset"), None, None)

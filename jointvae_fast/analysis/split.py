@@ -1,0 +1,89 @@
+"""The test split to evaluate: images (uint8 [M, C, H, W], materialised lazily), labels and factors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .sources import EvaluationError
+
+
+class GatheredImages:
+    """A lazily materialised split (an object with __len__ and gather(indices) -> uint8 [B, C, H, W]) seen as
+    a uint8 tensor: len, .shape and slicing [i:j] (contiguous ranges only), limited to the first `n` images."""
+
+    def __init__(self, source, n: int | None = None):
+        self.source = source
+        self.n = len(source) if n is None else min(n, len(source))
+        first = self._gather(0, 1)
+        self.shape = (self.n, *first.shape[1:])
+        self.dtype = first.dtype
+
+    def _gather(self, i: int, j: int) -> torch.Tensor:
+        return torch.as_tensor(self.source.gather(torch.arange(i, j))).cpu()
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if not isinstance(idx, slice) or idx.step not in (None, 1):
+            raise TypeError("GatheredImages supports contiguous slices only")
+        i, j, _ = idx.indices(self.n)
+        return self._gather(i, max(i, j))
+
+
+@dataclass
+class EvalSplit:
+    images: torch.Tensor | GatheredImages  # uint8 [M, C, H, W]
+    labels: np.ndarray | None
+    factors: dict[str, np.ndarray]
+    name: str | None
+
+
+def _as_array(name: str, v, n: int) -> np.ndarray:
+    a = v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+    if a.ndim != 1 or a.shape[0] != n:
+        raise EvaluationError(f"{name} must be a 1-D array with one value per test image ({n}), got shape {a.shape}")
+    return a
+
+
+def eval_split(dataset, name: str | None = None, limit: int | None = None) -> EvalSplit:
+    """The test split of a dataset object: attributes test (uint8 [M, C, H, W], or an object with __len__ and
+    gather(indices)), optional test_labels [M], test_factors {name: [M]}, factor_names; the first `limit` images."""
+    images = getattr(dataset, "test", None)
+    if images is None:
+        raise EvaluationError(f"dataset {name or type(dataset).__name__} has no test split (attribute `test`)")
+    if hasattr(images, "gather") and hasattr(images, "__len__") and not isinstance(images, (torch.Tensor, np.ndarray)):
+        images = GatheredImages(images, limit)
+    else:
+        images = torch.as_tensor(images)
+        if limit is not None:
+            images = images[:limit]
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise EvaluationError(f"the test images must be uint8 [M, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    n = images.shape[0]
+    if n < 2:
+        raise EvaluationError(f"the test split has {n} image(s); need at least 2")
+    labels = getattr(dataset, "test_labels", None)
+    cut = (lambda v: v[:n]) if limit is not None else (lambda v: v)  # without --limit, lengths must match
+    labels = _as_array("test_labels", cut(labels), n) if labels is not None else None
+    factors = {}
+    raw = getattr(dataset, "test_factors", None) or {}
+    order = list(getattr(dataset, "factor_names", None) or raw.keys())
+    for k in order:
+        if k in raw:
+            factors[k] = _as_array(f"test_factors[{k!r}]", cut(raw[k]), n)
+    return EvalSplit(images, labels, factors, name or getattr(dataset, "name", None))
+
+
+def load_named_dataset(name: str, data_dir: str | None):
+    """jointvae_fast.data.load_dataset(name, data_dir) (imported here: evaluation needs it only by name)."""
+    try:
+        from ..data import load_dataset
+    except ImportError as e:
+        raise EvaluationError(f"cannot load dataset {name!r}: jointvae_fast.data is not available ({e})") from e
+    return load_dataset(name, data_dir=data_dir)

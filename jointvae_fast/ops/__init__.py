@@ -1,0 +1,48 @@
+"""The two fused latent ops of Joint-VAE, and their pure-PyTorch composite twins.
+
+Shapes: mu, logvar [B, D] (D may be 0; None means [B, 0]); logits [B, sum K] (None means [B, 0]);
+disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
+
+    sample_latent(...)    -> latent [B, D + sum K] = [z, y_1, ..., y_V]
+        z = mu + exp(logvar/2) * eps,   y_i = softmax((log_softmax(logits_i) + g) / tau),  g = -log(-log u)
+        training=False: z = mu, y_i = one_hot(argmax logits_i) (first index on ties; NaN block -> NaN).
+    kl_capacity_loss(...) -> (loss [], kl_cont [D], kl_disc [V])
+        kl_cont[d] = mean_b 0.5 (mu^2 + exp(logvar) - 1 - logvar);  kl_disc[i] = mean_b (log K_i + sum p log p)
+        loss = gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|   (d|x|/dx at 0 is 0)
+
+Both are differentiable in mu, logvar, logits: C++ autograd kernels (kernels/torch/autograd.cpp) call the
+fused backward ops (no double backward). Fake kernels are registered, so torch.compile(fullgraph=True)
+works; sample_latent is tagged nondeterministic_seeded (never recomputed by the partitioner).
+
+Noise. `noise=(eps [B, D], u [B, sum K])` gives it explicitly (u in [2^-126, 1); out-of-range u gives NaN).
+Otherwise the fused op draws Philox4x32-10 noise keyed by (seed, offset) (docs/design.md, "Randomness"): on
+CUDA from the device generator's graph-safe philox state (offset += 4 per call, so CUDA graph replays draw
+fresh noise; a non-default generator must be registered with the graph, as for any PyTorch RNG op); on
+CPU a fresh 64-bit seed from the CPU generator per call, offset 0. `torch.manual_seed(s)` therefore fixes
+the samples; evaluation mode draws nothing. The composite functions draw their noise with torch.randn /
+torch.rand instead (different numbers, same distribution) unless `noise` is given.
+`torch.ops.jointvae.sample_latent` also returns sigma_eps = exp(logvar/2) eps (what the backward reads)
+and rng_state int64 [2] = the (seed, offset) used (zeros with explicit noise or in evaluation mode).
+
+Hot path: with tensors on a covered device the compiled op is called directly and validates with
+TORCH_CHECK; any failure re-runs the Python checks, which raise ValueError/TypeError naming the argument.
+
+Dtypes: float32 and float64 are computed in that precision. float16/bfloat16 inputs are upcast and the
+result is float32. Inputs may be non-contiguous (column slices of the encoder output are read in place).
+
+`backend()` is "cuda+cpu", "cpu" or "composite"; `backend_info()` says why. Tensors on a device the
+compiled ops do not cover use the composite path.
+"""
+
+from .composite import composite_kl_capacity_loss, composite_sample_latent
+from .fused import backend, backend_info, kl_capacity_loss, philox_uniform, sample_latent
+
+__all__ = [
+    "sample_latent",
+    "kl_capacity_loss",
+    "composite_sample_latent",
+    "composite_kl_capacity_loss",
+    "philox_uniform",
+    "backend",
+    "backend_info",
+]

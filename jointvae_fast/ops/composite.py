@@ -1,0 +1,58 @@
+"""The composite twins of the fused ops: the same formulas from plain PyTorch ops (autograd backward).
+
+They are the fallback on devices the compiled ops do not cover and the eager baseline of the benchmarks.
+Formulas and shapes: `jointvae_fast.ops` (package docstring). The noise comes from torch.randn /
+torch.rand (different numbers from the fused op's Philox stream, same distribution) unless given.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .validation import check_inputs, check_noise, check_tau
+
+def composite_sample_latent(mu, logvar, logits, disc_dims, tau, training=True, generator=None, noise=None):
+    """sample_latent from ~10 PyTorch ops per block; noise from torch.randn/torch.rand unless given."""
+    mu, logvar, logits, dims, K = check_inputs(mu, logvar, logits, disc_dims)
+    tau = check_tau(tau)
+    blocks = torch.split(logits, dims, dim=1) if dims else ()
+    if not training:
+        ys = []
+        for lb in blocks:
+            y = F.one_hot(lb.argmax(dim=1), lb.shape[1]).to(lb.dtype)
+            ys.append(y + lb.sum(dim=1, keepdim=True) * 0)  # NaN in the block -> NaN block
+        return torch.cat([mu, *ys], dim=1)
+    if noise is not None:
+        eps, u = check_noise(noise, mu, K)
+    else:
+        eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+        u = torch.rand(logits.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+        u = u.clamp_(2.0**-24, 1.0 - 2.0**-24)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    ys = []
+    for lb, ub in zip(blocks, torch.split(u, dims, dim=1) if dims else ()):
+        g = -torch.log(-torch.log(ub))
+        ys.append(F.softmax((F.log_softmax(lb, dim=1) + g) / tau, dim=1))
+    return torch.cat([z, *ys], dim=1)
+
+
+def composite_kl_capacity_loss(mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc):
+    """kl_capacity_loss from plain PyTorch ops (same formulas, autograd backward)."""
+    mu, logvar, logits, dims, K = check_inputs(mu, logvar, logits, disc_dims)
+    kl_cont = (0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)).mean(dim=0)
+    kls = []
+    for lb, k in zip(torch.split(logits, dims, dim=1) if dims else (), dims):
+        logp = F.log_softmax(lb, dim=1)
+        kls.append(((logp.exp() * logp).sum(dim=1) + math.log(k)).mean(dim=0))
+    kl_disc = torch.stack(kls) if kls else logits.new_zeros(0)
+    return capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc), kl_cont, kl_disc
+
+
+def capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc) -> torch.Tensor:
+    """gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|; kl_cont [D], kl_disc [V].
+
+    The capacities may be Python floats or 0-d tensors on the KLs' device.
+    """
+    return gamma_cont * (kl_cont.sum() - c_cont).abs() + gamma_disc * (kl_disc.sum() - c_disc).abs()

@@ -1,0 +1,164 @@
+"""The fused ops: dispatch to the compiled `jointvae` custom ops, or to the composite twins.
+
+The compiled library is loaded (built once, cached) when this module is imported (`extension.load()`).
+Contracts (shapes, formulas, noise, dtypes): the package docstring, `jointvae_fast.ops`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from . import extension
+from .composite import composite_kl_capacity_loss, composite_sample_latent
+from .validation import check_float, check_inputs, check_noise, check_tau
+
+_INFO = extension.load()
+_HAVE_OPS = bool(_INFO["loaded"])
+_HAVE_CUDA = bool(_INFO["cuda"])
+
+
+def backend() -> str:
+    """"cuda+cpu" (compiled ops with CUDA kernels), "cpu" (compiled CPU twin only) or "composite"."""
+    if not _HAVE_OPS:
+        return "composite"
+    return "cuda+cpu" if _HAVE_CUDA else "cpu"
+
+
+def backend_info() -> dict:
+    """backend() plus why: build directory, build seconds, errors of failed builds (if any)."""
+    return {"backend": backend(), **_INFO}
+
+
+_FAST_DEVICES = ("cpu", "cuda") if _HAVE_CUDA else ("cpu",)
+
+
+def _fast_path(mu, logvar, logits) -> bool:
+    """Call the compiled op directly (no Python checks): tensors on a device it covers, not under compile."""
+    return (
+        _HAVE_OPS
+        and type(mu) is torch.Tensor
+        and logvar is not None
+        and logits is not None
+        and mu.device.type in _FAST_DEVICES
+        and logvar.device.type == mu.device.type
+        and logits.device.type == mu.device.type
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _fused_ok(t: torch.Tensor) -> bool:
+    d = t.device.type
+    return _HAVE_OPS and (d == "cpu" or (d == "cuda" and _HAVE_CUDA))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public API
+
+
+def sample_latent(
+    mu: torch.Tensor | None,
+    logvar: torch.Tensor | None,
+    logits: torch.Tensor | None,
+    disc_dims: Sequence[int],
+    tau: float,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+    noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """latent [B, D + sum K] = [mu + exp(logvar/2) eps, gumbel_softmax(logits_i, tau) ...] (module docstring)."""
+    if noise is None and _fast_path(mu, logvar, logits):
+        # Hot path (every training step): the op's TORCH_CHECKs validate; on any error fall through to the
+        # Python checks below, which raise ValueError/TypeError naming the argument (or upcast and retry).
+        # The op validates before it draws from the generator, so a failed call consumes no randomness.
+        try:
+            return _sample_latent_op(mu, logvar, logits, disc_dims, tau, training, None, None, generator)[0]
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    mu, logvar, logits, dims, K = check_inputs(mu, logvar, logits, disc_dims)
+    tau = check_tau(tau)
+    eps = u = None
+    if noise is not None:
+        eps, u = check_noise(noise, mu, K)
+    if not _fused_ok(mu):
+        return composite_sample_latent(mu, logvar, logits, dims, tau, training, generator, None if eps is None else (eps, u))
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return _sample_latent_op(mu, logvar, logits, dims, tau, bool(training), eps, u, generator)[0]
+
+
+def kl_capacity_loss(
+    mu: torch.Tensor | None,
+    logvar: torch.Tensor | None,
+    logits: torch.Tensor | None,
+    disc_dims: Sequence[int],
+    c_cont: float,
+    c_disc: float,
+    gamma_cont: float,
+    gamma_disc: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|, kl_cont [D], kl_disc [V])."""
+    if _fast_path(mu, logvar, logits):  # see sample_latent
+        try:
+            return _kl_op(mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    mu, logvar, logits, dims, K = check_inputs(mu, logvar, logits, disc_dims)
+    if mu.shape[0] == 0:
+        raise ValueError("kl_capacity_loss needs a batch of at least one row, got B = 0")
+    c_cont, c_disc = check_float("c_cont", c_cont), check_float("c_disc", c_disc)
+    gamma_cont, gamma_disc = check_float("gamma_cont", gamma_cont), check_float("gamma_disc", gamma_disc)
+    if not _fused_ok(mu):
+        return composite_kl_capacity_loss(mu, logvar, logits, dims, c_cont, c_disc, gamma_cont, gamma_disc)
+    return _kl_op(mu, logvar, logits, dims, c_cont, c_disc, gamma_cont, gamma_disc)
+
+
+def philox_uniform(seed: int, offset: int, n: int, device="cpu") -> torch.Tensor:
+    """float32 [n]: uniforms of Philox stream S(seed, offset), through the compiled device code path."""
+    if not _HAVE_OPS:
+        raise RuntimeError(f"philox_uniform needs the compiled ops; backend is composite ({_INFO['reason']})")
+    out = torch.empty(int(n), dtype=torch.float32, device=device)
+    torch.ops.jointvae.philox_uniform_.default(out, _as_int64(seed), _as_int64(offset))
+    return out
+
+
+def _as_int64(x: int) -> int:
+    """uint64 -> the int64 with the same bits (op schemas carry int64)."""
+    x = int(x) & 0xFFFFFFFFFFFFFFFF
+    return x - (1 << 64) if x >= (1 << 63) else x
+
+
+# ----------------------------------------------------------------------------------------------------------
+# custom-op plumbing: fake kernels (autograd is registered in C++)
+
+if _HAVE_OPS:
+    _sample_latent_op = torch.ops.jointvae.sample_latent.default
+    _kl_op = torch.ops.jointvae.kl_capacity_loss.default
+
+    @torch.library.register_fake("jointvae::sample_latent")
+    def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator):
+        B, D = mu.shape
+        return (
+            mu.new_empty((B, D + logits.shape[1])),
+            mu.new_empty((B, D)),
+            mu.new_empty((2,), dtype=torch.int64),
+        )
+
+    @torch.library.register_fake("jointvae::sample_latent_backward")
+    def _sample_latent_backward_fake(grad, latent, sigma_eps, disc_dims, tau, training):
+        B, D = sigma_eps.shape
+        return latent.new_empty((B, D)), latent.new_empty((B, D)), latent.new_empty((B, latent.shape[1] - D))
+
+    @torch.library.register_fake("jointvae::kl_capacity_loss")
+    def _kl_fake(mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc):
+        return mu.new_empty(()), mu.new_empty((mu.shape[1],)), mu.new_empty((len(disc_dims),))
+
+    @torch.library.register_fake("jointvae::kl_capacity_loss_backward")
+    def _kl_backward_fake(grad_loss, gkc, gkd, mu, logvar, logits, kl_cont, kl_disc, disc_dims, *args):
+        return mu.new_empty(mu.shape), mu.new_empty(mu.shape), logits.new_empty(logits.shape)
+
+    @torch.library.register_fake("jointvae::philox_uniform_")
+    def _philox_uniform_fake(out, seed, offset):
+        return None
+
+    # Autograd: C++ autograd kernels (kernels/torch/autograd.cpp) calling the fused backward ops.

@@ -1,0 +1,124 @@
+"""Argument checks shared by the fused ops and their composite twins (cheap: called every training step).
+
+`check_inputs` fills None blocks with [B, 0] tensors, validates shapes, dtypes and devices, upcasts
+float16/bfloat16 to float32 and returns (mu, logvar, logits, dims list, sum K). Errors are ValueError or
+TypeError naming the argument.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+_UPCAST = (torch.float16, torch.bfloat16)
+_FLOATS = (torch.float32, torch.float64)
+
+
+@functools.lru_cache(maxsize=512)
+def _disc_layout(dims: tuple) -> tuple[list[int], int]:
+    out = []
+    for i, k in enumerate(dims):
+        if isinstance(k, bool) or not isinstance(k, int):
+            try:
+                k = int(k) if float(k) == int(k) else None
+            except (TypeError, ValueError):
+                k = None
+            if k is None:
+                raise TypeError(f"disc_dims[{i}] must be an int, got {dims[i]!r}")
+        if k < 2:
+            raise ValueError(f"disc_dims[{i}] must be >= 2 classes, got {k}")
+        out.append(k)
+    return out, sum(out)
+
+
+def _layout(disc_dims) -> tuple[list[int], int]:
+    try:
+        dims = disc_dims if type(disc_dims) is tuple else tuple(disc_dims)
+        if torch.compiler.is_compiling():  # dynamo traces through (and warns about) lru_cache wrappers
+            return _disc_layout.__wrapped__(dims)
+        return _disc_layout(dims)
+    except TypeError as e:
+        if "disc_dims[" in str(e):
+            raise
+        raise TypeError(f"disc_dims must be a sequence of ints, got {disc_dims!r}") from None
+
+
+def _fill_empty(mu, logvar, logits):
+    ref = next((t for t in (mu, logvar, logits) if t is not None), None)
+    if ref is None:
+        raise ValueError("mu, logvar and logits are all None: nothing to compute")
+    if not isinstance(ref, torch.Tensor):
+        raise TypeError(f"expected tensors, got {type(ref).__name__}")
+    B = ref.shape[0] if ref.dim() >= 1 else 0
+    if mu is None:
+        mu = ref.new_empty((B, 0))
+    if logvar is None:
+        logvar = ref.new_empty((B, 0)) if mu.shape[1:] == (0,) else None
+        if logvar is None:
+            raise ValueError("logvar is None but mu has D > 0 columns")
+    if logits is None:
+        logits = ref.new_empty((B, 0))
+    return mu, logvar, logits
+
+
+def check_inputs(mu, logvar, logits, disc_dims):
+    """Validate; returns (mu, logvar, logits, dims list, sum K) with a shared float32/float64 dtype."""
+    if mu is None or logvar is None or logits is None:
+        mu, logvar, logits = _fill_empty(mu, logvar, logits)
+    for name, t in (("mu", mu), ("logvar", logvar), ("logits", logits)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ValueError(f"{name} must be 2-D [B, n], got shape {tuple(t.shape)}")
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} must have the same shape")
+    if logits.shape[0] != mu.shape[0]:
+        raise ValueError(f"logits has {logits.shape[0]} rows but mu has {mu.shape[0]}")
+    dims, K = _layout(disc_dims)
+    if logits.shape[1] != K:
+        raise ValueError(f"disc_dims {list(disc_dims)} sum to {K} but logits has {logits.shape[1]} columns")
+    dt = mu.dtype
+    if logvar.dtype != dt or logits.dtype != dt:
+        raise TypeError(f"mu, logvar, logits must share a dtype, got {mu.dtype}, {logvar.dtype}, {logits.dtype}")
+    if dt not in _FLOATS:
+        if dt in _UPCAST:
+            mu, logvar, logits = mu.float(), logvar.float(), logits.float()
+        else:
+            raise TypeError(f"mu, logvar, logits must be floating point (float32/float64), got {dt}")
+    dev = mu.device
+    if logvar.device != dev or logits.device != dev:
+        raise ValueError(f"mu, logvar, logits must be on one device, got {mu.device}, {logvar.device}, {logits.device}")
+    return mu, logvar, logits, dims, K
+
+
+def check_tau(tau) -> float:
+    try:
+        t = float(tau)
+    except (TypeError, ValueError):
+        raise TypeError(f"tau must be a number, got {tau!r}") from None
+    if not (t > 0.0 and math.isfinite(t)):
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    return t
+
+
+def check_noise(noise, mu, K):
+    if not (isinstance(noise, (tuple, list)) and len(noise) == 2):
+        raise TypeError("noise must be a pair (eps [B, D], u [B, sum K])")
+    eps, u = noise
+    B, D = mu.shape
+    for name, t, w in (("noise eps", eps, D), ("noise u", u, K)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if tuple(t.shape) != (B, w):
+            raise ValueError(f"{name} must have shape {(B, w)}, got {tuple(t.shape)}")
+        if t.device != mu.device:
+            raise ValueError(f"{name} must be on {mu.device}, got {t.device}")
+    return eps.to(mu.dtype), u.to(mu.dtype)
+
+
+def check_float(name, v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {v!r}") from None

@@ -1,0 +1,300 @@
+"""python -m jointvae_fast.train --dataset NAME [options]: train the paper's Joint-VAE.
+
+Settings resolve as DEFAULTS < the dataset's preset (see jointvae_fast.training.config)
+< a resumed run's config.json < --config FILE (JSON or TOML) < flags. The run
+directory (--out, default runs/<dataset>-<UTC time>) receives:
+
+    config.json       the resolved settings (usable as --config for a rerun)
+    run.json          derived facts: world size, steps per epoch, total steps,
+                      training images, image size, versions, command line
+    log.jsonl         one JSON line every --log-every steps (fields: see loop.py)
+    checkpoints/step-XXXXXXXX.pt   the last --keep checkpoints (checkpoint.py format,
+                      with optimizer, step, RNG states and config for --resume)
+    samples.png       64 decoded draws from the prior (at the end)
+    traversal.png     one row per continuous unit (highest KL first, at most 10)
+                      over the prior's 5%..95% quantiles, then one row per
+                      discrete variable over its classes (at the end)
+
+Exit codes: 0 done, 1 stopped on a non-finite loss, 2 bad input, 130 stopped
+by Ctrl-C after saving a resumable checkpoint.
+
+Multi-GPU: torchrun --nproc_per_node K -m jointvae_fast.train ... (--batch-size
+is the global batch, split evenly across ranks; rank 0 writes all files; for
+--resume every rank must see the run directory).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .. import __version__
+from ..atomic_write import atomic_write_text
+from ..model import JointVAE, validate_image_size
+from . import checkpoint as ckpt
+from .allocator import tune_cpu_allocator
+from .checkpoint import CheckpointError
+from .config import ConfigError, add_setting_flags, preset_table, read_config_file, resolve_config
+from .distributed import World, broadcast_from_writer, cleanup, setup
+from .loop import CHECKPOINT_DIR, ResumeError, RunLength, TrainImages, check_resume_shapes, derive_seed, \
+    limit_images, read_latest_checkpoint, run_length, train
+
+EXIT_OK, EXIT_NONFINITE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The settings' flags (generated from config.SCHEMA) plus the run-control flags."""
+    p = argparse.ArgumentParser(
+        prog="python -m jointvae_fast.train",
+        description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="presets (the paper's Appendix C; every value can be overridden):\n" + preset_table()
+        + "\n  (synthetic-chairs uses the chairs preset; celeba's recon_weight 1/3 reproduces the published"
+        "\n  code's RGB reshape, which divides the per-image reconstruction sum by the channel count)"
+        "\n\nsettings resolve as: defaults < preset < resumed run's config.json < --config FILE < flags."
+        "\nThe first optimizer step uses step = 1 in the capacity schedule C(step), as the paper's published"
+        "\ncode does (it increments its step counter before computing C)."
+        "\nA short first run: python -m jointvae_fast.train --dataset chairs --steps 2000"
+        "\nThe paper's full run: python -m jointvae_fast.train --dataset chairs",
+        argument_default=argparse.SUPPRESS,
+    )
+    groups = add_setting_flags(p)
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys as the flags, with _)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest readable checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="reuse an existing --out, deleting its run files (default: refuse)")
+    groups["logging and checkpoints"].add_argument(
+        "--progress", action=argparse.BooleanOptionalAction,
+        help="show progress (a bar on a terminal, else a line every 10 s) (default: on)")
+    return p
+
+
+RUN_CONTROL = ("config", "resume", "overwrite", "progress")
+
+
+def default_out(dataset: str) -> str:
+    return str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Create `run_dir`; an existing non-empty one is refused unless `overwrite` (then our run files go)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
+                              "--overwrite to start over in it, or another --out")
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines after `step` (progress lost since the checkpoint we resume from)."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    atomic_write_text(log_path, "".join(k + "\n" for k in kept))
+
+
+def load_training_data(config: dict[str, Any], dataset=None):
+    """(train images source, image_size) from an injected dataset object or jointvae_fast.data."""
+    if dataset is None:
+        from ..data import load_dataset
+
+        dataset = load_dataset(config["dataset"], data_dir=config["data_dir"])
+    source = dataset.train if hasattr(dataset, "train") else dataset
+    if config["limit"] is not None:
+        source = limit_images(source, config["limit"], config["seed"])
+    size = getattr(dataset, "image_size", None)
+    if size is None:
+        size = tuple(source.shape[1:])
+    validate_image_size(size)
+    return source, tuple(int(s) for s in size)
+
+
+@torch.no_grad()
+def write_first_look(model: JointVAE, run_dir: Path, seed: int, kl_cont: Sequence[float] | None) -> list[Path]:
+    """samples.png (64 prior draws) and traversal.png (top continuous units, then discrete variables)."""
+    from ..analysis.figures.images import save_image_grid
+    from ..analysis.figures.traversal import continuous_traversal, discrete_traversal, prior_latents
+
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(derive_seed("images", seed, 0))
+    paths = []
+    lat = prior_latents(model, 64, g)
+    paths.append(save_image_grid(model.probabilities(lat), run_dir / "samples.png", nrow=8))
+    steps = max([10, *model.disc])
+    base = prior_latents(model, 1, g)
+    if model.disc:  # start every row from class 0 of every discrete variable
+        start = model.cont
+        for k in model.disc:
+            base[:, start : start + k] = 0.0
+            base[:, start] = 1.0
+            start += k
+    units = list(range(model.cont))
+    if kl_cont is not None and len(kl_cont) == model.cont:
+        units.sort(key=lambda d: -kl_cont[d])
+    rows = [continuous_traversal(model, d, steps=steps, base=base).images[0] for d in units[:10]]
+    for v, k in enumerate(model.disc):
+        imgs = discrete_traversal(model, v, base=base).images[0]
+        if k < steps:
+            imgs = torch.cat([imgs, imgs.new_zeros(steps - k, *imgs.shape[1:])])
+        rows.append(imgs)
+    paths.append(save_image_grid(torch.cat(rows), run_dir / "traversal.png", nrow=steps))
+    model.train(was_training)
+    return paths
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def resolve_run_config(flags: dict[str, Any], control: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """(config, the run directory to resume or None) from the layers the flags name (module docstring)."""
+    layers = []
+    resume_dir = None
+    if control.get("resume"):
+        resume_dir = Path(control["resume"])
+        if not (resume_dir / "config.json").is_file():
+            raise ResumeError(f"--resume {resume_dir}: no run there (no config.json)")
+        try:
+            saved = json.loads((resume_dir / "config.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ResumeError(f"{resume_dir / 'config.json'} is not valid JSON: {e}") from e
+        layers.append((f"{resume_dir / 'config.json'}", saved))
+        if "out" in flags and Path(flags["out"]) != resume_dir:
+            raise RunDirError("--resume continues in its own run directory; do not combine it with --out")
+    if control.get("config"):
+        layers.append((f"config file {control['config']}", read_config_file(control["config"])))
+    layers.append(("the command line", flags))
+    config = resolve_config(*layers)
+    if resume_dir is not None:
+        config["out"] = str(resume_dir)
+    elif config["out"] is None:
+        config["out"] = default_out(config["dataset"])
+    return config, resume_dir
+
+
+def claim_run_dir(world: World, run_dir: Path, resume_dir: Path | None, overwrite: bool) -> str | None:
+    """Prepare the run directory, or find the checkpoint to resume (path or None): decided by rank 0,
+    the verdict shared with every rank."""
+    verdict = resume_path = None
+    if world.is_writer:
+        try:
+            if resume_dir is None:
+                prepare_run_dir(run_dir, overwrite)
+            else:
+                resume_path = str(read_latest_checkpoint(resume_dir)[0])
+        except (RunDirError, ResumeError) as e:
+            verdict = str(e)
+    verdict, resume_path = broadcast_from_writer((verdict, resume_path), world)
+    if verdict is not None:
+        raise RunDirError(verdict)
+    return resume_path
+
+
+def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_images: int, img_size, length: RunLength,
+                    resume: tuple[Path, dict[str, Any]] | None, argv: Sequence[str] | None) -> None:
+    """config.json, run.json and (resuming) the log cut back to the checkpoint; one line on stderr. Rank 0."""
+    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    start = int(resume[1]["training"]["step"]) if resume else 0
+    if resume:
+        truncate_log(run_dir / "log.jsonl", start)
+    run_info = {
+        "world_size": world.size,
+        "device": str(world.device),
+        "train_images": n_images,
+        "image_size": list(img_size),
+        "steps_per_epoch": length.steps_per_epoch,
+        "total_steps": length.total,
+        "resumed_from": {"checkpoint": str(resume[0]), "step": start} if resume else None,
+        "jointvae_fast_version": __version__,
+        "torch_version": torch.__version__,
+        "command": [sys.executable, "-m", "jointvae_fast.train", *(argv if argv is not None else sys.argv[1:])],
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+    print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
+          f"{f' x{world.size}' if world.distributed else ''}: {n_images} images {img_size}, "
+          f"{length.total} steps{f', resuming at step {start}' if resume else ''}; "
+          f"run directory {run_dir}", file=sys.stderr, flush=True)
+
+
+def start_process(config: dict[str, Any]) -> World:
+    """Process-wide settings, in one place: the distributed world, torch threads, the seed, and on the
+    CPU the allocator setting (allocator.tune_cpu_allocator)."""
+    world = setup(config["device"])
+    if config["threads"] is not None:
+        torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    if world.device.type == "cpu":
+        tune_cpu_allocator()
+    return world
+
+
+def run(config: dict[str, Any], control: dict[str, Any], resume_dir: Path | None, world: World,
+        argv: Sequence[str] | None, dataset=None) -> int:
+    """Set up the run directory, data and model, train, and write the first-look images; the exit code."""
+    run_dir = Path(config["out"])
+    resume_path = claim_run_dir(world, run_dir, resume_dir, bool(control.get("overwrite")))
+    source, img_size = load_training_data(config, dataset)
+    model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
+    data = TrainImages(source, world.device)
+    length = run_length(config, len(data), world.size)
+    resume = None
+    if resume_path is not None:
+        resume = (Path(resume_path), ckpt.read(resume_path, "cpu"))
+        check_resume_shapes(resume[1], model, resume[0])  # before anything in the run directory changes
+    if world.is_writer:
+        write_run_files(config, run_dir, world, len(data), img_size, length, resume, argv)
+    result = train(config, model, data, world, run_dir, resume=resume, show_progress=control.get("progress", True))
+    if world.is_writer:
+        print(result.message, file=sys.stderr, flush=True)
+    if result.status != "done":
+        return EXIT_NONFINITE if result.status == "nonfinite" else EXIT_INTERRUPTED
+    if world.is_writer and config["images"]:
+        kl = result.last_record["kl_cont"] if result.last_record else None
+        paths = write_first_look(model, run_dir, config["seed"], kl)
+        print("images: " + ", ".join(str(p) for p in paths), file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, dataset=None) -> int:
+    """The CLI. `dataset` (for tests and notebooks): an object with .train (uint8 [N, C, H, W]) and
+    .image_size used instead of loading config["dataset"] from disk."""
+    args = vars(build_parser().parse_args(argv))
+    control = {k: args.pop(k) for k in RUN_CONTROL if k in args}
+    flags = args  # only the flags given on the command line (argument_default=SUPPRESS)
+    world = None
+    try:
+        config, resume_dir = resolve_run_config(flags, control)
+        world = start_process(config)
+        return run(config, control, resume_dir, world, argv, dataset)
+    except (ConfigError, RunDirError, ResumeError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
+        return _error(str(e))
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
+        print("\naborted by Ctrl-C (checkpoints written before remain)", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    finally:
+        if world is not None:
+            cleanup(world)

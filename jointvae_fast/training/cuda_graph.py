@@ -1,0 +1,103 @@
+"""A training step replayed as one CUDA graph (the CUDA fast path of `step.TrainStep`).
+
+The first `warmup` calls run the eager step on a side stream (capture needs warmed-up kernels and
+allocator pools); the next call captures forward, Eq. 7, backward and the optimizer step once; every
+later call copies the batch into the graph's input, refills the capacities C_z(step), C_c(step) (device
+scalars: `Objective.at_capacities`) and replays. The sampling noise advances through the generator's
+graph-safe Philox state, so each replay draws fresh noise as the eager step would. The graph is dropped
+for good (the caller runs eagerly from then on) when the batch shape, dtype or device, the temperature,
+the train/eval mode or the learning rate changes, or when capture fails.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..objective import LossTerms
+
+if TYPE_CHECKING:
+    from .step import TrainStep
+
+
+class CapturedStep:
+    """`captured(x, step)` -> LossTerms, or None when the caller must run the eager step itself."""
+
+    def __init__(self, step: "TrainStep", warmup: int):
+        self.step = step
+        self.warmup = warmup
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed: str | None = None
+
+    def __call__(self, x: torch.Tensor, step: int) -> LossTerms | None:
+        if self.failed is not None:
+            return None
+        self.calls += 1
+        if self.graph is not None:
+            if self._key(x) == self.key:
+                return self._replay(x, step)
+            self._drop("the batch shape, temperature, learning rate or train mode changed")
+            return None
+        if self.calls > self.warmup:
+            return self._replay(x, step) if self._capture(x) else None
+        return self._side_stream_step(x, step)
+
+    def _side_stream_step(self, x: torch.Tensor, step: int) -> LossTerms:
+        """An eager step on a side stream (warm-up before capture, as CUDA graph capture requires)."""
+        device = self.step.device
+        main = torch.cuda.current_stream(device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            terms = self.step.eager(x, step)
+        main.wait_stream(side)
+        return terms
+
+    def _key(self, x: torch.Tensor):
+        s = self.step
+        return (tuple(x.shape), x.dtype, x.device, float(s.model.temperature), bool(s.model.training),
+                tuple(float(g["lr"]) for g in s.optimizer.param_groups))
+
+    def _drop(self, why: str) -> None:
+        self.graph = None
+        self.failed = why
+        self.step.optimizer.zero_grad(set_to_none=True)
+
+    def _capture(self, x: torch.Tensor) -> bool:
+        """Capture forward + loss + backward + optimizer step; False (and eager from now on) if it fails."""
+        s = self.step
+        try:
+            self.key = self._key(x)
+            self._static_x = torch.empty_like(x)
+            self._static_x.copy_(x)
+            self._c_cont = torch.zeros((), dtype=torch.float32, device=s.device)
+            self._c_disc = torch.zeros((), dtype=torch.float32, device=s.device)
+            torch.cuda.synchronize(s.device)
+            s.optimizer.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            if s.generator is not None:
+                graph.register_generator_state(s.generator)
+            with torch.cuda.graph(graph):
+                out = s.forward(self._static_x, s.generator)
+                terms = s.objective.at_capacities(self._static_x, out, self._c_cont, self._c_disc)
+                terms.total.backward()
+                s.optimizer.step()
+            self._outputs = tuple(t.detach() for t in terms[:5])  # total, recon, capacity_loss, kl_cont, kl_disc
+            self.graph = graph
+            return True
+        except RuntimeError as e:  # capture unsupported here: run eagerly from now on
+            self.graph = None
+            self.failed = f"CUDA graph capture failed: {e}"
+            torch.cuda.synchronize(s.device)
+            s.optimizer.zero_grad(set_to_none=True)
+            return False
+
+    def _replay(self, x: torch.Tensor, step: int) -> LossTerms:
+        self.step.mode = "cuda-graph"
+        c_cont, c_disc = self.step.objective.capacities(step)
+        self._static_x.copy_(x, non_blocking=True)
+        self._c_cont.fill_(c_cont)
+        self._c_disc.fill_(c_disc)
+        self.graph.replay()
+        return LossTerms(*self._outputs, c_cont, c_disc)
