@@ -47,6 +47,7 @@ VARIANTS = ("baseline", "fast")
 ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops", "eager",
              "baseline-tuned-allocator")
 N_IMAGES = 2048
+BASELINE_MODE = "eager (reference-style baseline)"
 
 
 def _sync(device):
@@ -64,9 +65,9 @@ def _images(size: int, n: int):
 
 
 def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
-                    tuned_allocator: bool = False) -> tuple[float, float]:
-    """(img per wall second, img per CPU second of this process) of `steps` reference-style steps after
-    `warmup` untimed ones (optionally with the fast path's
+                    tuned_allocator: bool = False) -> tuple[float, float, str]:
+    """(img per wall second, img per CPU second of this process, step mode) of `steps` reference-style steps
+    after `warmup` untimed ones (optionally with the fast path's
     allocator setting, to show how much of the difference that setting alone makes)."""
     import torch
 
@@ -91,13 +92,13 @@ def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
     for _ in range(steps):
         trainer.step(next(batches)[0])
     _sync(dev)
-    return batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0)
+    return batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0), BASELINE_MODE
 
 
 def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
-                variant: str = "fast") -> tuple[float, float]:
-    """(img per wall second, img per CPU second of this process) of `steps` steps of the training loop's
-    path after `warmup` untimed ones.
+                variant: str = "fast") -> tuple[float, float, str]:
+    """(img per wall second, img per CPU second of this process, TrainStep.step_mode of the last timed step:
+    "cuda-graph" or "eager (why)") of `steps` steps of the training loop's path after `warmup` untimed ones.
 
     variant: "fast" (defaults), or one part off: "fast-no-allocator", "fast-no-channels-last",
     "fast-default-adam", "fast-composite-ops" (JOINTVAE_FAST_BACKEND=composite must be set before import,
@@ -152,12 +153,13 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
     t0, c0 = time.perf_counter(), time.process_time()
     run(warmup + 1, steps)
     _sync(dev)
-    return batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0)
+    return (batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0),
+            step_fn.step_mode)
 
 
 def measure_in_subprocess(variant: str, size: int, batch: int, device: str, warmup: int, steps: int,
-                          threads: int | None = None, timeout: float = 600.0) -> tuple[float, float]:
-    """Run one worker in a fresh Python process; returns its (img/s, img per CPU second)."""
+                          threads: int | None = None, timeout: float = 600.0) -> tuple[float, float, str]:
+    """Run one worker in a fresh Python process; returns its (img/s, img per CPU second, step mode)."""
     env = dict(os.environ)
     if variant in ("eager", "fast-composite-ops"):
         env["JOINTVAE_FAST_BACKEND"] = "composite"
@@ -170,11 +172,11 @@ def measure_in_subprocess(variant: str, size: int, batch: int, device: str, warm
     if proc.returncode != 0:
         raise RuntimeError(f"train-suite worker {variant} size={size} batch={batch} failed:\n{proc.stderr[-3000:]}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    return float(res["img_per_s"]), float(res["img_per_cpu_s"])
+    return float(res["img_per_s"]), float(res["img_per_cpu_s"]), str(res["step_mode"])
 
 
 def measure_in_process(variant: str, size: int, batch: int, device: str, warmup: int, steps: int):
-    """(img/s, img per CPU second) of the baseline or the fast path, in this process (used on CUDA)."""
+    """(img/s, img per CPU second, step mode) of the baseline or the fast path, in this process (used on CUDA)."""
     if variant == "baseline":
         return worker_baseline(size, batch, device, warmup, steps)
     return worker_fast(size, batch, device, warmup, steps, variant)
@@ -182,7 +184,8 @@ def measure_in_process(variant: str, size: int, batch: int, device: str, warmup:
 
 def run(sizes=(32, 64), batch_sizes=(64, 256), device: str = "cpu", steps: int | None = None, warmup: int = 3,
         repeats: int = 3, variants=VARIANTS, log=None, threads: int | None = None) -> list[dict]:
-    """Rows {device, size, batch, <variant>_img_s, <variant>_runs, ratio (fast/baseline)}; rounds alternate variants."""
+    """Rows {device, size, batch, <variant>_img_s, <variant>_runs, <variant>_step_mode (how its steps ran:
+    "cuda-graph" or "eager (why)"), ratio (fast/baseline)}; rounds alternate variants."""
     rows = []
     for size in sizes:
         for batch in batch_sizes:
@@ -194,20 +197,23 @@ def run(sizes=(32, 64), batch_sizes=(64, 256), device: str = "cpu", steps: int |
                 n = max(50, 25600 // batch)
             runs = {v: [] for v in variants}
             cpu_runs = {v: [] for v in variants}
+            modes = {v: [] for v in variants}
             for _ in range(repeats):
                 for v in variants:
                     if device != "cpu" and v in ("baseline", "fast"):  # no process-wide CPU setting involved:
-                        wall, cpu = measure_in_process(v, size, batch, device, warmup, n)  # skip process start-up
+                        wall, cpu, mode = measure_in_process(v, size, batch, device, warmup, n)  # no start-up
                     else:
-                        wall, cpu = measure_in_subprocess(v, size, batch, device, warmup, n, threads)
+                        wall, cpu, mode = measure_in_subprocess(v, size, batch, device, warmup, n, threads)
                     runs[v].append(wall)
                     cpu_runs[v].append(cpu)
+                    modes[v].append(mode)
             row = {"device": device, "size": size, "batch": batch, "steps": n, "warmup": warmup, "repeats": repeats,
                    "threads": threads}
             for v in variants:
                 row[f"{v}_img_s"] = statistics.median(runs[v])
                 row[f"{v}_runs"] = runs[v]
                 row[f"{v}_img_per_cpu_s"] = statistics.median(cpu_runs[v])
+                row[f"{v}_step_mode"] = " | ".join(dict.fromkeys(modes[v]))  # the distinct modes of its runs
             if "baseline" in variants and "fast" in variants:
                 row["ratio"] = row["fast_img_s"] / row["baseline_img_s"]
             rows.append(row)
@@ -251,10 +257,10 @@ def main(argv=None) -> int:
         size, batch = args.size[0], args.batch_size[0]
         steps = args.steps if args.steps is not None else 10
         if args.worker in ("baseline", "baseline-tuned-allocator"):
-            wall, cpu = worker_baseline(size, batch, args.device, args.warmup, steps, args.worker != "baseline")
+            wall, cpu, mode = worker_baseline(size, batch, args.device, args.warmup, steps, args.worker != "baseline")
         else:
-            wall, cpu = worker_fast(size, batch, args.device, args.warmup, steps, args.worker)
-        print(json.dumps({"img_per_s": wall, "img_per_cpu_s": cpu}))
+            wall, cpu, mode = worker_fast(size, batch, args.device, args.warmup, steps, args.worker)
+        print(json.dumps({"img_per_s": wall, "img_per_cpu_s": cpu, "step_mode": mode}))
         return 0
     variants = ("baseline",) + ABLATIONS if args.ablation else VARIANTS
     from benchmarks.machine import describe, one_line

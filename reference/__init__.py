@@ -23,11 +23,20 @@ from .categorical import (
 from .latent import sample_latent, sample_latent_noise, sample_latent_vjp, theoretical_max_disc_capacity
 from .normal import kl_normal, kl_normal_vjp, normal_from_uniforms, sample_normal, sample_normal_vjp
 from .objective import jointvae_objective, jointvae_objective_vjp
-from .philox import philox4x32_10, philox_uniform, philox_words, uniform_from_words
+from .philox import (
+    GUMBEL_OFFSET,
+    OFFSET_PER_CALL,
+    philox4x32_10,
+    philox_counter,
+    philox_uniform,
+    philox_words,
+    uniform_from_words,
+)
 from .reconstruction import bernoulli_nll, bernoulli_nll_vjp
 
 __all__ = [
-    "philox4x32_10", "philox_uniform", "philox_words", "uniform_from_words",
+    "philox4x32_10", "philox_counter", "philox_uniform", "philox_words", "uniform_from_words",
+    "GUMBEL_OFFSET", "OFFSET_PER_CALL",
     "sample_normal", "sample_normal_vjp", "kl_normal", "kl_normal_vjp", "normal_from_uniforms",
     "gumbel_softmax", "gumbel_softmax_vjp", "kl_categorical", "kl_categorical_vjp",
     "one_hot_argmax", "log_softmax_blocks", "softmax_blocks",

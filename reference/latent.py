@@ -12,7 +12,7 @@ import numpy as np
 from .array_namespace import array_namespace
 from .categorical import gumbel_softmax, gumbel_softmax_vjp, one_hot_argmax
 from .normal import normal_from_uniforms, sample_normal, sample_normal_vjp
-from .philox import MASK64, philox_uniform
+from .philox import GUMBEL_OFFSET, MASK64, philox_uniform
 from .validation import (
     as_float_array,
     check_batch,
@@ -100,7 +100,7 @@ def sample_latent_noise(seed, offset, batch, cont, disc_dims, xp=np):
 
     -> (eps float64 [batch, cont], u float32 [batch, sum(disc_dims)]):
     eps[j] = sqrt(-2 ln U(2j)) cos(2 pi U(2j+1)), j = b*cont + d, U = uniforms of S(seed, offset);
-    u[b, k] = U'(b*sumK + k), U' = uniforms of S(seed, offset + 1) (offset + 1 modulo 2**64).
+    u[b, k] = U'(b*sumK + k), U' = uniforms of S(seed, offset + GUMBEL_OFFSET) (offset + 4 modulo 2**64).
     """
     seed = check_uint64("seed", seed)
     offset = check_uint64("offset", offset)
@@ -110,7 +110,7 @@ def sample_latent_noise(seed, offset, batch, cont, disc_dims, xp=np):
     sum_k = sum(dims)
     pairs = philox_uniform(seed, offset, 2 * batch * cont, xp=xp)
     eps = normal_from_uniforms(pairs[0::2], pairs[1::2]).reshape(batch, cont)
-    u = philox_uniform(seed, (offset + 1) & MASK64, batch * sum_k, xp=xp).reshape(batch, sum_k)
+    u = philox_uniform(seed, (offset + GUMBEL_OFFSET) & MASK64, batch * sum_k, xp=xp).reshape(batch, sum_k)
     return eps, u
 
 

@@ -11,13 +11,15 @@ Generator
     6627e8d5 e169c58d bc57ac4c 9b00dbd8; counter and key all ones ->
     408f276d 41c83b0e a20bc7c6 6d5451fd.
 
-Keying
-    A call's randomness is keyed by (seed, offset), both uint64:
-    key = (seed & 0xffffffff, seed >> 32).
+Keying and counter: PyTorch's CUDA layout (curand_init(seed, subsequence, offset))
+    key = (seed & 0xffffffff, seed >> 32); offset counts 32-bit words, so a subsequence s
+    at offset o uses block o // 4: counter = (b lo, b hi, s lo, s hi) with b = o // 4.
+    philox_counter(s, o) is that counter. PyTorch's generator hands out offsets in multiples
+    of 4; o % 4 is ignored (floor), as in PyTorch's own device-side Philox.
 
 Stream S(seed, offset)
-    Element i >= 0 is word (i % 4) of philox4x32_10(counter, key) with q = i // 4 and
-    counter = (q & 0xffffffff, q >> 32, offset & 0xffffffff, offset >> 32).
+    Element i >= 0 is word (i % 4) of philox4x32_10(philox_counter(i // 4, offset), key):
+    the 4-word group q = i // 4 is subsequence q, read at block offset // 4.
 
 Uniforms
     From a word x: u = float32((x >> 9) + 0.5) * 2**-23, an exactly representable float32 in
@@ -27,15 +29,19 @@ Uniforms
 Gaussian noise eps [B, D] (flat index j = b*D + d)
     eps[j] = sqrt(-2 ln U(2j)) * cos(2 pi U(2j+1)) with U the uniforms of S(seed, offset),
     evaluated in float64 here (kernels evaluate it in their own precision). One Philox call
-    yields the two uniform pairs of j = 2q and j = 2q + 1.
+    (subsequence q) yields the two uniform pairs of j = 2q and j = 2q + 1.
 
 Gumbel uniforms u [B, sum K] (flat index i = b*sumK + k)
-    u[i] = U'(i), U' the uniforms of S(seed, offset + 1).
+    u[i] = U'(i), U' the uniforms of S(seed, offset + GUMBEL_OFFSET) (offset + 4 modulo 2**64):
+    the next block of the same subsequences, so Gaussian and Gumbel draws never share a counter.
 
-So one sample_latent call consumes offsets {offset, offset + 1}; the caller's generator
-advances its offset by 4 per call (PyTorch's CUDA philox offsets move in multiples of 4).
-On CUDA (seed, offset) is the device generator's philox state; on CPU each call draws a
-fresh 64-bit seed from the CPU generator and uses offset 0.
+Reservation
+    One sample_latent call reads blocks offset // 4 and offset // 4 + 1 of every subsequence, so
+    the caller's generator advances its offset by OFFSET_PER_CALL = 8 words per call (as PyTorch
+    reserves 4 words per 128-bit block a subsequence consumes); consecutive calls, and any other
+    torch random op on the same generator, then read disjoint counters.
+    On CUDA (seed, offset) is the device generator's philox state; on CPU each call draws a
+    fresh 64-bit seed from the CPU generator and uses offset 0.
 """
 import numpy as np
 
@@ -48,6 +54,8 @@ PHILOX_W0 = 0x9E3779B9
 PHILOX_W1 = 0xBB67AE85
 MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
+GUMBEL_OFFSET = 4  # words: the Gumbel uniforms of a call read the block after its Gaussian block
+OFFSET_PER_CALL = 8  # words one sample_latent call reserves on the generator (2 blocks per subsequence)
 
 
 def philox4x32_10(counter, key):
@@ -81,22 +89,22 @@ def philox4x32_10(counter, key):
     return xp.stack(c, axis=-1).astype(xp.uint32)
 
 
+def philox_counter(subsequence, offset, xp=np):
+    """Counter uint32[..., 4] of subsequence(s) s at word offset o: (o//4 lo, o//4 hi, s lo, s hi)."""
+    offset = check_uint64("offset", offset)
+    s = xp.asarray(subsequence, dtype=xp.uint64)
+    block = offset >> 2
+    lo = xp.full(s.shape, block & MASK32, dtype=xp.uint64)
+    hi = xp.full(s.shape, block >> 32, dtype=xp.uint64)
+    return xp.stack([lo, hi, s & xp.uint64(MASK32), s >> xp.uint64(32)], axis=-1).astype(xp.uint32)
+
+
 def philox_words(seed, offset, n, xp=np):
     """The first n uint32 words of stream S(seed, offset) -> uint32[n]."""
     seed = check_uint64("seed", seed)
     offset = check_uint64("offset", offset)
     n = check_count("n", n)
-    nq = (n + 3) // 4
-    q = xp.arange(nq, dtype=xp.uint64)
-    counter = xp.stack(
-        [
-            q & xp.uint64(MASK32),
-            q >> xp.uint64(32),
-            xp.full(nq, offset & MASK32, dtype=xp.uint64),
-            xp.full(nq, offset >> 32, dtype=xp.uint64),
-        ],
-        axis=-1,
-    ).astype(xp.uint32)
+    counter = philox_counter(xp.arange((n + 3) // 4, dtype=xp.uint64), offset, xp=xp)
     key = xp.asarray([seed & MASK32, seed >> 32], dtype=xp.uint32)
     return philox4x32_10(counter, key).reshape(-1)[:n]
 

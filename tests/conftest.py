@@ -18,6 +18,13 @@ settings.register_profile(
     max_examples=500,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+settings.register_profile(  # benchmarks/gpu_check.sh: the tests under compute-sanitizer (slow kernels)
+    "quick",
+    deadline=None,
+    derandomize=True,
+    max_examples=4,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -7,10 +7,12 @@ implementation, the model in the default NCHW layout and no allocator setting.
 Fast path: TrainStep and make_optimizer with their defaults (fused ops, fused Adam, channels_last on
 the CPU; a CUDA graph on CUDA). Both get the same initial weights, the same
 batches and the same explicit noise (eps, u) each step, so their loss trajectories must agree to
-float32 rounding.
+float32 rounding. The noise sits in two device buffers refilled before each step, outside the step, so
+a captured graph reads each step's noise when it replays (a stale draw would show).
 """
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -20,24 +22,48 @@ from jointvae_fast import ops
 from jointvae_fast.model import JointVAE
 from jointvae_fast.objective import Capacity, Objective
 from jointvae_fast.training.allocator import tune_cpu_allocator
+from jointvae_fast.training.cuda_graph import CapturedStep
 from jointvae_fast.training.step import TrainStep, make_optimizer
 
 SIZE, CONT, DISC, BATCH = 32, 4, (3, 5), 8
 STEPS = 200
 
 
-class NoiseFedVAE(JointVAE):
-    """JointVAE whose latent sample takes its noise from a list (one (eps, u) pair per forward)."""
+class RecordingVAE(JointVAE):
+    """JointVAE that copies each latent it draws into the device buffer `seen` (inside a captured graph too),
+    so a test can compare the samples of graph replays with an eager run's."""
 
-    def __init__(self, *args, sample, noise, **kw):
-        super().__init__(*args, **kw)
-        self._sample = sample
-        self._noise = iter(noise)
+    seen = None
 
     def latent(self, mu, logvar, logits, generator=None):
-        eps, u = next(self._noise)
-        return self._sample(mu, logvar, logits, self.disc, self.temperature, training=self.training,
-                            noise=(eps.to(mu.device), u.to(mu.device)))
+        return self._remember(super().latent(mu, logvar, logits, generator))
+
+    def _remember(self, z):
+        if self.seen is None:
+            self.seen = torch.empty_like(z)
+        self.seen.copy_(z.detach())
+        return z
+
+
+class BufferFedVAE(RecordingVAE):
+    """RecordingVAE whose latent sample reads its noise from the device buffers `eps`, `u`, refilled by `feed`
+    before each step, outside any captured graph."""
+
+    def __init__(self, *args, sample, **kw):
+        super().__init__(*args, **kw)
+        self._sample = sample
+        self.eps = self.u = None
+
+    def feed(self, eps, u):
+        if self.eps is None:
+            dev = next(self.parameters()).device
+            self.eps, self.u = torch.empty(eps.shape, device=dev), torch.empty(u.shape, device=dev)
+        self.eps.copy_(eps)
+        self.u.copy_(u)
+
+    def latent(self, mu, logvar, logits, generator=None):
+        return self._remember(self._sample(mu, logvar, logits, self.disc, self.temperature, training=self.training,
+                                           noise=(self.eps, self.u)))
 
 
 def _noise(steps, seed=7):
@@ -66,39 +92,64 @@ def _objective():
     return Objective(DISC, Capacity(0.0, 5.0, 25000, 30.0), Capacity(0.0, 5.0, 25000, 30.0))
 
 
-def _model(sample, noise, device="cpu"):
+def _ramp_objective():
+    """A short ramp (C_z rises 0.5 nats per step, always above KL_z, so |KL_z - C_z| keeps its sign): a graph
+    replaying a stale C_z would be off by 15 in the capacity loss at the next step already."""
+    return Objective(DISC, Capacity(50.0, 60.0, 20, 30.0), Capacity(0.0, 5.0, 25000, 30.0))
+
+
+def _temperatures(steps):
+    """tau annealed 1.0 -> 0.3, a new value every step (a graph replaying a stale tau would show in the samples)."""
+    return [1.0 * 0.3 ** (k / max(steps - 1, 1)) for k in range(steps)]
+
+
+def _model(sample, device="cpu"):
     torch.manual_seed(0)
-    return NoiseFedVAE((1, SIZE, SIZE), CONT, DISC, sample=sample, noise=noise).to(device)
+    return BufferFedVAE((1, SIZE, SIZE), CONT, DISC, sample=sample).to(device)
 
 
-def eager_trajectory(batches, noise, monkeypatch, lr=5e-4, device="cpu"):
-    model = _model(ops.composite_sample_latent, noise, device)
+def _record(terms, model):
+    return torch.stack([terms.total.detach(), terms.recon.detach(), terms.capacity_loss.detach()]), model.seen.clone()
+
+
+def eager_trajectory(batches, noise, monkeypatch, lr=5e-4, device="cpu", objective=None, temps=None):
+    """-> (loss terms [steps, 3] float64, latents drawn [steps, B, W], model) of the eager definition."""
+    model = _model(ops.composite_sample_latent, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=False, fused=False)
-    objective = _objective()
-    losses = []
+    objective = objective or _objective()
+    losses, seen = [], []
     with monkeypatch.context() as m:
         m.setattr(ops, "kl_capacity_loss", ops.composite_kl_capacity_loss)
         for step, x in enumerate(batches, start=1):
             x = x.to(device)
+            model.feed(*noise[step - 1])
+            if temps is not None:
+                model.temperature = temps[step - 1]
             optimizer.zero_grad()
-            out = model(x)
-            terms = objective(x, out, step)
+            terms = objective(x, model(x), step)
             terms.total.backward()
             optimizer.step()
-            losses.append(torch.stack([terms.total.detach(), terms.recon.detach(), terms.capacity_loss.detach()]))
-    return torch.stack(losses).cpu().double(), model
+            loss, z = _record(terms, model)
+            losses.append(loss)
+            seen.append(z)
+    return torch.stack(losses).cpu().double(), torch.stack(seen).cpu(), model
 
 
-def fast_trajectory(batches, noise, lr=5e-4, device="cpu"):
-    model = _model(ops.sample_latent, noise, device)
+def fast_trajectory(batches, noise, lr=5e-4, device="cpu", objective=None, temps=None):
+    """-> (loss terms, latents drawn, model, TrainStep, step modes) of TrainStep with its defaults."""
+    model = _model(ops.sample_latent, device)
     optimizer = make_optimizer(model, lr)
-    step_fn = TrainStep(model, optimizer, _objective())
-    losses, modes = [], []
+    step_fn = TrainStep(model, optimizer, objective or _objective())
+    losses, seen, modes = [], [], []
     for step, x in enumerate(batches, start=1):
-        terms = step_fn(x.to(device), step)
-        losses.append(torch.stack([terms.total.detach(), terms.recon.detach(), terms.capacity_loss.detach()]))
-        modes.append(step_fn.mode)
-    return torch.stack(losses).cpu().double(), model, step_fn, modes
+        model.feed(*noise[step - 1])
+        if temps is not None:
+            model.temperature = temps[step - 1]
+        loss, z = _record(step_fn(x.to(device), step), model)
+        losses.append(loss)
+        seen.append(z)
+        modes.append(step_fn.step_mode)
+    return torch.stack(losses).cpu().double(), torch.stack(seen).cpu(), model, step_fn, modes
 
 
 def test_fast_path_follows_eager_trajectory_cpu(monkeypatch):
@@ -108,8 +159,9 @@ def test_fast_path_follows_eager_trajectory_cpu(monkeypatch):
     rounding differences of the convolution layout and the fused kernels stay ~1e-7 relative.)
     """
     batches, noise = _batches(STEPS), _noise(STEPS)
-    eager, eager_model = eager_trajectory(batches, noise, monkeypatch)
-    fast, fast_model, step_fn, _ = fast_trajectory(batches, noise)
+    eager, _, eager_model = eager_trajectory(batches, noise, monkeypatch)
+    fast, _, fast_model, step_fn, modes = fast_trajectory(batches, noise)
+    assert set(modes) == {"eager (cpu)"}
 
     # the fast path really is the fast path
     assert step_fn.channels_last
@@ -205,31 +257,88 @@ def test_allocator_setting_is_idempotent():
     assert tune_cpu_allocator() is first
 
 
+def test_capture_failure_warns_once_runs_eagerly_and_says_why(monkeypatch):
+    """A failed capture (forced here, on the CPU) warns once, and every later step runs eagerly with the
+    failure as its recorded step mode; the annealed temperature is not part of the graph's key."""
+    torch.manual_seed(0)
+    model = JointVAE((1, SIZE, SIZE), CONT, DISC)
+    step_fn = TrainStep(model, make_optimizer(model, 1e-3), _objective())
+    assert step_fn.step_mode == "eager (cpu)" and not step_fn.cuda_graph
+    monkeypatch.setattr(CapturedStep, "_side_stream_step", lambda self, x, step: self.step.eager(x, step))
+
+    def fail(self, x):
+        raise RuntimeError("forced failure")
+
+    monkeypatch.setattr(CapturedStep, "_record", fail)
+    step_fn._graph = CapturedStep(step_fn, warmup=2)
+    x = _batches(1)[0]
+    key = step_fn._graph._key(x)
+    model.temperature = 0.3
+    assert step_fn._graph._key(x) == key  # annealing keeps the graph
+    before = [p.detach().clone() for p in model.parameters()]
+    modes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step, x in enumerate(_batches(5), start=1):
+            assert torch.isfinite(step_fn(x, step).total)
+            modes.append(step_fn.step_mode)
+    assert modes[:2] == ["eager (warm-up, CUDA graph capture after 2 steps)"] * 2
+    assert modes[2:] == ["eager (CUDA graph capture failed: forced failure)"] * 3
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == [
+        "jointvae_fast: CUDA graph capture failed: forced failure; training continues with eager steps"]
+    assert step_fn.graph_failure == "CUDA graph capture failed: forced failure"
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))  # it trained
+
+
+def test_step_mode_says_why_eager():
+    torch.manual_seed(0)
+    model = JointVAE((1, SIZE, SIZE), CONT, DISC)
+    assert TrainStep(model, make_optimizer(model, 1e-3), _objective()).step_mode == "eager (cpu)"
+    assert TrainStep(model, make_optimizer(model, 1e-3), _objective(), cuda_graph=False).step_mode == "eager (cpu)"
+
+
 @pytest.mark.cuda
 def test_cuda_graph_step_follows_eager_trajectory(monkeypatch):
+    """Graph replays vs the eager definition with the same buffer-fed noise, under a short capacity ramp and a
+    temperature annealed every step: the same loss terms and the same samples at every step (a replay that
+    kept a stale capacity, temperature or noise draw would differ at once)."""
     steps = 30
-    batches, noise = _batches(steps), _noise(steps)
-    eager, _ = eager_trajectory(batches, noise, monkeypatch, device="cuda")
-    fast, _, step_fn, modes = fast_trajectory(batches, noise, device="cuda")
-    assert modes[: step_fn.warmup] == ["eager"] * step_fn.warmup
+    batches, noise, temps = _batches(steps), _noise(steps), _temperatures(steps)
+    eager, eager_z, _ = eager_trajectory(batches, noise, monkeypatch, device="cuda", objective=_ramp_objective(),
+                                         temps=temps)
+    fast, fast_z, _, step_fn, modes = fast_trajectory(batches, noise, device="cuda", objective=_ramp_objective(),
+                                                      temps=temps)
+    assert modes[: step_fn.warmup] == [f"eager (warm-up, CUDA graph capture after {step_fn.warmup} steps)"] * \
+        step_fn.warmup
     assert modes[step_fn.warmup:] == ["cuda-graph"] * (steps - step_fn.warmup), step_fn.graph_failure
+    torch.testing.assert_close(fast_z, eager_z, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fast, eager, rtol=2e-4, atol=1e-5)
 
 
 @pytest.mark.cuda
 def test_cuda_graph_draws_fresh_noise_from_the_generator():
-    """With the generator's Philox noise (no explicit noise), replays sample like eager steps: same trajectory."""
+    """Generator-drawn noise: the graphed steps equal eager fused steps started from the same generator state,
+    sample for sample, under the capacity ramp and the annealed temperature."""
+    steps = 12
+    temps = _temperatures(steps)
+
     def run(cuda_graph):
         torch.manual_seed(0)
-        model = JointVAE((1, SIZE, SIZE), CONT, DISC).cuda()
+        model = RecordingVAE((1, SIZE, SIZE), CONT, DISC).cuda()
         gen = torch.Generator(device="cuda").manual_seed(5)
-        step_fn = TrainStep(model, make_optimizer(model, 1e-3), _objective(), generator=gen, cuda_graph=cuda_graph)
-        out = []
-        for step, x in enumerate(_batches(12), start=1):
-            out.append(step_fn(x.cuda(), step).total.detach().clone())
-        return torch.stack(out), step_fn.mode
+        step_fn = TrainStep(model, make_optimizer(model, 1e-3), _ramp_objective(), generator=gen,
+                            cuda_graph=cuda_graph)
+        losses, seen = [], []
+        for step, x in enumerate(_batches(steps), start=1):
+            model.temperature = temps[step - 1]
+            loss, z = _record(step_fn(x.cuda(), step), model)
+            losses.append(loss)
+            seen.append(z)
+        return torch.stack(losses), torch.stack(seen), step_fn.step_mode, gen.get_offset()
 
-    eager, m0 = run(False)
-    graph, m1 = run(True)
-    assert (m0, m1) == ("eager", "cuda-graph")
+    eager, eager_z, m0, o0 = run(False)
+    graph, graph_z, m1, o1 = run(True)
+    assert (m0, m1) == ("eager (cuda_graph=False)", "cuda-graph")
+    assert o0 == o1  # the same draws were reserved
+    torch.testing.assert_close(graph_z, eager_z, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(graph, eager, rtol=2e-4, atol=1e-5)

@@ -86,13 +86,48 @@ def test_torch_compile_fullgraph_uses_both_ops():
 
 
 @fused
-def test_float16_and_bfloat16_are_upcast():
+def test_float16_and_bfloat16_are_upcast_before_the_op_is_called(monkeypatch):
+    """Half inputs never reach the compiled op (no raised-and-caught C++ error per call): they are upcast
+    first, and the results equal the float32 computation on the upcast inputs, bit for bit."""
+    from jointvae_fast.ops import fused as fused_mod
+
+    def refuse_half(op):
+        def call(*args):
+            halves = [a.dtype for a in args if isinstance(a, torch.Tensor) and a.dtype in (torch.float16, torch.bfloat16)]
+            assert not halves, f"the compiled op was called with {halves}"
+            return op(*args)
+        return call
+
+    monkeypatch.setattr(fused_mod, "_sample_latent_op", refuse_half(fused_mod._sample_latent_op))
+    monkeypatch.setattr(fused_mod, "_kl_op", refuse_half(fused_mod._kl_op))
     mu, lv, lg, dims, eps, u = _inputs(dtype=torch.float32, requires_grad=False)
     for dt in (torch.float16, torch.bfloat16):
-        out = ops.sample_latent(mu.to(dt), lv.to(dt), lg.to(dt), dims, 0.5, training=False)
-        assert out.dtype == torch.float32
-        loss, kc, kd = ops.kl_capacity_loss(mu.to(dt), lv.to(dt), lg.to(dt), dims, 1, 1, 1, 1)
-        assert loss.dtype == torch.float32
+        h = [t.to(dt) for t in (mu, lv, lg)]
+        f = [t.float() for t in h]
+        for training in (True, False):
+            out = ops.sample_latent(*h, dims, 0.5, training=training, generator=torch.Generator().manual_seed(3))
+            want = ops.sample_latent(*f, dims, 0.5, training=training, generator=torch.Generator().manual_seed(3))
+            assert out.dtype == torch.float32 and torch.equal(out, want)
+        for got, want in zip(ops.kl_capacity_loss(*h, dims, 1, 1, 1, 1), ops.kl_capacity_loss(*f, dims, 1, 1, 1, 1)):
+            assert got.dtype == torch.float32 and torch.equal(got, want)
+
+
+@fused
+def test_tau_may_be_a_one_element_tensor():
+    """tau as a tensor (an annealed temperature a CUDA graph reads at run time) gives what the float gives."""
+    mu, lv, lg, dims, eps, u = _inputs(dtype=torch.float32, requires_grad=False)
+    for fn in (ops.sample_latent, ops.composite_sample_latent):
+        want = fn(mu, lv, lg, dims, 0.3, noise=(eps, u))
+        assert torch.equal(fn(mu, lv, lg, dims, torch.tensor(0.3), noise=(eps, u)), want)
+        assert torch.equal(fn(mu, lv, lg, dims, torch.tensor([0.3], dtype=torch.float64), noise=(eps, u)), want)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(ops.sample_latent(mu, lv, lg, dims, torch.tensor(0.3), generator=g1),
+                       ops.sample_latent(mu, lv, lg, dims, 0.3, generator=g2))
+    with pytest.raises(ValueError, match="one floating-point element"):
+        ops.sample_latent(mu, lv, lg, dims, torch.tensor([0.3, 0.3]))
+    for fn in (ops.sample_latent, ops.composite_sample_latent):
+        with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+            fn(mu, lv, lg, dims, torch.tensor(-1.0))
 
 
 def test_backend_reports_a_reason():

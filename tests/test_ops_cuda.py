@@ -19,8 +19,42 @@ pytestmark = [
 DEV = "cuda"
 
 
-def _cuda(case, dtype=torch.float32):
-    return tuple(t.to(DEV) for t in as_torch(case, dtype=dtype))
+LAYOUTS = ("slices", "padded", "transposed")
+
+
+def _padded(a, dtype):
+    """a [B, n] as a view with row stride n + 3 inside a NaN-filled buffer built on the device."""
+    buf = torch.full((a.shape[0], a.shape[1] + 3), float("nan"), dtype=dtype, device=DEV)
+    buf[:, 1 : a.shape[1] + 1] = torch.tensor(a, dtype=dtype, device=DEV)
+    return buf[:, 1 : a.shape[1] + 1]
+
+
+def _cuda(case, dtype=torch.float32, layout="slices"):
+    """(mu, logvar, logits) built on the device as the strided views the op meets (`.to(DEV)` of a CPU view
+    would make them contiguous): column slices of one [B, 2D + K] encoder output, rows padded to a wider
+    stride inside NaNs (a read outside the view shows), or column-major (column stride != 1: the op copies)."""
+    arrs = [case[k] for k in ("mu", "logvar", "logits")]
+    if layout == "slices":
+        D = case["D"]
+        P = torch.tensor(np.concatenate(arrs, axis=1), dtype=dtype, device=DEV)
+        return P[:, :D], P[:, D : 2 * D], P[:, 2 * D :]
+    if layout == "padded":
+        return tuple(_padded(a, dtype) for a in arrs)
+    return tuple(torch.tensor(np.ascontiguousarray(a.T), dtype=dtype, device=DEV).t() for a in arrs)
+
+
+def _state(st_):
+    """rng_state int64 [2] -> (seed, offset) as uint64."""
+    return tuple(int(v) & (2**64 - 1) for v in st_.cpu().tolist())
+
+
+def test_strided_views_are_really_strided_on_the_device():
+    case = dict(D=3, mu=np.ones((4, 3), np.float32), logvar=np.ones((4, 3), np.float32),
+                logits=np.ones((4, 5), np.float32))
+    for layout in LAYOUTS:
+        ts = _cuda(case, layout=layout)
+        assert all(t.is_cuda and not t.is_contiguous() for t in ts), layout
+        assert all(torch.equal(t.cpu(), torch.ones(t.shape)) for t in ts), layout
 
 
 @given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 5000))
@@ -30,10 +64,11 @@ def test_philox_uniform_cuda_bit_identical_to_reference_and_cpu(seed, offset, n)
     np.testing.assert_array_equal(got.view(np.uint32), ops.philox_uniform(seed, offset, n).numpy().view(np.uint32))
 
 
-@given(latent_cases())
-def test_sample_latent_cuda_vs_reference_and_cpu(case):
-    mu, lv, lg = (t.requires_grad_() for t in _cuda(case))
-    noise = (torch.from_numpy(case["eps"]).to(DEV), torch.from_numpy(case["u"]).to(DEV))
+@given(latent_cases(), st.sampled_from(LAYOUTS))
+def test_sample_latent_cuda_vs_reference_and_cpu(case, layout):
+    mu, lv, lg = _cuda(case, layout=layout)
+    mu, lv, lg = (t.detach().requires_grad_() for t in (mu, lv, lg))  # leaves that keep the strides
+    noise = (_padded(case["eps"], torch.float32), _padded(case["u"], torch.float32))
     latent = ops.sample_latent(mu, lv, lg, case["dims"], case["tau"], noise=noise)
     want = reference.sample_latent(case["mu"], case["logvar"], case["logits"], case["dims"], case["tau"],
                                    case["eps"], case["u"])
@@ -58,9 +93,9 @@ def test_sample_latent_cuda_vs_reference_and_cpu(case):
 
 
 @settings(max_examples=20)
-@given(latent_cases(), st.floats(0, 50), st.floats(0, 10))
-def test_kl_capacity_loss_cuda_vs_reference(case, c_cont, c_disc):
-    mu, lv, lg = _cuda(case)
+@given(latent_cases(), st.floats(0, 50), st.floats(0, 10), st.sampled_from(LAYOUTS))
+def test_kl_capacity_loss_cuda_vs_reference(case, c_cont, c_disc, layout):
+    mu, lv, lg = _cuda(case, layout=layout)
     loss, kc, kd = ops.kl_capacity_loss(mu, lv, lg, case["dims"], c_cont, c_disc, 30.0, 20.0)
     wkc = reference.kl_normal(case["mu"], case["logvar"]) if case["D"] else np.zeros(0)
     wkd = reference.kl_categorical(case["logits"], case["dims"]) if case["dims"] else np.zeros(0)
@@ -89,6 +124,23 @@ def test_kl_large_batch_multi_block_reduction_is_deterministic():
     assert_close(a[2], reference.kl_categorical(case["logits"], dims), 2e-6 * kl_disc_scale(case), "kl_disc")
 
 
+@pytest.mark.parametrize("J", [768, 6144, 7000])
+def test_kl_capacity_loss_cuda_any_latent_width(J):
+    """D + V in {768, ..., 6144} once asked for more than 48 KiB of shared memory and D + V > 6144 was refused:
+    every width the CPU accepts must run on CUDA, float32 and float64, forward and backward."""
+    rng = np.random.default_rng(J)
+    for dtype in (torch.float32, torch.float64):
+        mu, lv = (torch.tensor(rng.standard_normal((3, J - 2)), dtype=dtype) for _ in range(2))
+        lg = torch.tensor(rng.standard_normal((3, 5)), dtype=dtype)
+        want = ops.kl_capacity_loss(mu, lv, lg, [2, 3], 1.0, 0.5, 2.0, 3.0)
+        cuda_in = [t.to(DEV).requires_grad_() for t in (mu, lv, lg)]
+        got = ops.kl_capacity_loss(*cuda_in, [2, 3], 1.0, 0.5, 2.0, 3.0)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.cpu(), w)
+        grads = torch.autograd.grad(got[0], cuda_in)
+        assert all(torch.isfinite(g).all() for g in grads)
+
+
 def test_generator_mode_cuda_uses_the_documented_streams_and_advances():
     B, D, dims = 300, 7, [5, 3]
     rng = np.random.default_rng(1)
@@ -99,32 +151,48 @@ def test_generator_mode_cuda_uses_the_documented_streams_and_advances():
     states = []
     for _ in range(3):
         latent, _, st_ = torch.ops.jointvae.sample_latent(mu, lv, lg, dims, 0.5, True, None, None, None)
-        seed, offset = (int(v) & (2**64 - 1) for v in st_.cpu().tolist())
+        seed, offset = _state(st_)
         states.append((seed, offset))
         eps, u = reference.sample_latent_noise(seed, offset, B, D, dims)
         want = reference.sample_latent(mu.cpu().numpy(), lv.cpu().numpy(), lg.cpu().numpy(), dims, 0.5, eps, u)
         e = np.exp(lv.cpu().numpy().astype(np.float64) / 2)
         assert_close(latent[:, :D], want[:, :D], 1e-6 * (np.abs(mu.cpu().numpy()) + e * (np.abs(eps) + 1)), "z")
         assert_close(latent[:, D:], want[:, D:], y_atol(0.5), "y")
-    assert states[1][1] == states[0][1] + 4 and states[2][1] == states[1][1] + 4
+    step = reference.OFFSET_PER_CALL
+    assert states[1][1] == states[0][1] + step and states[2][1] == states[1][1] + step
     assert len({s for s, _ in states}) == 1
     torch.cuda.manual_seed(99)
     again = torch.ops.jointvae.sample_latent(mu, lv, lg, dims, 0.5, True, None, None, None)[2]
-    assert tuple(int(v) & (2**64 - 1) for v in again.cpu().tolist()) == states[0]
+    assert _state(again) == states[0]
 
 
-def test_cuda_graph_capture_replays_draw_fresh_noise():
-    B, D, dims = 64, 10, [10]
+def _check_sample(latent, mu, lv, lg, dims, tau, seed, offset):
+    """latent equals the reference driven by the documented noise of (seed, offset)."""
+    mu, lv, lg = (t.detach().cpu().numpy() for t in (mu, lv, lg))
+    eps, u = reference.sample_latent_noise(seed, offset, mu.shape[0], mu.shape[1], dims)
+    want = reference.sample_latent(mu, lv, lg, dims, tau, eps, u)
+    e = np.exp(lv.astype(np.float64) / 2)
+    D = mu.shape[1]
+    assert_close(latent[:, :D], want[:, :D], 1e-6 * (np.abs(mu) + e * (np.abs(eps) + 1)), f"z at offset {offset}")
+    assert_close(latent[:, D:], want[:, D:], y_atol(tau), f"y at offset {offset}")
+
+
+def test_cuda_graph_replay_k_draws_at_offset0_plus_reservation_times_k():
+    """Two sample_latent calls in one captured step: replay k reads offsets o0 + 16k and o0 + 16k + 8 from the
+    generator (o0 its offset before the first replay), each replay's sample is the documented one of its
+    (seed, offset), and the KL part replays unchanged."""
+    B, D, dims, tau = 64, 10, [10], 0.67
+    torch.cuda.manual_seed(7)
     P = torch.randn(B, 2 * D + 10, device=DEV, requires_grad=True)
-    static_out = {}
+    step_words = 2 * reference.OFFSET_PER_CALL
 
     def step():
         mu, lv, lg = P[:, :D], P[:, D : 2 * D], P[:, 2 * D :]
-        z = ops.sample_latent(mu, lv, lg, dims, 0.67)
+        z1, _, st1 = torch.ops.jointvae.sample_latent(mu, lv, lg, dims, tau, True, None, None, None)
+        z2, _, st2 = torch.ops.jointvae.sample_latent(mu, lv, lg, dims, tau, True, None, None, None)
         loss, kc, kd = ops.kl_capacity_loss(mu, lv, lg, dims, 1.0, 1.0, 30.0, 30.0)
-        total = (z * z).sum() + loss
-        (grad,) = torch.autograd.grad(total, P)
-        return z, loss, grad
+        (grad,) = torch.autograd.grad((z1 * z1).sum() + (z2 * z2).sum() + loss, P)
+        return z1, z2, st1, st2, loss, grad
 
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
@@ -134,20 +202,106 @@ def test_cuda_graph_capture_replays_draw_fresh_noise():
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        static_out["z"], static_out["loss"], static_out["grad"] = step()
-    zs, losses, grads = [], [], []
-    for _ in range(3):
+        out = step()
+    gen = torch.cuda.default_generators[torch.cuda.current_device()]
+    seed, o0 = gen.initial_seed(), gen.get_offset()
+    losses = []
+    for k in range(3):
         g.replay()
         torch.cuda.synchronize()
-        zs.append(static_out["z"].clone())
-        losses.append(static_out["loss"].clone())
-        grads.append(static_out["grad"].clone())
-    assert not torch.equal(zs[0], zs[1]) and not torch.equal(zs[1], zs[2])
-    assert torch.equal(losses[0], losses[1])  # the KL part is deterministic
-    # each replay's latent is a valid sample: rows of the discrete block sum to 1
-    torch.testing.assert_close(zs[2][:, D:].sum(1), torch.ones(B, device=DEV))
+        z1, z2, st1, st2, loss, grad = (t.clone() for t in out)
+        assert _state(st1) == (seed, o0 + step_words * k), (k, _state(st1))
+        assert _state(st2) == (seed, o0 + step_words * k + reference.OFFSET_PER_CALL), (k, _state(st2))
+        mu, lv, lg = P[:, :D], P[:, D : 2 * D], P[:, 2 * D :]
+        _check_sample(z1, mu, lv, lg, dims, tau, *_state(st1))
+        _check_sample(z2, mu, lv, lg, dims, tau, *_state(st2))
+        losses.append(loss)
+    assert gen.get_offset() == o0 + 3 * step_words
+    assert torch.equal(losses[0], losses[2])  # the KL part is deterministic
     eager = ops.kl_capacity_loss(P[:, :D], P[:, D : 2 * D], P[:, 2 * D :], dims, 1.0, 1.0, 30.0, 30.0)[0]
     torch.testing.assert_close(losses[0], eager)
+
+
+def test_counter_layout_is_pytorchs_own():
+    """PyTorch's CUDA generator (curand_init(seed, subsequence = thread i, offset)): torch.rand(n) for n <= 256
+    puts curand_uniform of word 0 of subsequence i at the generator's offset o into element i, which is word
+    4i of our stream S(seed, o). (Assumes torch's uniform kernel layout: one thread per element, 4 words per
+    thread; a failure here names which of the two changed.)"""
+    g = torch.Generator(device=DEV).manual_seed(2**40 + 17)
+    torch.rand(1000, device=DEV, generator=g)  # move the offset off 0
+    seed, o = g.initial_seed(), g.get_offset()
+    assert o > 0 and o % 4 == 0
+    got = torch.rand(64, device=DEV, generator=g).cpu().numpy().astype(np.float64)
+    words = reference.philox_words(seed, o, 4 * 64)[0::4].astype(np.float64)
+    np.testing.assert_allclose(got, words * 2.0**-32, rtol=0, atol=2.0**-23)
+
+
+def test_each_call_reserves_offset_per_call_and_never_overlaps_other_draws():
+    """The op reads the generator's offset o and advances it by OFFSET_PER_CALL (its blocks o/4, o/4 + 1);
+    torch's own ops drawn in between get disjoint offsets; eval mode and explicit noise reserve nothing."""
+    mu, lv, lg = (torch.zeros(32, 4, device=DEV) for _ in range(3))
+    g = torch.Generator(device=DEV).manual_seed(3)
+    o0 = g.get_offset()
+    _, _, st1 = torch.ops.jointvae.sample_latent(mu, lv, lg, [4], 1.0, True, None, None, g)
+    assert _state(st1)[1] == o0 and g.get_offset() == o0 + reference.OFFSET_PER_CALL
+    torch.rand(10, device=DEV, generator=g)  # torch reserves [o0 + 8, o0 + 12)
+    o_torch_end = g.get_offset()
+    _, _, st2 = torch.ops.jointvae.sample_latent(mu, lv, lg, [4], 1.0, True, None, None, g)
+    assert _state(st2)[1] == o_torch_end > o0 + reference.OFFSET_PER_CALL
+    torch.ops.jointvae.sample_latent(mu, lv, lg, [4], 1.0, False, None, None, g)
+    torch.ops.jointvae.sample_latent(mu, lv, lg, [4], 1.0, True, mu, lg, g)
+    assert g.get_offset() == o_torch_end + reference.OFFSET_PER_CALL
+
+
+def _cuda_kernels(fn):
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def test_each_op_is_one_kernel_launch_no_per_call_zero_fill():
+    """Eager, after a warm-up: sample_latent (the kernel writes rng_state itself) and kl_capacity_loss (its
+    counter is persistent per stream and reset by the kernel) launch exactly one kernel each, no fill/memset."""
+    mu, lv, lg = (torch.randn(64, 10, device=DEV) for _ in range(3))
+    for _ in range(2):
+        torch.ops.jointvae.sample_latent(mu, lv, lg, [10], 0.5, True, None, None, None)
+        torch.ops.jointvae.sample_latent(mu, lv, lg, [10], 0.5, False, None, None, None)
+        ops.kl_capacity_loss(mu, lv, lg, [10], 1.0, 1.0, 3.0, 3.0)
+    for training in (True, False):
+        names = _cuda_kernels(lambda: torch.ops.jointvae.sample_latent(mu, lv, lg, [10], 0.5, training, None,
+                                                                         None, None))
+        assert len(names) == 1 and "sample_latent_kernel" in names[0], names
+    _, _, st_ = torch.ops.jointvae.sample_latent(mu, lv, lg, [10], 0.5, False, None, None, None)
+    assert _state(st_) == (0, 0)  # written by the kernel, not by a fill
+    names = _cuda_kernels(lambda: ops.kl_capacity_loss(mu, lv, lg, [10], 1.0, 1.0, 3.0, 3.0))
+    assert len(names) == 1 and "kl_forward_kernel" in names[0], names
+    # the persistent counter is back at zero after every launch: repeated results stay identical
+    a = [ops.kl_capacity_loss(mu, lv, lg, [10], 1.0, 1.0, 3.0, 3.0)[0] for _ in range(3)]
+    assert torch.equal(a[0], a[1]) and torch.equal(a[1], a[2])
+
+
+def test_kl_counter_is_per_stream():
+    """Two streams running kl_capacity_loss concurrently on a multi-block batch each get the right answer."""
+    B, D = 4096, 16
+    mu, lv, lg = torch.randn(B, D, device=DEV), torch.randn(B, D, device=DEV), torch.randn(B, 6, device=DEV)
+    want = ops.kl_capacity_loss(mu, lv, lg, [3, 3], 1.0, 1.0, 3.0, 3.0)
+    streams = [torch.cuda.Stream() for _ in range(2)]
+    results = [[] for _ in streams]
+    for s in streams:
+        s.wait_stream(torch.cuda.current_stream())
+    for _ in range(20):
+        for s, res in zip(streams, results):
+            with torch.cuda.stream(s):
+                res.append(ops.kl_capacity_loss(mu, lv, lg, [3, 3], 1.0, 1.0, 3.0, 3.0))
+    torch.cuda.synchronize()
+    for res in results:
+        for got in res:
+            for x, y in zip(got, want):
+                assert torch.equal(x, y)
 
 
 def test_opcheck_and_gradcheck_on_cuda():

@@ -34,19 +34,68 @@ def test_batched_counters_match_single_calls():
     assert not np.array_equal(batched[0], batched[1])
 
 
-@pytest.mark.parametrize("seed, offset", [(0, 0), (123, 8), (2**40 + 5, 2**33 + 4), (2**64 - 1, 2**64 - 1)])
+@pytest.mark.parametrize("seed, offset", [(0, 0), (123, 8), (2**40 + 5, 2**33 + 4), (2**64 - 1, 2**64 - 4)])
 @pytest.mark.parametrize("n", [1, 5, 11, 16])
 def test_stream_element_mapping(seed, offset, n):
-    """Element i of S(seed, offset) is word i % 4 of philox(counter=(q lo, q hi, offset lo, offset hi), key)."""
+    """Element i of S(seed, offset) is word i % 4 of philox(counter=(o/4 lo, o/4 hi, q lo, q hi), key), q = i // 4."""
     words = R.philox_words(seed, offset, n)
     assert words.shape == (n,) and words.dtype == np.uint32
     key = np.array([seed & MASK32, seed >> 32], U32)
+    block = offset // 4
     for i in range(n):
         q = i // 4
-        counter = np.array([q & MASK32, q >> 32, offset & MASK32, offset >> 32], U32)
+        counter = np.array([block & MASK32, block >> 32, q & MASK32, q >> 32], U32)
         assert words[i] == R.philox4x32_10(counter, key)[i % 4]
     # a prefix of a longer stream is the same stream
     assert np.array_equal(R.philox_words(seed, offset, n + 7)[:n], words)
+
+
+@pytest.mark.parametrize("s, o", [(0, 0), (5, 4), (2**32 + 3, 8 * 2**32 + 12), (2**64 - 1, 2**64 - 4), (7, 7)])
+def test_counter_is_pytorch_curand_layout(s, o):
+    """PyTorch's curand_init(seed, subsequence s, offset o): counter = (o/4 lo, o/4 hi, s lo, s hi)."""
+    want = [(o // 4) & MASK32, (o // 4) >> 32, s & MASK32, s >> 32]
+    assert R.philox_counter(s, o).tolist() == want
+    # Random123 counter (1, 0, 0, 0), key 0 is subsequence 0 of seed 0 at offset 4 (block 1)
+    assert _hex(R.philox_words(0, 4, 4)) == _hex(R.philox4x32_10(np.array([1, 0, 0, 0], U32), np.zeros(2, U32)))
+
+
+def test_offset_counts_words_and_its_low_two_bits_are_ignored():
+    """Offsets are in 32-bit words as in PyTorch (which hands out multiples of 4): o and o + 3 share a block."""
+    assert np.array_equal(R.philox_words(9, 12, 40), R.philox_words(9, 15, 40))
+    assert not np.array_equal(R.philox_words(9, 12, 40), R.philox_words(9, 16, 40))
+
+
+def _counters_read(monkeypatch, fn):
+    """Every Philox counter (as 4-tuples) that fn() passes to philox4x32_10."""
+    seen = []
+    real = R.philox.philox4x32_10
+
+    def spy(counter, key):
+        seen.extend(map(tuple, np.asarray(counter).reshape(-1, 4).tolist()))
+        return real(counter, key)
+
+    monkeypatch.setattr(R.philox, "philox4x32_10", spy)
+    fn()
+    monkeypatch.setattr(R.philox, "philox4x32_10", real)
+    return set(seen)
+
+
+@pytest.mark.parametrize("offset", [0, 8, 2**40, 2**64 - 16])
+def test_one_call_reads_only_its_reserved_blocks_and_calls_never_overlap(monkeypatch, offset):
+    """A call at offset o reads blocks o/4 (Gaussian) and o/4 + 1 (Gumbel), disjoint from each other and from
+    the call at o + OFFSET_PER_CALL, so consecutive calls and other ops on the same generator never share a counter."""
+    B, D, dims = 5, 3, [4, 7]
+    blocks = lambda cs: {c[0] | (c[1] << 32) for c in cs}  # noqa: E731
+    gauss = _counters_read(monkeypatch, lambda: R.philox_uniform(1, offset, 2 * B * D))
+    gumbel = _counters_read(monkeypatch, lambda: R.philox_uniform(1, (offset + R.GUMBEL_OFFSET) % 2**64, B * 11))
+    call = _counters_read(monkeypatch, lambda: R.sample_latent_noise(1, offset, B, D, dims))
+    assert call == gauss | gumbel and not gauss & gumbel
+    assert blocks(gauss) == {offset // 4} and blocks(gumbel) == {offset // 4 + 1}
+    assert R.OFFSET_PER_CALL == 8 and blocks(call) == set(range(offset // 4, (offset + R.OFFSET_PER_CALL) // 4))
+    nxt = _counters_read(monkeypatch, lambda: R.sample_latent_noise(1, offset + R.OFFSET_PER_CALL, B, D, dims))
+    assert not call & nxt
+    # the subsequence is the 4-word group: Gaussian pairs 2q, 2q+1 and Gumbel uniforms 4q..4q+3 use subsequence q
+    assert {c[2] for c in gauss} == set(range((2 * B * D + 3) // 4)) and {c[2] for c in gumbel} == set(range(14))
 
 
 def test_uniform_from_extreme_words():
@@ -76,11 +125,11 @@ def test_philox_uniform_is_uniform(seed, offset):
 def test_streams_differ_between_seeds_and_offsets():
     a = R.philox_uniform(1, 0, 64)
     assert not np.array_equal(a, R.philox_uniform(2, 0, 64))
-    assert not np.array_equal(a, R.philox_uniform(1, 1, 64))
+    assert not np.array_equal(a, R.philox_uniform(1, 4, 64))
     assert not np.array_equal(a, R.philox_uniform(1 + 2**32, 0, 64))  # high seed word matters
 
 
-@pytest.mark.parametrize("seed, offset", [(5, 0), (2**50 + 3, 2**64 - 1)])
+@pytest.mark.parametrize("seed, offset", [(5, 0), (2**50 + 3, 2**64 - 4)])
 def test_sample_latent_noise_layout(seed, offset):
     b, d, dims = 3, 5, [2, 7]
     eps, u = R.sample_latent_noise(seed, offset, b, d, dims)
@@ -92,8 +141,8 @@ def test_sample_latent_noise_layout(seed, offset):
             j = bi * d + di
             expected = np.sqrt(-2 * np.log(pairs[2 * j])) * np.cos(2 * np.pi * pairs[2 * j + 1])
             assert eps[bi, di] == expected
-    next_offset = (offset + 1) % 2**64
-    assert np.array_equal(u.ravel(), R.philox_uniform(seed, next_offset, b * 9))
+    gumbel_offset = (offset + 4) % 2**64
+    assert np.array_equal(u.ravel(), R.philox_uniform(seed, gumbel_offset, b * 9))
 
 
 def test_sample_latent_noise_empty_parts():

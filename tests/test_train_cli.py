@@ -50,6 +50,8 @@ def test_end_to_end_run_writes_log_checkpoints_images(tmp_path, capsys):
     assert cfg["cont_max"] == 5.0 and cfg["cont_iters"] == 25000 and cfg["cont_gamma"] == 30.0
     run = json.loads((out / "run.json").read_text())
     assert run["steps_per_epoch"] == 8 and run["total_steps"] == 10 and run["train_images"] == 64
+    # how the steps ran, and why: on the CPU always eagerly
+    assert run["step_mode"] == "eager (cpu)" and run["step_modes"] == [{"step": 1, "mode": "eager (cpu)"}]
 
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4, 6, 8, 10]
@@ -57,6 +59,7 @@ def test_end_to_end_run_writes_log_checkpoints_images(tmp_path, capsys):
     for key in ("loss", "recon", "capacity_loss", "kl_cont_sum", "kl_disc_sum", "c_cont", "c_disc",
                 "temperature", "img_per_s", "steps_per_s", "epoch", "elapsed_s"):
         assert isinstance(first[key], float), key
+    assert all(r["step_mode"] == "eager (cpu)" for r in lines)
     assert len(first["kl_cont"]) == 2 and len(first["kl_disc"]) == 1
     assert first["kl_cont_sum"] == pytest.approx(sum(first["kl_cont"]))
     # capacities at the logged step: C(step) = c_max * step / iters (step 1 is the first update)
@@ -78,6 +81,27 @@ def test_end_to_end_run_writes_log_checkpoints_images(tmp_path, capsys):
     assert samples.size == (8 * 34 + 2, 8 * 34 + 2)
     trav = Image.open(out / "traversal.png")
     assert trav.size == (10 * 34 + 2, 3 * 34 + 2)  # 2 unit rows + 1 discrete row, 10 columns
+
+
+def test_step_mode_changes_reach_log_and_run_json(tmp_path, monkeypatch):
+    """Each change of TrainStep.step_mode is kept with its first step (run.json); every log line carries the
+    mode of its last step. (Modes forced here: on the CPU every step is "eager (cpu)".)"""
+    from jointvae_fast.training.step import TrainStep
+
+    calls = []
+
+    def mode(self):
+        calls.append(1)
+        return "eager (warm-up)" if len(calls) <= 3 else "cuda-graph"
+
+    monkeypatch.setattr(TrainStep, "step_mode", property(mode))
+    out = tmp_path / "run"
+    assert main(args(out, "--no-images", steps=6), dataset=tiny_dataset()) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["step_modes"] == [{"step": 1, "mode": "eager (warm-up)"}, {"step": 4, "mode": "cuda-graph"}]
+    assert run["step_mode"] == "cuda-graph"
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step_mode"] for r in lines] == ["eager (warm-up)", "cuda-graph", "cuda-graph"]
 
 
 def test_first_step_uses_capacity_at_step_one(tmp_path):

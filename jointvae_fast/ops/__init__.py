@@ -16,8 +16,10 @@ works; sample_latent is tagged nondeterministic_seeded (never recomputed by the 
 
 Noise. `noise=(eps [B, D], u [B, sum K])` gives it explicitly (u in [2^-126, 1); out-of-range u gives NaN).
 Otherwise the fused op draws Philox4x32-10 noise keyed by (seed, offset) (docs/design.md, "Randomness"): on
-CUDA from the device generator's graph-safe philox state (offset += 4 per call, so CUDA graph replays draw
-fresh noise; a non-default generator must be registered with the graph, as for any PyTorch RNG op); on
+CUDA from the device generator's graph-safe philox state in PyTorch's own counter layout (offset += 8 per
+call, reference.OFFSET_PER_CALL, so calls never share a counter with each other or with other torch random
+ops, and CUDA graph replays draw fresh noise; a non-default generator must be registered with the graph,
+as for any PyTorch RNG op); on
 CPU a fresh 64-bit seed from the CPU generator per call, offset 0. `torch.manual_seed(s)` therefore fixes
 the samples; evaluation mode draws nothing. The composite functions draw their noise with torch.randn /
 torch.rand instead (different numbers, same distribution) unless `noise` is given.
@@ -27,8 +29,9 @@ and rng_state int64 [2] = the (seed, offset) used (zeros with explicit noise or 
 Hot path: with tensors on a covered device the compiled op is called directly and validates with
 TORCH_CHECK; any failure re-runs the Python checks, which raise ValueError/TypeError naming the argument.
 
-Dtypes: float32 and float64 are computed in that precision. float16/bfloat16 inputs are upcast and the
-result is float32. Inputs may be non-contiguous (column slices of the encoder output are read in place).
+Dtypes: float32 and float64 are computed in that precision. float16/bfloat16 inputs are upcast (before
+the compiled op is called) and the result is float32. tau may also be a one-element tensor on the inputs'
+device (read when the op runs: an annealed temperature under a CUDA graph). Inputs may be non-contiguous (column slices of the encoder output are read in place).
 
 `backend()` is "cuda+cpu", "cpu" or "composite"; `backend_info()` says why. Tensors on a device the
 compiled ops do not cover use the composite path.

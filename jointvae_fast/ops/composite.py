@@ -16,7 +16,7 @@ from .validation import check_inputs, check_noise, check_tau
 def composite_sample_latent(mu, logvar, logits, disc_dims, tau, training=True, generator=None, noise=None):
     """sample_latent from ~10 PyTorch ops per block; noise from torch.randn/torch.rand unless given."""
     mu, logvar, logits, dims, K = check_inputs(mu, logvar, logits, disc_dims)
-    tau = check_tau(tau)
+    tau = check_tau(tau, mu)
     blocks = torch.split(logits, dims, dim=1) if dims else ()
     if not training:
         ys = []

@@ -11,7 +11,7 @@ import torch
 
 from . import extension
 from .composite import composite_kl_capacity_loss, composite_sample_latent
-from .validation import check_float, check_inputs, check_noise, check_tau
+from .validation import FLOATS, check_float, check_inputs, check_noise, check_tau
 
 _INFO = extension.load()
 _HAVE_OPS = bool(_INFO["loaded"])
@@ -34,12 +34,14 @@ _FAST_DEVICES = ("cpu", "cuda") if _HAVE_CUDA else ("cpu",)
 
 
 def _fast_path(mu, logvar, logits) -> bool:
-    """Call the compiled op directly (no Python checks): tensors on a device it covers, not under compile."""
+    """Call the compiled op directly (no Python checks): float32/float64 tensors on a device it covers, not under
+    compile. (float16/bfloat16 take the checked path, which upcasts, instead of a failing op call.)"""
     return (
         _HAVE_OPS
         and type(mu) is torch.Tensor
         and logvar is not None
         and logits is not None
+        and mu.dtype in FLOATS
         and mu.device.type in _FAST_DEVICES
         and logvar.device.type == mu.device.type
         and logits.device.type == mu.device.type
@@ -66,8 +68,11 @@ def sample_latent(
     generator: torch.Generator | None = None,
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """latent [B, D + sum K] = [mu + exp(logvar/2) eps, gumbel_softmax(logits_i, tau) ...] (module docstring)."""
-    if noise is None and _fast_path(mu, logvar, logits):
+    """latent [B, D + sum K] = [mu + exp(logvar/2) eps, gumbel_softmax(logits_i, tau) ...] (module docstring).
+
+    tau: a number, or a one-element tensor on the inputs' device that the op reads when it runs (on CUDA,
+    inside a captured graph too), e.g. an annealed temperature refilled every step."""
+    if noise is None and type(tau) is not torch.Tensor and _fast_path(mu, logvar, logits):
         # Hot path (every training step): the op's TORCH_CHECKs validate; on any error fall through to the
         # Python checks below, which raise ValueError/TypeError naming the argument (or upcast and retry).
         # The op validates before it draws from the generator, so a failed call consumes no randomness.
@@ -76,7 +81,7 @@ def sample_latent(
         except (RuntimeError, TypeError, ValueError):
             pass
     mu, logvar, logits, dims, K = check_inputs(mu, logvar, logits, disc_dims)
-    tau = check_tau(tau)
+    tau = check_tau(tau, mu)
     eps = u = None
     if noise is not None:
         eps, u = check_noise(noise, mu, K)
@@ -84,7 +89,10 @@ def sample_latent(
         return composite_sample_latent(mu, logvar, logits, dims, tau, training, generator, None if eps is None else (eps, u))
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    return _sample_latent_op(mu, logvar, logits, dims, tau, bool(training), eps, u, generator)[0]
+    temperature = None
+    if isinstance(tau, torch.Tensor):  # the op reads the tensor (tau itself is then ignored)
+        tau, temperature = 1.0, tau
+    return _sample_latent_op(mu, logvar, logits, dims, tau, bool(training), eps, u, generator, temperature)[0]
 
 
 def kl_capacity_loss(
@@ -136,7 +144,7 @@ if _HAVE_OPS:
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
 
     @torch.library.register_fake("jointvae::sample_latent")
-    def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator):
+    def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
         B, D = mu.shape
         return (
             mu.new_empty((B, D + logits.shape[1])),
@@ -145,7 +153,7 @@ if _HAVE_OPS:
         )
 
     @torch.library.register_fake("jointvae::sample_latent_backward")
-    def _sample_latent_backward_fake(grad, latent, sigma_eps, disc_dims, tau, training):
+    def _sample_latent_backward_fake(grad, latent, sigma_eps, disc_dims, tau, training, temperature=None):
         B, D = sigma_eps.shape
         return latent.new_empty((B, D)), latent.new_empty((B, D)), latent.new_empty((B, latent.shape[1] - D))
 

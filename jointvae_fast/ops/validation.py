@@ -12,7 +12,7 @@ import math
 import torch
 
 _UPCAST = (torch.float16, torch.bfloat16)
-_FLOATS = (torch.float32, torch.float64)
+FLOATS = (torch.float32, torch.float64)  # computed in their own precision
 
 
 @functools.lru_cache(maxsize=512)
@@ -81,7 +81,7 @@ def check_inputs(mu, logvar, logits, disc_dims):
     dt = mu.dtype
     if logvar.dtype != dt or logits.dtype != dt:
         raise TypeError(f"mu, logvar, logits must share a dtype, got {mu.dtype}, {logvar.dtype}, {logits.dtype}")
-    if dt not in _FLOATS:
+    if dt not in FLOATS:
         if dt in _UPCAST:
             mu, logvar, logits = mu.float(), logvar.float(), logits.float()
         else:
@@ -92,7 +92,20 @@ def check_inputs(mu, logvar, logits, disc_dims):
     return mu, logvar, logits, dims, K
 
 
-def check_tau(tau) -> float:
+def check_tau(tau, mu=None):
+    """A finite number > 0 -> float; or a one-element floating tensor (a device scalar the caller refills, e.g.
+    an annealed temperature under a CUDA graph) -> that tensor as a 0-dim tensor of mu's dtype. A tensor's
+    value is checked on the CPU only (reading a device tensor would wait for the device)."""
+    if isinstance(tau, torch.Tensor):
+        if tau.numel() != 1 or not tau.is_floating_point():
+            raise ValueError(f"tau as a tensor must have one floating-point element, got {tuple(tau.shape)} {tau.dtype}")
+        if tau.device.type == "cpu":  # free to read here
+            check_tau(float(tau.reshape(())))
+        if mu is None:
+            return tau.reshape(())
+        if tau.device != mu.device:
+            raise ValueError(f"tau must be on {mu.device}, got {tau.device}")
+        return tau.reshape(()).to(mu.dtype)
     try:
         t = float(tau)
     except (TypeError, ValueError):

@@ -6,7 +6,9 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
 
     config.json       the resolved settings (usable as --config for a rerun)
     run.json          derived facts: world size, steps per epoch, total steps,
-                      training images, image size, versions, command line
+                      training images, image size, versions, command line; when
+                      training ends, step_mode ("cuda-graph" or "eager (why)") and
+                      step_modes (each change of mode, with its first step)
     log.jsonl         one JSON line every --log-every steps (fields: see loop.py)
     checkpoints/step-XXXXXXXX.pt   the last --keep checkpoints (checkpoint.py format,
                       with optimizer, step, RNG states and config for --resume)
@@ -240,6 +242,16 @@ def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_image
           f"run directory {run_dir}", file=sys.stderr, flush=True)
 
 
+def record_step_modes(run_dir: Path, step_modes: list[dict[str, Any]]) -> None:
+    """run.json gains step_mode (how the last step ran: "cuda-graph" or "eager (why)") and step_modes (each
+    change: [{"step", "mode"}]) once training ends. Rank 0."""
+    path = run_dir / "run.json"
+    run_info = json.loads(path.read_text())
+    run_info["step_mode"] = step_modes[-1]["mode"] if step_modes else None
+    run_info["step_modes"] = step_modes
+    atomic_write_text(path, json.dumps(run_info, indent=2) + "\n")
+
+
 def start_process(config: dict[str, Any]) -> World:
     """Process-wide settings, in one place: the distributed world, torch threads, the seed, and on the
     CPU the allocator setting (allocator.tune_cpu_allocator)."""
@@ -269,6 +281,7 @@ def run(config: dict[str, Any], control: dict[str, Any], resume_dir: Path | None
         write_run_files(config, run_dir, world, len(data), img_size, length, resume, argv)
     result = train(config, model, data, world, run_dir, resume=resume, show_progress=control.get("progress", True))
     if world.is_writer:
+        record_step_modes(run_dir, result.step_modes)
         print(result.message, file=sys.stderr, flush=True)
     if result.status != "done":
         return EXIT_NONFINITE if result.status == "nonfinite" else EXIT_INTERRUPTED

@@ -3,13 +3,17 @@
 The first `warmup` calls run the eager step on a side stream (capture needs warmed-up kernels and
 allocator pools); the next call captures forward, Eq. 7, backward and the optimizer step once; every
 later call copies the batch into the graph's input, refills the capacities C_z(step), C_c(step) (device
-scalars: `Objective.at_capacities`) and replays. The sampling noise advances through the generator's
-graph-safe Philox state, so each replay draws fresh noise as the eager step would. The graph is dropped
-for good (the caller runs eagerly from then on) when the batch shape, dtype or device, the temperature,
-the train/eval mode or the learning rate changes, or when capture fails.
+scalars: `Objective.at_capacities`) and the temperature (a device scalar the model's fused op reads while
+the graph runs: it stands in for the float `model.temperature` during capture) and replays. The sampling
+noise advances through the generator's graph-safe Philox state, so each replay draws fresh noise as the
+eager step would. The graph is dropped for good (the caller runs eagerly from then on, after one warning)
+when capture fails, or when the batch shape, dtype or device, the train/eval mode or the learning rate
+changes.
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -37,7 +41,7 @@ class CapturedStep:
         if self.graph is not None:
             if self._key(x) == self.key:
                 return self._replay(x, step)
-            self._drop("the batch shape, temperature, learning rate or train mode changed")
+            self._drop("CUDA graph dropped: the batch shape, learning rate or train mode changed")
             return None
         if self.calls > self.warmup:
             return self._replay(x, step) if self._capture(x) else None
@@ -56,42 +60,52 @@ class CapturedStep:
 
     def _key(self, x: torch.Tensor):
         s = self.step
-        return (tuple(x.shape), x.dtype, x.device, float(s.model.temperature), bool(s.model.training),
+        return (tuple(x.shape), x.dtype, x.device, bool(s.model.training),
                 tuple(float(g["lr"]) for g in s.optimizer.param_groups))
 
+    def why_eager(self) -> str:
+        """Why the last step ran eagerly: the failure, or the warm-up before capture."""
+        return self.failed if self.failed is not None else f"warm-up, CUDA graph capture after {self.warmup} steps"
+
     def _drop(self, why: str) -> None:
+        """Eager from now on; one warning (a graph is dropped or fails at most once)."""
         self.graph = None
         self.failed = why
+        warnings.warn(f"jointvae_fast: {why}; training continues with eager steps", RuntimeWarning, stacklevel=4)
+        if self.step.device.type == "cuda":
+            torch.cuda.synchronize(self.step.device)
         self.step.optimizer.zero_grad(set_to_none=True)
 
     def _capture(self, x: torch.Tensor) -> bool:
         """Capture forward + loss + backward + optimizer step; False (and eager from now on) if it fails."""
-        s = self.step
         try:
-            self.key = self._key(x)
-            self._static_x = torch.empty_like(x)
-            self._static_x.copy_(x)
-            self._c_cont = torch.zeros((), dtype=torch.float32, device=s.device)
-            self._c_disc = torch.zeros((), dtype=torch.float32, device=s.device)
-            torch.cuda.synchronize(s.device)
-            s.optimizer.zero_grad(set_to_none=True)
-            graph = torch.cuda.CUDAGraph()
-            if s.generator is not None:
-                graph.register_generator_state(s.generator)
-            with torch.cuda.graph(graph):
-                out = s.forward(self._static_x, s.generator)
-                terms = s.objective.at_capacities(self._static_x, out, self._c_cont, self._c_disc)
-                terms.total.backward()
-                s.optimizer.step()
-            self._outputs = tuple(t.detach() for t in terms[:5])  # total, recon, capacity_loss, kl_cont, kl_disc
-            self.graph = graph
+            self._record(x)
             return True
         except RuntimeError as e:  # capture unsupported here: run eagerly from now on
-            self.graph = None
-            self.failed = f"CUDA graph capture failed: {e}"
-            torch.cuda.synchronize(s.device)
-            s.optimizer.zero_grad(set_to_none=True)
+            self._drop(f"CUDA graph capture failed: {e}")
             return False
+
+    def _record(self, x: torch.Tensor) -> None:
+        s = self.step
+        self.key = self._key(x)
+        self._static_x = torch.empty_like(x)
+        self._static_x.copy_(x)
+        self._c_cont = torch.zeros((), dtype=torch.float32, device=s.device)
+        self._c_disc = torch.zeros((), dtype=torch.float32, device=s.device)
+        self._tau = torch.zeros((), dtype=next(s.model.parameters()).dtype, device=s.device)
+        self._tau.fill_(float(s.model.temperature))
+        torch.cuda.synchronize(s.device)
+        s.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        if s.generator is not None:
+            graph.register_generator_state(s.generator)
+        with torch.cuda.graph(graph), _temperature(s.model, self._tau):
+            out = s.forward(self._static_x, s.generator)
+            terms = s.objective.at_capacities(self._static_x, out, self._c_cont, self._c_disc)
+            terms.total.backward()
+            s.optimizer.step()
+        self._outputs = tuple(t.detach() for t in terms[:5])  # total, recon, capacity_loss, kl_cont, kl_disc
+        self.graph = graph
 
     def _replay(self, x: torch.Tensor, step: int) -> LossTerms:
         self.step.mode = "cuda-graph"
@@ -99,5 +113,17 @@ class CapturedStep:
         self._static_x.copy_(x, non_blocking=True)
         self._c_cont.fill_(c_cont)
         self._c_disc.fill_(c_disc)
+        self._tau.fill_(float(self.step.model.temperature))
         self.graph.replay()
         return LossTerms(*self._outputs, c_cont, c_disc)
+
+
+@contextlib.contextmanager
+def _temperature(model, tau: torch.Tensor):
+    """model.temperature is the device scalar `tau` inside the block (the float again afterwards)."""
+    value = model.temperature
+    model.temperature = tau
+    try:
+        yield
+    finally:
+        model.temperature = value

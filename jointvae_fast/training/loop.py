@@ -28,7 +28,10 @@ KLs are means over the steps since the previous line, and over DDP ranks):
   (recon_weight*recon + capacity_loss)/(H*W)), recon (nats per image),
   capacity_loss, kl_cont_sum (KL_z), kl_disc_sum (KL_c), kl_cont [D],
   kl_disc [V], c_cont (C_z), c_disc (C_c), temperature, img_per_s,
-  steps_per_s, elapsed_s (since this process started training), steps_in_mean.
+  steps_per_s, elapsed_s (since this process started training), steps_in_mean,
+  step_mode (how the last step of the line ran: "cuda-graph" or "eager (why)",
+  TrainStep.step_mode). The run's mode changes come back in
+  LoopResult.step_modes ([{"step", "mode"}], the CLI adds them to run.json).
 
 DDP. Each rank computes Eq. 7 on its shard and DistributedDataParallel
 averages the gradients. The reconstruction term is linear in the batch, so
@@ -53,7 +56,7 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -361,6 +364,12 @@ class TermLog:
         self.progress = progress
         self.t_start = self.t_last = time.perf_counter()
         self.last_record: dict[str, Any] | None = None
+        self.step_modes: list[dict[str, Any]] = []  # [{"step": first step, "mode": step mode}] at each change
+
+    def note_mode(self, step: int, mode: str) -> None:
+        """The step mode of `step` (TrainStep.step_mode); a change is kept in step_modes."""
+        if not self.step_modes or self.step_modes[-1]["mode"] != mode:
+            self.step_modes.append({"step": step, "mode": mode})
 
     def append(self, terms) -> None:
         """Copy one step's LossTerms into the buffer (device work only)."""
@@ -409,6 +418,7 @@ class TermLog:
             "temperature": self.model.temperature,
             "img_per_s": self.rows * self.length.global_batch / elapsed, "steps_per_s": self.rows / elapsed,
             "elapsed_s": now - self.t_start, "steps_in_mean": self.rows,
+            "step_mode": self.step_modes[-1]["mode"] if self.step_modes else None,
         }
         self.t_last = now
         return record
@@ -423,6 +433,7 @@ class LoopResult:
     step: int  # completed optimizer steps (of the last good state)
     message: str
     last_record: dict[str, Any] | None
+    step_modes: list[dict[str, Any]] = field(default_factory=list)  # TermLog.step_modes
 
 
 class _Run:
@@ -446,6 +457,7 @@ class _Run:
         if self.config["temperature_final"] is not None:
             self.model.temperature = temperature_at(self.config, step)
         self.log.append(self.step_fn(self.batch(step), step))
+        self.log.note_mode(step, self.step_fn.step_mode)
 
     def stopping(self, stop: StopRequest, at_log: bool) -> bool:
         """Whether a stop was requested (on any rank: agreed at log steps only, a collective there)."""
@@ -529,5 +541,5 @@ def train(
         kept = list_checkpoints(run_dir)
         message += (f"; training stopped. The last good checkpoint is {kept[-1][1]} (step {kept[-1][0]})"
                     if kept else "; training stopped before any checkpoint was written")
-        return LoopResult(status, kept[-1][0] if kept else 0, message, log.last_record)
-    return LoopResult(status, step, message, log.last_record)
+        return LoopResult(status, kept[-1][0] if kept else 0, message, log.last_record, log.step_modes)
+    return LoopResult(status, step, message, log.last_record, log.step_modes)

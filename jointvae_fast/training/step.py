@@ -17,13 +17,16 @@ how it runs, and each part can be switched off:
   is the model itself and not a DDP wrapper): the first `warmup` steps run
   eagerly on a side stream; then forward, loss, backward and optimizer step are
   captured once in a CUDA graph and every later step is one copy of the batch
-  plus one graph replay. The capacities C(step) enter the graph as device
-  scalars that are refilled each step (`Objective.at_capacities`); the sampling noise
-  advances through the generator's graph-safe Philox state, so each replay draws
-  fresh noise exactly as the eager step would. The graph is dropped for good (and
-  the step runs eagerly) when the batch shape, the temperature or the learning
-  rate changes, or when the model is switched to eval mode. The capture and
-  replay live in `cuda_graph.CapturedStep`.
+  plus one graph replay. The capacities C(step) and the temperature enter the
+  graph as device scalars that are refilled each step (`Objective.at_capacities`;
+  the fused op reads the temperature on the device), so capacity ramps and
+  temperature annealing keep the graph; the sampling noise advances through the
+  generator's graph-safe Philox state, so each replay draws fresh noise exactly
+  as the eager step would. The graph is dropped for good (and the step runs
+  eagerly, with a warning) when capture fails, or when the batch shape or the
+  learning rate changes or the model is switched to eval mode. The capture and
+  replay live in `cuda_graph.CapturedStep`; `TrainStep.step_mode` says which
+  path ran and why.
 
 The process-wide CPU allocator setting is not made here: the training CLI
 makes it at its start (`allocator.tune_cpu_allocator`).
@@ -68,8 +71,9 @@ class TrainStep:
     Keyword options (module docstring): channels_last (None: on for a CPU model), cuda_graph (None: on
     when possible on CUDA), warmup (eager steps before capture).
     With a CUDA graph the returned tensors are the graph's outputs: read them before the next call.
-    `mode` says how the last step ran: "eager" or "cuda-graph"; `graph_failure` why the graph was
-    dropped (None while it is in use or was never wanted).
+    `mode` says how the last step ran: "eager" or "cuda-graph"; `step_mode` the same with the reason for an
+    eager step ("eager (cpu)", "eager (warm-up ...)", "eager (CUDA graph capture failed: ...)"...);
+    `graph_failure` why the graph was dropped (None while it is in use or was never wanted).
     """
 
     def __init__(
@@ -104,21 +108,31 @@ class TrainStep:
         self._graph = CapturedStep(self, warmup) if self.cuda_graph else None
 
     def _want_graph(self, cuda_graph: bool | None) -> bool:
-        possible = (
-            self.device.type == "cuda"
-            and self.forward is self.model
-            and all(g.get("capturable", False) for g in self.optimizer.param_groups)
+        """Whether to use a CUDA graph; sets `eager_reason` (why not) when not."""
+        why_not = (
+            self.device.type if self.device.type != "cuda"
+            else "the forward is a DDP wrapper" if self.forward is not self.model
+            else "the optimizer is not capturable" if not all(g.get("capturable", False) for g in self.optimizer.param_groups)
+            else None
         )
-        if cuda_graph and not possible:
+        if cuda_graph and why_not is not None:
             raise ValueError(
                 "cuda_graph=True needs a CUDA model, forward=None (no DDP wrapper) and a capturable optimizer "
-                "(make_optimizer gives one)"
+                f"(make_optimizer gives one); here {why_not}"
             )
-        return possible if cuda_graph is None else bool(cuda_graph)
+        self.eager_reason = why_not if why_not is not None or cuda_graph is None else "cuda_graph=False"
+        return why_not is None and cuda_graph is not False
 
     @property
     def graph_failure(self) -> str | None:
         return self._graph.failed if self._graph is not None else None
+
+    @property
+    def step_mode(self) -> str:
+        """How the last step ran, and why: "cuda-graph", or "eager (<why>)" (for log.jsonl and run.json)."""
+        if self.mode == "cuda-graph":
+            return "cuda-graph"
+        return f"eager ({self._graph.why_eager() if self._graph is not None else self.eager_reason})"
 
     def _to_channels_last(self) -> None:
         """Model's 4-D weights (and any Adam state of them) to NHWC, in place: Parameter objects are kept."""

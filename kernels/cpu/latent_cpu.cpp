@@ -115,7 +115,7 @@ JV_INLINE void sample_latent_tiles(const SampleLatentArgs<T>& a, int64_t row_beg
       }
     }
     if (sumK) {
-      fill_uniforms(a.seed, a.offset + 1, static_cast<uint64_t>(b0) * static_cast<uint64_t>(sumK), n * sumK, ubuf);
+      fill_uniforms(a.seed, a.offset + kGumbelOffset, static_cast<uint64_t>(b0) * static_cast<uint64_t>(sumK), n * sumK, ubuf);
       gumbel_noise_chunk(ubuf, n * sumK, nbuf);
       for (int64_t r = 0; r < n; ++r) {
         const int64_t b = b0 + r;
@@ -151,7 +151,7 @@ void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t
       return;
     }
   }
-  PhiloxReader gumbel(a.seed, a.offset + 1);
+  PhiloxReader gumbel(a.seed, a.offset + kGumbelOffset);
   float ubuf[2 * kChunk];
   T ebuf[kChunk];
   for (int64_t b = row_begin; b < row_end; ++b) {
@@ -205,7 +205,7 @@ void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t
         const int o = a.disc.off[v], K = a.disc.dims[v];
         const uint64_t base = i0 + static_cast<uint64_t>(o);
         if (K <= kMaxK) {
-          fill_uniforms(a.seed, a.offset + 1, base, K, ubuf);
+          fill_uniforms(a.seed, a.offset + kGumbelOffset, base, K, ubuf);
           gumbel_softmax_cpu(lg + o, K, a.tau, ubuf, out + D + o);
         } else {
           gumbel_softmax_block(lg + o, K, a.tau, [&gumbel, base](int k) { return gumbel.uniform(base + k); },

@@ -2,7 +2,7 @@
 // Philox state as a POD (jointvae::PhiloxArgs, a mirror of at::PhiloxCudaState).
 // Each returns the launch's cudaError_t (cudaSuccess when there was nothing to do).
 #pragma once
-#include <cuda_runtime_api.h>
+#include "cuda_compat.h"
 #include <stdint.h>
 
 #include "jointvae/latent_args.h"

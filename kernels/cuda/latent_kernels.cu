@@ -8,8 +8,8 @@ namespace jointvae {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 4096;  // grid-stride beyond this
+JV_LAUNCH_PARAM(int, kThreads, 256);
+JV_LAUNCH_PARAM(int64_t, kMaxBlocks, 4096);  // grid-stride beyond this
 
 int grid_for(int64_t items) {
   const int64_t blocks = (items + kThreads - 1) / kThreads;
@@ -26,6 +26,7 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
     rng_out[1] = static_cast<int64_t>(offset);
   }
   const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const T tau = tau_of(a);
   const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
@@ -56,11 +57,11 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
         onehot_argmax_block(lg, k, y);
       } else if (a.u != nullptr) {
         const T* u = a.u + b * a.ld_u + o;
-        gumbel_softmax_block(lg, k, a.tau, [u](int i) { return u[i]; }, y);
+        gumbel_softmax_block(lg, k, tau, [u](int i) { return u[i]; }, y);
       } else {
-        PhiloxReader reader(seed, offset + 1);
+        PhiloxReader reader(seed, offset + kGumbelOffset);
         const uint64_t base = static_cast<uint64_t>(b) * static_cast<uint64_t>(K) + static_cast<uint64_t>(o);
-        gumbel_softmax_block(lg, k, a.tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
+        gumbel_softmax_block(lg, k, tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
       }
     }
   }
@@ -69,6 +70,7 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
 template <typename T>
 __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
   const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const T tau = tau_of(a);
   const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
@@ -82,7 +84,7 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
       const int o = a.disc.off[v], k = a.disc.dims[v];
       T* dl = a.dlogits + b * K + o;
       if (a.training) {
-        gumbel_softmax_block_backward(a.grad + b * a.ld_grad + D + o, a.latent + b * W + D + o, k, a.tau, dl);
+        gumbel_softmax_block_backward(a.grad + b * a.ld_grad + D + o, a.latent + b * W + D + o, k, tau, dl);
       } else {
         for (int i = 0; i < k; ++i) dl[i] = T(0);
       }
@@ -90,39 +92,45 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
   }
 }
 
-// Block (32, ydim): lane x walks the D + V columns, y walks rows; per-block column sums go to the
-// workspace; the last block to finish reduces them in a fixed order (deterministic), writes the KLs and
-// the loss, and resets the counter.
+// Grid (row blocks, column tiles), block (32, kRowsY): per tile of cols_per_tile columns, lane x walks the tile's
+// columns and y the block's rows; per-block column sums go to the workspace [row blocks, J]. The last block to
+// finish (of all row blocks and tiles) reduces them in a fixed order (deterministic), writes the KLs and the loss,
+// and resets the counter. Shared memory: kRowsY * cols_per_tile doubles, whatever D + V.
 template <typename T>
-__global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block, double* partial, unsigned* counter,
-                                  T* loss, T* kl_cont, T* kl_disc) {
-  extern __shared__ __align__(16) double sm[];
-  __shared__ bool is_last;
+__global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block, int cols_per_tile, double* partial,
+                                  unsigned* counter, T* loss, T* kl_cont, T* kl_disc) {
+  JV_SHARED_DYNAMIC(double, sm);
+  JV_SHARED(bool, is_last);
   const int64_t D = a.D, V = a.disc.num_vars, J = D + V;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
   const int64_t r1 = min(a.B, r0 + rows_per_block);
   const int tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y, tid = ty * 32 + tx, nt = 32 * ny;
-  for (int64_t j = tx; j < J; j += 32) {
-    double acc = 0.0;
-    for (int64_t b = r0 + ty; b < r1; b += ny) {
-      if (j < D) {
-        acc += static_cast<double>(kl_normal_term(a.mu[b * a.ld_mu + j], a.logvar[b * a.ld_logvar + j]));
-      } else {
-        const int v = static_cast<int>(j - D);
-        acc += static_cast<double>(kl_categorical_row(a.logits + b * a.ld_logits + a.disc.off[v], a.disc.dims[v]));
+  const int64_t tile_step = static_cast<int64_t>(gridDim.y) * cols_per_tile;
+  for (int64_t j0 = static_cast<int64_t>(blockIdx.y) * cols_per_tile; j0 < J; j0 += tile_step) {
+    const int64_t j1 = min(J, j0 + cols_per_tile);
+    for (int64_t j = j0 + tx; j < j1; j += 32) {
+      double acc = 0.0;
+      for (int64_t b = r0 + ty; b < r1; b += ny) {
+        if (j < D) {
+          acc += static_cast<double>(kl_normal_term(a.mu[b * a.ld_mu + j], a.logvar[b * a.ld_logvar + j]));
+        } else {
+          const int v = static_cast<int>(j - D);
+          acc += static_cast<double>(kl_categorical_row(a.logits + b * a.ld_logits + a.disc.off[v], a.disc.dims[v]));
+        }
       }
+      sm[ty * cols_per_tile + (j - j0)] = acc;
     }
-    sm[ty * J + j] = acc;
-  }
-  __syncthreads();
-  for (int64_t j = tid; j < J; j += nt) {
-    double s = 0.0;
-    for (int y = 0; y < ny; ++y) s += sm[y * J + j];
-    partial[blockIdx.x * J + j] = s;
+    __syncthreads();
+    for (int64_t j = j0 + tid; j < j1; j += nt) {
+      double s = 0.0;
+      for (int y = 0; y < ny; ++y) s += sm[y * cols_per_tile + (j - j0)];
+      partial[blockIdx.x * J + j] = s;
+    }
+    __syncthreads();  // sm is reused by the next tile
   }
   __threadfence();
   __syncthreads();
-  if (tid == 0) is_last = (atomicAdd(counter, 1u) == gridDim.x - 1);
+  if (tid == 0) is_last = (atomicAdd(counter, 1u) == gridDim.x * gridDim.y - 1);
   __syncthreads();
   if (!is_last) return;
   __threadfence();
@@ -132,13 +140,13 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
     for (unsigned blk = 0; blk < gridDim.x; ++blk) s += __ldcg(partial + blk * J + j);
     s *= inv_b;
     if (j < D) kl_cont[j] = static_cast<T>(s); else kl_disc[j - D] = static_cast<T>(s);
-    sm[j] = s;
+    partial[j] = s;  // the column means, over row block 0's sums (read above by this thread only)
   }
   __syncthreads();
   if (tid == 0) {
     double sc = 0.0, sd = 0.0;
-    for (int64_t j = 0; j < D; ++j) sc += sm[j];
-    for (int64_t j = D; j < J; ++j) sd += sm[j];
+    for (int64_t j = 0; j < D; ++j) sc += partial[j];
+    for (int64_t j = D; j < J; ++j) sd += partial[j];
     *loss = static_cast<T>(c.gamma_cont * fabs(sc - c.c_cont) + c.gamma_disc * fabs(sd - c.c_disc));
     *counter = 0u;
   }
@@ -147,9 +155,8 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
 template <typename T>
 __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont, const T* kl_disc, const T* grad_loss,
                                    const T* gkc, const T* gkd, T* dmu, T* dlogvar, T* dlogits) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* w = reinterpret_cast<T*>(smem_raw);
-  __shared__ T wc, wd;
+  JV_SHARED(T, wc);
+  JV_SHARED(T, wd);
   const int64_t D = a.D, V = a.disc.num_vars, K = a.disc.total;
   if (threadIdx.x == 0) {
     double sc = 0.0, sd = 0.0;
@@ -161,22 +168,19 @@ __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont,
   }
   __syncthreads();
   const T inv_b = T(1) / static_cast<T>(a.B);
-  for (int64_t j = threadIdx.x; j < D + V; j += blockDim.x) {
-    const T base = j < D ? wc + (gkc ? gkc[j] : T(0)) : wd + (gkd ? gkd[j - D] : T(0));
-    w[j] = base * inv_b;
-  }
-  __syncthreads();
   const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
     if (t < n_cont) {
       const int64_t b = t / D, d = t - b * D;
-      dmu[t] = w[d] * a.mu[b * a.ld_mu + d];
-      dlogvar[t] = T(0.5) * w[d] * jv_expm1(a.logvar[b * a.ld_logvar + d]);
+      const T w = (wc + (gkc ? gkc[d] : T(0))) * inv_b;  // d objective / d kl_cont[d], over B
+      dmu[t] = w * a.mu[b * a.ld_mu + d];
+      dlogvar[t] = T(0.5) * w * jv_expm1(a.logvar[b * a.ld_logvar + d]);
     } else {
       const int64_t r = t - n_cont, b = r / V, v = r - b * V;
       const int o = a.disc.off[v];
-      kl_categorical_row_backward(a.logits + b * a.ld_logits + o, a.disc.dims[v], w[D + v], dlogits + b * K + o);
+      const T w = (wd + (gkd ? gkd[v] : T(0))) * inv_b;
+      kl_categorical_row_backward(a.logits + b * a.ld_logits + o, a.disc.dims[v], w, dlogits + b * K + o);
     }
   }
 }
@@ -194,11 +198,10 @@ __global__ void philox_uniform_kernel(uint64_t seed, uint64_t offset, int64_t n,
   }
 }
 
-int kl_rows_y(int64_t J) {
-  // shared memory: ydim * J doubles, at most 48 KiB
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(8, 6144 / std::max<int64_t>(J, 1))));
-}
-constexpr int kRowsPerBlock = 256;
+JV_LAUNCH_PARAM(int, kRowsPerBlock, 256);   // kl_forward: rows of a block
+JV_LAUNCH_PARAM(int, kRowsY, 8);            // kl_forward: block (32, kRowsY)
+JV_LAUNCH_PARAM(int, kColsPerTile, 256);    // kl_forward: columns of a tile (grid y), 16 KiB of shared memory
+JV_LAUNCH_PARAM(int64_t, kMaxTilesY, 65535);  // grid y limit; tiles stride beyond it
 
 }  // namespace
 
@@ -206,7 +209,7 @@ template <typename T>
 cudaError_t sample_latent(const SampleLatentArgs<T>& a, const PhiloxArgs& rng, int64_t* rng_out, cudaStream_t stream) {
   const int64_t items = a.B * (a.D + a.disc.num_vars);
   if (items == 0 && rng_out == nullptr) return cudaSuccess;
-  sample_latent_kernel<T><<<grid_for(items), kThreads, 0, stream>>>(a, rng, rng_out);
+  JV_LAUNCH(sample_latent_kernel<T>, grid_for(items), kThreads, 0, stream)(a, rng, rng_out);
   return cudaGetLastError();
 }
 
@@ -214,7 +217,7 @@ template <typename T>
 cudaError_t sample_latent_backward(const SampleLatentBackwardArgs<T>& a, cudaStream_t stream) {
   const int64_t items = a.B * (a.D + a.disc.num_vars);
   if (items == 0) return cudaSuccess;
-  sample_latent_backward_kernel<T><<<grid_for(items), kThreads, 0, stream>>>(a);
+  JV_LAUNCH(sample_latent_backward_kernel<T>, grid_for(items), kThreads, 0, stream)(a);
   return cudaGetLastError();
 }
 
@@ -226,12 +229,13 @@ template <typename T>
 cudaError_t kl_forward(const KLArgs<T>& a, KLConstants k, double* workspace, unsigned* counter, T* loss, T* kl_cont,
                        T* kl_disc, cudaStream_t stream) {
   const int64_t J = a.D + a.disc.num_vars;
-  if (J > 6144) return cudaErrorInvalidValue;
-  const int ny = kl_rows_y(J);
   const int64_t blocks = std::max<int64_t>(1, (a.B + kRowsPerBlock - 1) / kRowsPerBlock);
-  const size_t smem = static_cast<size_t>(std::max<int64_t>(ny * J, 1)) * sizeof(double);
-  kl_forward_kernel<T><<<static_cast<unsigned>(blocks), dim3(32, ny), smem, stream>>>(
-      a, k, kRowsPerBlock, workspace, counter, loss, kl_cont, kl_disc);
+  const int64_t tiles = std::max<int64_t>(1, std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY));
+  const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(J, kColsPerTile));
+  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
+  JV_LAUNCH(kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)), dim3(32, kRowsY),
+            smem, stream)(
+      a, k, kRowsPerBlock, static_cast<int>(cols), workspace, counter, loss, kl_cont, kl_disc);
   return cudaGetLastError();
 }
 
@@ -241,16 +245,15 @@ cudaError_t kl_backward(const KLArgs<T>& a, KLConstants k, const T* kl_cont, con
                         cudaStream_t stream) {
   const int64_t J = a.D + a.disc.num_vars, items = a.B * J;
   if (items == 0) return cudaSuccess;
-  if (J * static_cast<int64_t>(sizeof(T)) > 48 * 1024) return cudaErrorInvalidValue;
   const int grid = static_cast<int>(std::min<int64_t>(grid_for(items), 1024));
-  kl_backward_kernel<T><<<grid, kThreads, static_cast<size_t>(J) * sizeof(T), stream>>>(
+  JV_LAUNCH(kl_backward_kernel<T>, grid, kThreads, 0, stream)(
       a, k, kl_cont, kl_disc, grad_loss, grad_kl_cont, grad_kl_disc, dmu, dlogvar, dlogits);
   return cudaGetLastError();
 }
 
 cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  philox_uniform_kernel<<<grid_for((n + 3) / 4), kThreads, 0, stream>>>(seed, offset, n, out);
+  JV_LAUNCH(philox_uniform_kernel, grid_for((n + 3) / 4), kThreads, 0, stream)(seed, offset, n, out);
   return cudaGetLastError();
 }
 

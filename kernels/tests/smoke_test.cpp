@@ -6,19 +6,9 @@
 
 #include "cpu/latent_cpu.h"
 #include "jointvae/philox.h"
+#include "tests/check.h"
 
 using namespace jointvae;
-
-static int failures = 0;
-#define CHECK(cond, ...)                               \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      ++failures;                                      \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                        \
-      std::printf("\n");                               \
-    }                                                  \
-  } while (0)
 
 static void philox_known_answers() {
   // Random123 known answers for philox4x32_10.
@@ -29,11 +19,18 @@ static void philox_known_answers() {
   w = philox4x32_10(f, f, f, f, f, f);
   CHECK(w.x == 0x408f276du && w.y == 0x41c83b0eu && w.z == 0xa20bc7c6u && w.w == 0x6d5451fdu,
         "philox(1s; 1s) = %08x %08x %08x %08x", w.x, w.y, w.z, w.w);
-  // stream mapping: block q of S(seed, offset) has counter (q_lo, q_hi, off_lo, off_hi), key (seed_lo, seed_hi)
+  // stream mapping (PyTorch's layout): group q of S(seed, offset) has counter (b_lo, b_hi, q_lo, q_hi) with
+  // b = offset / 4, key (seed_lo, seed_hi)
   const uint64_t seed = 0x0123456789abcdefull, offset = 0xfedcba9876543210ull, q = 0x100000002ull;
   const Words4 a = philox_block(seed, offset, q);
-  const Words4 b = philox4x32_10(2u, 1u, 0x76543210u, 0xfedcba98u, 0x89abcdefu, 0x01234567u);
+  const Words4 b = philox4x32_10(0x1d950c84u, 0x3fb72ea6u, 2u, 1u, 0x89abcdefu, 0x01234567u);
   CHECK(a.x == b.x && a.y == b.y && a.z == b.z && a.w == b.w, "philox_block counter/key layout");
+  const Words4 a3 = philox_block(seed, offset + 3, q);  // offset % 4 is ignored (floor), as in PyTorch
+  CHECK(a3.x == a.x && a3.w == a.w, "philox_block offset floor");
+  // known answer of the mapping: seed 0, offset 4 (block 1), subsequence 0 = Random123 counter (1, 0, 0, 0)
+  const Words4 k1 = philox_block(0, 4, 0);
+  CHECK(k1.x == 0xf8e4cca4u && k1.y == 0x5cb200dbu && k1.z == 0xb1a574ebu && k1.w == 0x097eff67u,
+        "philox_block(0, 4, 0) = %08x %08x %08x %08x", k1.x, k1.y, k1.z, k1.w);
   uint32_t x4[16];
   philox_blocks_x4(seed, offset, q, x4);
   for (int l = 0; l < 4; ++l) {
@@ -138,10 +135,5 @@ int main() {
   philox_known_answers();
   math_known_answers();
   kl_and_softmax_known_answers();
-  if (failures) {
-    std::printf("%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::printf("kernels smoke test: all checks passed\n");
-  return 0;
+  return finish("kernels smoke test");
 }

@@ -16,9 +16,11 @@ using SampleLatentSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const 
                                                            at::IntArrayRef, double, bool,
                                                            const std::optional<Tensor>&,
                                                            const std::optional<Tensor>&,
-                                                           std::optional<at::Generator>);
+                                                           std::optional<at::Generator>,
+                                                           const std::optional<Tensor>&);
 using SampleLatentBackwardSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                                                   at::IntArrayRef, double, bool);
+                                                                   at::IntArrayRef, double, bool,
+                                                                   const std::optional<Tensor>&);
 using KLSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, at::IntArrayRef, double,
                                                  double, double, double);
 using KLBackwardSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const std::optional<Tensor>&,
@@ -36,13 +38,16 @@ class SampleLatentFn : public torch::autograd::Function<SampleLatentFn> {
   static variable_list forward(AutogradContext* ctx, const Tensor& mu, const Tensor& logvar, const Tensor& logits,
                                at::IntArrayRef disc_dims, double tau, bool training,
                                const std::optional<Tensor>& eps, const std::optional<Tensor>& u,
-                               std::optional<at::Generator> generator) {
+                               std::optional<at::Generator> generator, const std::optional<Tensor>& temperature) {
     static const auto op = handle<SampleLatentSig>("jointvae::sample_latent");
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [latent, sigma_eps, state] = op.call(mu, logvar, logits, disc_dims, tau, training, eps, u, generator);
+    auto [latent, sigma_eps, state] =
+        op.call(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature);
     ctx->save_for_backward({latent, sigma_eps});
     ctx->saved_data["dims"] = disc_dims.vec();
     ctx->saved_data["tau"] = tau;
+    // the tensor itself, not its value: the backward of a captured graph reads the refilled scalar too
+    ctx->saved_data["temperature"] = temperature.has_value() ? c10::IValue(*temperature) : c10::IValue();
     ctx->saved_data["training"] = training;
     ctx->mark_non_differentiable({sigma_eps, state});
     return {latent, sigma_eps, state};
@@ -51,11 +56,13 @@ class SampleLatentFn : public torch::autograd::Function<SampleLatentFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     static const auto op = handle<SampleLatentBackwardSig>("jointvae::sample_latent_backward");
     const auto saved = ctx->get_saved_variables();
-    variable_list out(9);
+    variable_list out(10);
     if (!grads[0].defined()) return out;
     const std::vector<int64_t> dims = ctx->saved_data["dims"].toIntVector();
+    const c10::IValue& t = ctx->saved_data["temperature"];
+    const std::optional<Tensor> temperature = t.isTensor() ? std::optional<Tensor>(t.toTensor()) : std::nullopt;
     auto [dmu, dlv, dl] = op.call(grads[0], saved[0], saved[1], dims, ctx->saved_data["tau"].toDouble(),
-                                  ctx->saved_data["training"].toBool());
+                                  ctx->saved_data["training"].toBool(), temperature);
     out[0] = dmu;
     out[1] = dlv;
     out[2] = dl;
@@ -99,8 +106,9 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_autograd(const Tensor& mu, cons
                                                           at::IntArrayRef disc_dims, double tau, bool training,
                                                           const std::optional<Tensor>& eps,
                                                           const std::optional<Tensor>& u,
-                                                          std::optional<at::Generator> generator) {
-  auto r = SampleLatentFn::apply(mu, logvar, logits, disc_dims, tau, training, eps, u, generator);
+                                                          std::optional<at::Generator> generator,
+                                                          const std::optional<Tensor>& temperature) {
+  auto r = SampleLatentFn::apply(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature);
   return {r[0], r[1], r[2]};
 }
 

@@ -180,6 +180,20 @@ inline std::pair<at::Tensor, at::Tensor> check_sample_latent(const LatentInputs&
   return {unit_cols(*eps), unit_cols(*u)};
 }
 
+// The optional `temperature` of sample_latent and its backward: a one-element tensor of the inputs' dtype on
+// their device that replaces tau (read at run time on CUDA, so a captured graph sees each refill; read on the
+// host on CPU). Returns the CPU value (checked like tau) or, on CUDA, tau unchanged.
+inline double check_temperature(const std::optional<at::Tensor>& t, const at::Tensor& like, double tau) {
+  if (!t.has_value()) return tau;
+  TORCH_CHECK(t->numel() == 1 && t->scalar_type() == like.scalar_type() && t->device() == like.device(),
+              "jointvae: temperature must be a one-element ", like.scalar_type(), " tensor on ", like.device(),
+              ", got ", t->sizes(), " ", t->scalar_type(), " on ", t->device());
+  if (!t->is_cpu()) return tau;
+  const double v = t->item<double>();
+  check_tau(v);
+  return v;
+}
+
 // Validation of sample_latent_backward's arguments; returns the DiscLayout (D = sigma_eps.size(1)).
 inline DiscLayout check_sample_latent_backward(const at::Tensor& grad, const at::Tensor& latent,
                                                const at::Tensor& sigma_eps, at::IntArrayRef disc_dims, double tau) {

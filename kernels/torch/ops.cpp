@@ -1,5 +1,6 @@
 // Op schemas (namespace jointvae) and the CPU registrations over the CPU twin (kernels/cpu).
-// Formulas: README "The fused ops"; randomness: reference/philox.py.
+// Formulas: README "The fused ops"; randomness: reference/philox.py. `temperature` (optional one-element
+// tensor) replaces tau; CUDA reads it on the device at run time, so a captured graph follows its refills.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -26,9 +27,11 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cpu(const Tensor& mu, const Ten
                                                      at::IntArrayRef disc_dims, double tau, bool training,
                                                      const std::optional<Tensor>& eps,
                                                      const std::optional<Tensor>& u,
-                                                     std::optional<at::Generator> generator) {
+                                                     std::optional<at::Generator> generator,
+                                                     const std::optional<Tensor>& temperature) {
   const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
   auto [eps_c, u_c] = check_sample_latent(in, mu, tau, eps, u);
+  tau = check_temperature(temperature, mu, tau);
   const int64_t B = in.B, D = in.D, K = in.disc.total;
   Tensor latent = at::empty({B, D + K}, mu.options());
   Tensor sigma_eps = at::empty({B, D}, mu.options());
@@ -57,8 +60,10 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cpu(const Tensor& mu, const Ten
 
 std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cpu(const Tensor& grad, const Tensor& latent,
                                                               const Tensor& sigma_eps, at::IntArrayRef disc_dims,
-                                                              double tau, bool training) {
+                                                              double tau, bool training,
+                                                              const std::optional<Tensor>& temperature) {
   const DiscLayout disc = check_sample_latent_backward(grad, latent, sigma_eps, disc_dims, tau);
+  tau = check_temperature(temperature, latent, tau);
   const int64_t B = latent.size(0), D = sigma_eps.size(1), K = disc.total;
   Tensor g = unit_cols(grad), lat = latent.contiguous(), se = sigma_eps.contiguous();
   Tensor dmu = at::empty({B, D}, latent.options()), dlv = at::empty({B, D}, latent.options()),
@@ -167,11 +172,12 @@ void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {
 TORCH_LIBRARY(jointvae, m) {
   m.def(
       "sample_latent(Tensor mu, Tensor logvar, Tensor logits, int[] disc_dims, float tau, bool training, "
-      "Tensor? eps, Tensor? u, Generator? generator) -> (Tensor latent, Tensor sigma_eps, Tensor rng_state)",
+      "Tensor? eps, Tensor? u, Generator? generator, Tensor? temperature=None) -> "
+      "(Tensor latent, Tensor sigma_eps, Tensor rng_state)",
       {at::Tag::nondeterministic_seeded});
   m.def(
       "sample_latent_backward(Tensor grad, Tensor latent, Tensor sigma_eps, int[] disc_dims, float tau, "
-      "bool training) -> (Tensor grad_mu, Tensor grad_logvar, Tensor grad_logits)");
+      "bool training, Tensor? temperature=None) -> (Tensor grad_mu, Tensor grad_logvar, Tensor grad_logits)");
   m.def(
       "kl_capacity_loss(Tensor mu, Tensor logvar, Tensor logits, int[] disc_dims, float c_cont, float c_disc, "
       "float gamma_cont, float gamma_disc) -> (Tensor loss, Tensor kl_cont, Tensor kl_disc)");

@@ -1,5 +1,5 @@
 // CUDA registrations of the jointvae ops: validation, outputs, the device generator's graph-safe
-// Philox state (increment 4 per call), then the torch-free launchers in kernels/cuda on the current stream.
+// Philox state (kOffsetPerCall words reserved per call), then the torch-free launchers in kernels/cuda on the current stream.
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/ops/empty.h>
@@ -8,7 +8,9 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <map>
 #include <mutex>
+#include <utility>
 
 #include "../cuda/latent_cuda.h"
 #include "checks.h"
@@ -23,13 +25,32 @@ void check_launch(cudaError_t err, const char* what) {
   TORCH_CHECK(err == cudaSuccess, "jointvae: CUDA launch of ", what, " failed: ", cudaGetErrorString(err));
 }
 
+// The kl_forward counter (one unsigned, zero between launches: the kernel's last block resets it).
+// Eager: one persistent counter per (device, stream), zeroed once when created; launches on one stream are
+// serialised, so they never share it concurrently, and no per-call zero-fill is launched. Under CUDA graph
+// capture: a fresh zeroed counter from the graph's pool (its memset is a node of the graph), so a replay never
+// shares a counter with eager launches or with another graph's replays on another stream.
+at::Tensor kl_counter(const at::Tensor& like, cudaStream_t stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TORCH_CHECK(cudaStreamIsCapturing(stream, &capture) == cudaSuccess, "jointvae: cudaStreamIsCapturing failed");
+  const auto opts = like.options().dtype(at::kInt);
+  if (capture != cudaStreamCaptureStatusNone) return at::zeros({1}, opts);
+  static std::mutex mutex;
+  // leaked on purpose: no CUDA frees during static destruction at exit
+  static auto* cache = new std::map<std::pair<int, cudaStream_t>, at::Tensor>();
+  std::lock_guard<std::mutex> lock(mutex);
+  at::Tensor& counter = (*cache)[{like.device().index(), stream}];
+  if (!counter.defined()) counter = at::zeros({1}, opts);
+  return counter;
+}
+
 PhiloxArgs philox_args(const at::Device& device, std::optional<at::Generator> generator) {
   auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(
       generator, at::cuda::detail::getDefaultCUDAGenerator(device.index()));
   at::PhiloxCudaState st;
   {
     std::lock_guard<std::mutex> lock(gen->mutex_);
-    st = gen->philox_cuda_state(4);  // one call uses offsets {offset, offset + 1}
+    st = gen->philox_cuda_state(kOffsetPerCall);  // blocks offset/4 and offset/4 + 1 of each subsequence
   }
   PhiloxArgs a{};
   if (st.captured_) {
@@ -48,14 +69,16 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Te
                                                       at::IntArrayRef disc_dims, double tau, bool training,
                                                       const std::optional<Tensor>& eps,
                                                       const std::optional<Tensor>& u,
-                                                      std::optional<at::Generator> generator) {
+                                                      std::optional<at::Generator> generator,
+                                                      const std::optional<Tensor>& temperature) {
   const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
   auto [eps_c, u_c] = check_sample_latent(in, mu, tau, eps, u);
+  check_temperature(temperature, mu, tau);
   c10::cuda::CUDAGuard guard(mu.device());
   const int64_t B = in.B, D = in.D, K = in.disc.total;
   Tensor latent = at::empty({B, D + K}, mu.options());
   Tensor sigma_eps = at::empty({B, D}, mu.options());
-  Tensor state = at::zeros({2}, mu.options().dtype(at::kLong));
+  Tensor state = at::empty({2}, mu.options().dtype(at::kLong));  // the kernel writes it (zeros when not drawing)
   const bool draw = training && !eps.has_value();
   const PhiloxArgs rng = draw ? philox_args(mu.device(), generator) : PhiloxArgs{};
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
@@ -63,8 +86,9 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Te
     using T = decltype(zero);
     // explicit noise of width 0: any valid device pointer (never read)
     const T* dummy = mu.const_data_ptr<T>() ? mu.const_data_ptr<T>() : logits.const_data_ptr<T>();
-    const SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, dummy);
-    check_launch(cuda::sample_latent<T>(a, rng, draw ? state.mutable_data_ptr<int64_t>() : nullptr, stream),
+    SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, dummy);
+    if (temperature.has_value()) a.tau_ptr = temperature->const_data_ptr<T>();
+    check_launch(cuda::sample_latent<T>(a, rng, state.mutable_data_ptr<int64_t>(), stream),
                  "sample_latent");
   };
   if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
@@ -73,8 +97,10 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Te
 
 std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cuda(const Tensor& grad, const Tensor& latent,
                                                                const Tensor& sigma_eps, at::IntArrayRef disc_dims,
-                                                               double tau, bool training) {
+                                                               double tau, bool training,
+                                                               const std::optional<Tensor>& temperature) {
   const DiscLayout disc = check_sample_latent_backward(grad, latent, sigma_eps, disc_dims, tau);
+  check_temperature(temperature, latent, tau);
   c10::cuda::CUDAGuard guard(latent.device());
   const int64_t B = latent.size(0), D = sigma_eps.size(1), K = disc.total;
   Tensor g = unit_cols(grad), lat = latent.contiguous(), se = sigma_eps.contiguous();
@@ -83,7 +109,8 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cuda(const Tensor& gra
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(latent.device().index()).stream();
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    const auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
+    auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
+    if (temperature.has_value()) a.tau_ptr = temperature->const_data_ptr<T>();
     check_launch(cuda::sample_latent_backward<T>(a, stream), "sample_latent_backward");
   };
   if (latent.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
@@ -96,13 +123,12 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cuda(const Tensor& mu, const
   const LatentInputs in = check_latent_inputs(mu, logvar, logits, disc_dims);
   TORCH_CHECK(in.B > 0, "jointvae: kl_capacity_loss needs at least one row (batch mean), got B = 0");
   const int64_t D = in.D, V = in.disc.num_vars;
-  TORCH_CHECK(D + V <= 6144, "jointvae: kl_capacity_loss on CUDA supports D + V <= 6144, got ", D + V);
   c10::cuda::CUDAGuard guard(mu.device());
   Tensor loss = at::empty({}, mu.options()), kl_cont = at::empty({D}, mu.options()),
          kl_disc = at::empty({V}, mu.options());
   Tensor work = at::empty({cuda::kl_workspace_doubles(in.B, D + V)}, mu.options().dtype(at::kDouble));
-  Tensor counter = at::zeros({1}, mu.options().dtype(at::kInt));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
+  Tensor counter = kl_counter(mu, stream);
   const cuda::KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
   auto run = [&](auto zero) {
     using T = decltype(zero);

@@ -13,6 +13,7 @@ struct SampleLatentArgs {
   int64_t B, D;
   DiscLayout disc;
   T tau;
+  const T* tau_ptr;  // CUDA: tau as a device scalar read at run time (graph-safe), or nullptr -> tau
   bool training;
   const T* mu;
   int64_t ld_mu;
@@ -22,7 +23,7 @@ struct SampleLatentArgs {
   int64_t ld_logits;
   const T* eps;  // explicit noise [B, D] or nullptr -> Philox stream S(seed, offset)
   int64_t ld_eps;
-  const T* u;  // explicit noise [B, sumK] or nullptr -> Philox stream S(seed, offset + 1)
+  const T* u;  // explicit noise [B, sumK] or nullptr -> Philox stream S(seed, offset + kGumbelOffset)
   int64_t ld_u;
   uint64_t seed, offset;
   T* latent;     // [B, D + sumK], contiguous
@@ -34,6 +35,7 @@ struct SampleLatentBackwardArgs {
   int64_t B, D;
   DiscLayout disc;
   T tau;
+  const T* tau_ptr;  // as in SampleLatentArgs
   bool training;
   const T* grad;  // [B, D + sumK]
   int64_t ld_grad;
@@ -43,6 +45,12 @@ struct SampleLatentBackwardArgs {
   T* dlogvar;          // [B, D]
   T* dlogits;          // [B, sumK]
 };
+
+// The temperature of a launch: *tau_ptr when given (a captured CUDA graph then sees each refill), else tau.
+template <typename Args>
+JV_HD auto tau_of(const Args& a) -> decltype(a.tau) {
+  return a.tau_ptr != nullptr ? *a.tau_ptr : a.tau;
+}
 
 template <typename T>
 struct KLArgs {

@@ -1,8 +1,11 @@
 // Philox4x32-10 counter-based RNG and the project's fixed stream mapping
 // (the mapping is defined in reference/philox.py).
 //
-// Stream S(seed, offset), element i >= 0: word (i % 4) of
-//   philox4x32_10(counter = (q_lo, q_hi, offset_lo, offset_hi), key = (seed_lo, seed_hi)),  q = i / 4.
+// PyTorch's CUDA layout (curand_init(seed, subsequence, offset)): subsequence s at word offset o reads block
+// b = o / 4, counter = (b_lo, b_hi, s_lo, s_hi), key = (seed_lo, seed_hi).
+// Stream S(seed, offset), element i >= 0: word (i % 4) of subsequence q = i / 4 at that offset.
+// A sample_latent call reads its Gaussian uniforms from S(seed, offset) and its Gumbel uniforms from
+// S(seed, offset + kGumbelOffset) (the next block), and reserves kOffsetPerCall words of the generator.
 // Uniform from a word x: ((x >> 9) + 0.5) * 2^-23, exactly representable, in [2^-24, 1 - 2^-24].
 //
 // Compiled for host and device: no torch, no std:: containers.
@@ -17,6 +20,8 @@ constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
 constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
+constexpr uint64_t kGumbelOffset = 4;   // words: one 128-bit block after the Gaussian one
+constexpr uint64_t kOffsetPerCall = 8;  // words a sample_latent call reserves (2 blocks per subsequence)
 
 struct Words4 {
   uint32_t x, y, z, w;
@@ -54,11 +59,11 @@ JV_HD Words4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, u
   return Words4{c0, c1, c2, c3};
 }
 
-// Block q of stream S(seed, offset): the 4 words for elements 4q .. 4q+3.
+// Group q of stream S(seed, offset) (subsequence q, block offset / 4): the 4 words for elements 4q .. 4q+3.
 JV_HD Words4 philox_block(uint64_t seed, uint64_t offset, uint64_t q) {
-  return philox4x32_10(static_cast<uint32_t>(q), static_cast<uint32_t>(q >> 32), static_cast<uint32_t>(offset),
-                       static_cast<uint32_t>(offset >> 32), static_cast<uint32_t>(seed),
-                       static_cast<uint32_t>(seed >> 32));
+  const uint64_t b = offset >> 2;
+  return philox4x32_10(static_cast<uint32_t>(b), static_cast<uint32_t>(b >> 32), static_cast<uint32_t>(q),
+                       static_cast<uint32_t>(q >> 32), static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
 #if !defined(__CUDACC__)
@@ -66,12 +71,13 @@ JV_HD Words4 philox_block(uint64_t seed, uint64_t offset, uint64_t q) {
 // lanes); out receives 16 words, block after block. Same values as philox_block.
 inline void philox_blocks_x4(uint64_t seed, uint64_t offset, uint64_t q0, uint32_t* out) {
   uint32_t c0[4], c1[4], c2[4], c3[4];
+  const uint64_t b = offset >> 2;
   for (int l = 0; l < 4; ++l) {
     const uint64_t q = q0 + static_cast<uint64_t>(l);
-    c0[l] = static_cast<uint32_t>(q);
-    c1[l] = static_cast<uint32_t>(q >> 32);
-    c2[l] = static_cast<uint32_t>(offset);
-    c3[l] = static_cast<uint32_t>(offset >> 32);
+    c0[l] = static_cast<uint32_t>(b);
+    c1[l] = static_cast<uint32_t>(b >> 32);
+    c2[l] = static_cast<uint32_t>(q);
+    c3[l] = static_cast<uint32_t>(q >> 32);
   }
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
 #if defined(__GNUC__) && !defined(__clang__)

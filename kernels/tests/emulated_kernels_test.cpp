@@ -1,0 +1,224 @@
+// kernels/cuda run by the CPU emulation (kernels/emulation) against the CPU twin, plus the emulator's own
+// contract (per-block shared memory, barriers, launch limits). Built by CMake with -fsanitize=thread and with
+// -fsanitize=address and run by ctest: the kernels' threads must be free of data races and memory errors.
+// Exit code 0 = pass.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cpu/latent_cpu.h"
+#include "cuda/latent_cuda.h"
+#include "tests/check.h"
+
+using namespace jointvae;
+namespace emu = jointvae::emulation;
+
+// ---- the emulator's contract, on test kernels ----
+
+struct Row64 {
+  unsigned v[64];
+};
+
+// out[block] = sum of (block * 1000 + thread) over the block's threads, through static shared memory.
+__global__ void block_sum_kernel(unsigned* out) {
+  JV_SHARED(Row64, row);
+  JV_SHARED(unsigned, total);
+  const unsigned t = threadIdx.x, b = blockIdx.x + gridDim.x * blockIdx.y;
+  row.v[t] = b * 1000u + t;
+  __syncthreads();
+  if (t == 0) {
+    total = 0;
+    for (unsigned i = 0; i < blockDim.x; ++i) total += row.v[i];
+  }
+  __syncthreads();
+  if (t == blockDim.x - 1) out[b] = total;
+}
+
+__global__ void dynamic_shared_kernel(unsigned* out) {
+  JV_SHARED_DYNAMIC(unsigned char, buf);
+  JV_SHARED(unsigned, flag);
+  if (threadIdx.x == 0) flag = 1u;
+  buf[threadIdx.x] = 1;
+  __syncthreads();
+  if (threadIdx.x == 0) atomicAdd(out, flag + buf[blockDim.x - 1]);
+}
+
+__global__ void divergent_barrier_kernel(unsigned* out) {
+  if (threadIdx.x == 0) return;
+  __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
+static cudaError_t launch_status() { return cudaGetLastError(); }
+
+static void emulator_contract() {
+  std::vector<unsigned> out(6, 0);
+  for (uint64_t seed = 0; seed < 3; ++seed) {
+    emu::options().seed = seed;
+    JV_LAUNCH(block_sum_kernel, dim3(3, 2), 64, 0, nullptr)(out.data());
+    CHECK(launch_status() == cudaSuccess, "block_sum launch");
+    for (unsigned b = 0; b < 6; ++b) CHECK(out[b] == b * 64000u + 2016u, "block %u sum %u", b, out[b]);
+  }
+  CHECK(emu::last_launch().static_shared == sizeof(Row64) + sizeof(unsigned), "static shared %zu",
+        emu::last_launch().static_shared);
+
+  // limits: threads per block, grid dimensions, shared memory (static + dynamic), opt-in
+  JV_LAUNCH(block_sum_kernel, 1, 1025, 0, nullptr)(out.data());
+  CHECK(launch_status() == cudaErrorInvalidConfiguration, "1025 threads per block must fail");
+  JV_LAUNCH(block_sum_kernel, dim3(1, 65536), 1, 0, nullptr)(out.data());
+  CHECK(launch_status() == cudaErrorInvalidConfiguration, "grid y 65536 must fail");
+  CHECK(launch_status() == cudaSuccess, "cudaGetLastError clears the error");
+  unsigned hits = 0;
+  JV_LAUNCH(dynamic_shared_kernel, 2, 32, 48 * 1024, nullptr)(&hits);  // 48 KiB + the static flag
+  CHECK(launch_status() == cudaErrorInvalidValue && hits == 0, "48 KiB dynamic + static must fail, kernel not run");
+  JV_LAUNCH(dynamic_shared_kernel, 2, 32, 48 * 1024 - 4, nullptr)(&hits);
+  CHECK(launch_status() == cudaSuccess && hits == 4, "48 KiB in all must launch (hits %u)", hits);
+  JV_LAUNCH(dynamic_shared_kernel, 2, 32, 64 * 1024, nullptr)(&hits);
+  CHECK(launch_status() == cudaErrorInvalidValue, "64 KiB without opt-in must fail");
+  CHECK(cudaFuncSetAttribute(dynamic_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) ==
+            cudaSuccess, "opt-in");
+  hits = 0;
+  JV_LAUNCH(dynamic_shared_kernel, 2, 32, 64 * 1024, nullptr)(&hits);
+  CHECK(launch_status() == cudaSuccess && hits == 4, "64 KiB after opt-in must launch");
+  JV_LAUNCH(divergent_barrier_kernel, 1, 8, 0, nullptr)(out.data());
+  CHECK(launch_status() == cudaErrorLaunchFailure, "a barrier some threads never reach must fail");
+  emu::options().seed = 0;
+}
+
+// ---- the project's kernels against the CPU twin ----
+
+template <typename T>
+struct Inputs {
+  int64_t B, D;
+  DiscLayout disc{};
+  std::vector<T> packed;  // [B, ld] = [mu | logvar | logits | pad]: strided rows
+  int64_t ld;
+  Inputs(int64_t B_, int64_t D_, std::vector<int> dims, uint64_t seed) : B(B_), D(D_) {
+    disc.num_vars = static_cast<int32_t>(dims.size());
+    for (size_t v = 0; v < dims.size(); ++v) {
+      disc.dims[v] = dims[v];
+      disc.off[v] = disc.total;
+      disc.total += dims[v];
+    }
+    ld = 2 * D + disc.total + 3;
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> n(0.0, 2.0);
+    packed.resize(static_cast<size_t>(B * ld));
+    for (auto& x : packed) x = static_cast<T>(n(rng));
+  }
+  KLArgs<T> kl() const {
+    const T* p = packed.data();
+    return KLArgs<T>{B, D, disc, p, ld, p + D, ld, p + 2 * D, ld};
+  }
+};
+
+template <typename T>
+static double max_rel(const std::vector<T>& a, const std::vector<T>& b) {
+  double worst = a.size() == b.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    worst = std::fmax(worst, std::fabs(double(a[i]) - double(b[i])) / (1.0 + std::fabs(double(b[i]))));
+  return worst;
+}
+
+template <typename T>
+static void sample_latent_vs_cpu(const Inputs<T>& in, double tol) {
+  const int64_t B = in.B, D = in.D, W = D + in.disc.total;
+  const KLArgs<T> k = in.kl();
+  SampleLatentArgs<T> a{};
+  a.B = B, a.D = D, a.disc = in.disc, a.tau = T(0.7), a.training = true;
+  a.mu = k.mu, a.ld_mu = k.ld_mu, a.logvar = k.logvar, a.ld_logvar = k.ld_logvar, a.logits = k.logits,
+  a.ld_logits = k.ld_logits, a.seed = 0x1234567890ull, a.offset = 8;
+  std::vector<T> lat(B * W, T(NAN)), se(B * D, T(NAN)), lat_cpu(B * W), se_cpu(B * D);
+  int64_t state[2] = {-1, -1};
+  a.latent = lat.data(), a.sigma_eps = se.data();
+  PhiloxArgs rng{};
+  rng.seed = a.seed, rng.offset = a.offset;
+  CHECK(cuda::sample_latent<T>(a, rng, state, nullptr) == cudaSuccess, "sample_latent launch");
+  CHECK(state[0] == int64_t(a.seed) && state[1] == int64_t(a.offset), "rng state written back");
+  a.latent = lat_cpu.data(), a.sigma_eps = se_cpu.data();
+  cpu::sample_latent_rows<T>(a, 0, B);
+  CHECK(max_rel(lat, lat_cpu) < tol && max_rel(se, se_cpu) < tol, "sample_latent vs CPU twin: %g",
+        max_rel(lat, lat_cpu));
+
+  std::vector<T> g(B * W);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = T(std::sin(0.37 * double(i)));
+  std::vector<T> d[3] = {std::vector<T>(B * D, T(NAN)), std::vector<T>(B * D, T(NAN)),
+                         std::vector<T>(B * in.disc.total, T(NAN))};
+  std::vector<T> c[3] = {std::vector<T>(B * D), std::vector<T>(B * D), std::vector<T>(B * in.disc.total)};
+  SampleLatentBackwardArgs<T> b{};
+  b.B = B, b.D = D, b.disc = in.disc, b.tau = a.tau, b.training = true, b.grad = g.data(), b.ld_grad = W;
+  b.latent = lat.data(), b.sigma_eps = se.data();
+  b.dmu = d[0].data(), b.dlogvar = d[1].data(), b.dlogits = d[2].data();
+  CHECK(cuda::sample_latent_backward<T>(b, nullptr) == cudaSuccess, "sample_latent_backward launch");
+  b.dmu = c[0].data(), b.dlogvar = c[1].data(), b.dlogits = c[2].data();
+  cpu::sample_latent_backward_rows<T>(b, 0, B);
+  for (int i = 0; i < 3; ++i)
+    CHECK(max_rel(d[i], c[i]) < tol, "sample_latent_backward[%d]: %g", i, max_rel(d[i], c[i]));
+}
+
+template <typename T>
+static void kl_vs_cpu(const Inputs<T>& in, double tol) {
+  const KLArgs<T> k = in.kl();
+  const int64_t B = in.B, D = in.D, V = in.disc.num_vars, K = in.disc.total;
+  const double cc = 1.5, cd = 0.25, gc = 3.0, gd = 7.0;
+  std::vector<double> work(static_cast<size_t>(cuda::kl_workspace_doubles(B, D + V)), NAN);
+  unsigned counter = 0;
+  std::vector<T> kc(D, T(NAN)), kd(V, T(NAN)), kc_cpu(D), kd_cpu(V);
+  T loss = T(NAN), loss_cpu;
+  CHECK(cuda::kl_forward<T>(k, cuda::KLConstants{cc, cd, gc, gd}, work.data(), &counter, &loss, kc.data(), kd.data(),
+                            nullptr) == cudaSuccess, "kl_forward launch");
+  CHECK(counter == 0, "counter reset");
+  std::vector<double> acc(D + V, 0.0);
+  cpu::kl_sums_rows<T>(k, 0, B, acc.data());
+  cpu::kl_finish<T>(acc.data(), B, D, V, cc, cd, gc, gd, &loss_cpu, kc_cpu.data(), kd_cpu.data());
+  CHECK(max_rel(kc, kc_cpu) < tol && max_rel(kd, kd_cpu) < tol, "kl vs CPU twin");
+  CHECK(std::fabs(double(loss) - double(loss_cpu)) < tol * (1 + std::fabs(double(loss_cpu))), "loss %g vs %g",
+        double(loss), double(loss_cpu));
+
+  std::vector<T> gkc(D), gkd(V), w(D + V);
+  for (int64_t j = 0; j < D; ++j) gkc[j] = T(0.1 * double(j));
+  for (int64_t j = 0; j < V; ++j) gkd[j] = T(-0.2 * double(j));
+  const T gl = T(0.5);
+  std::vector<T> d[3] = {std::vector<T>(B * D, T(NAN)), std::vector<T>(B * D, T(NAN)), std::vector<T>(B * K, T(NAN))};
+  std::vector<T> c[3] = {std::vector<T>(B * D), std::vector<T>(B * D), std::vector<T>(B * K)};
+  CHECK(cuda::kl_backward<T>(k, cuda::KLConstants{cc, cd, gc, gd}, kc.data(), kd.data(), &gl, gkc.data(), gkd.data(),
+                             d[0].data(), d[1].data(), d[2].data(), nullptr) == cudaSuccess, "kl_backward launch");
+  cpu::kl_weights<T>(kc.data(), kd.data(), gl, gkc.data(), gkd.data(), D, V, cc, cd, gc, gd, w.data());
+  cpu::kl_backward_rows<T>(k, w.data(), 0, B, c[0].data(), c[1].data(), c[2].data());
+  for (int i = 0; i < 3; ++i) CHECK(max_rel(d[i], c[i]) < tol, "kl_backward[%d]: %g", i, max_rel(d[i], c[i]));
+}
+
+static void philox_vs_cpu() {
+  std::vector<float> got(1001, NAN), want(1001);
+  CHECK(cuda::philox_uniform(77, 3, 1001, got.data(), nullptr) == cudaSuccess, "philox launch");
+  cpu::philox_uniform_range(77, 3, 0, 1001, want.data());
+  CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, "philox_uniform bit-identical");
+}
+
+static void kernels_vs_cpu() {
+  // the .cu's launch shapes, then lowered ones: many blocks, grid-stride loops, several row blocks and tiles
+  for (int lowered = 0; lowered < 2; ++lowered) {
+    emu::reset_launch_params();
+    if (lowered) {
+      for (auto [name, value] : {std::pair<const char*, int64_t>{"kThreads", 32}, {"kMaxBlocks", 3},
+                                 {"kRowsPerBlock", 7}, {"kRowsY", 2}, {"kColsPerTile", 5}, {"kMaxTilesY", 2}})
+        CHECK(emu::set_launch_param(name, value), "launch parameter %s", name);
+    }
+    philox_vs_cpu();
+    const Inputs<float> f(lowered ? 40 : 300, 9, {3, 5, 2}, 1);
+    const Inputs<double> d(lowered ? 40 : 300, 9, {3, 5, 2}, 2);
+    sample_latent_vs_cpu(f, 2e-5);
+    sample_latent_vs_cpu(d, 1e-12);
+    kl_vs_cpu(f, 2e-5);
+    kl_vs_cpu(d, 1e-12);
+  }
+  emu::reset_launch_params();
+}
+
+int main() {
+  emulator_contract();
+  kernels_vs_cpu();
+  return finish("emulated CUDA kernels");
+}
