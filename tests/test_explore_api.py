@@ -108,7 +108,7 @@ def test_model_info_orders_units_by_test_split_kl(running):
     assert [u["name"] for u in info["units"]] == [f"z{j}" for j in np.argsort(-kl, kind="stable")]
     for u in info["units"]:
         assert u["kl"] == pytest.approx(kl[u["index"]], rel=1e-5, abs=1e-9)
-        assert u["active"] == (u["kl"] >= info["inactive_threshold"])
+        assert u["active"] == (u["kl"] > info["inactive_threshold"])  # as evaluate counts active units
     q = torch.softmax(logits[:, :3].double(), 1)
     assert info["discrete"][0]["kl"] == pytest.approx(float((q * (q * 3).log()).sum(1).mean()), rel=1e-5)
     assert "test split of tinyset" in info["kl_source"] and info["test_images"]["count"] == 24
@@ -134,8 +134,12 @@ def test_traversal_strips(running):
     want = expected_pixels(running.model, lat)
     for s in range(5):
         np.testing.assert_array_equal(strip[1:33, 1 + 33 * s: 33 + 33 * s], want[s])
-    r = running.client.request("POST", "/api/traverse", {"z": [0.0] * 3, "c": [0, 0], "latent": "c0"})
-    assert r.status == 200 and png_array(r.body).shape == (34, 3 * 33 + 1)  # one column per class
+    body = {"z": [0.5, 0.0, -0.5], "c": [1, 1], "latent": "c0"}
+    strip = png_array(running.client.request("POST", "/api/traverse", body).body)
+    assert strip.shape == (34, 3 * 33 + 1)  # one column per class of c0
+    want = expected_pixels(running.model, torch.stack([one_hot_latent(body["z"], [k, 1]) for k in range(3)]))
+    for k in range(3):
+        np.testing.assert_array_equal(strip[1:33, 1 + 33 * k: 33 + 33 * k], want[k])
 
 
 def test_prior_draws_are_valid_and_seeded(running):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.figures.traversal import discrete_traversal, mode_latent, prior_latents, prior_quantiles
+from ..analysis.figures.traversal import mode_latent, prior_latents, prior_quantiles, set_class, set_unit
 from .kl import KL
 
 Z_LIMIT = 10.0  # |z| the API accepts (the prior's mass is within +-4)
@@ -56,7 +56,7 @@ class Explorer:
     def info(self) -> dict[str, Any]:
         m, kl = self.model, self.kl
         order = np.argsort(-kl.cont, kind="stable")
-        units = [{"name": f"z{j}", "index": int(j), "kl": float(kl.cont[j]), "active": bool(kl.cont[j] >= self.inactive_kl)}
+        units = [{"name": f"z{j}", "index": int(j), "kl": float(kl.cont[j]), "active": bool(kl.cont[j] > self.inactive_kl)}
                  for j in order]
         disc = [{"name": f"c{i}", "index": i, "classes": k, "kl": float(kl.disc[i])} for i, k in enumerate(m.disc)]
         n = 0 if self.test.images is None else int(self.test.images.shape[0])
@@ -101,10 +101,8 @@ class Explorer:
         unit = _parse_latent_name(name, self.model)
         if unit[0] == "z":
             steps = _int("steps", body.get("steps", DEFAULT_STEPS), 2, MAX_STEPS + 1)
-            lat = base.repeat(steps, 1)
-            lat[:, unit[1]] = prior_quantiles(steps).to(lat.device)
-            return lat
-        return discrete_traversal(self.model, unit[1], base=base[None]).latents[0]
+            return set_unit(base.repeat(steps, 1), unit[1], prior_quantiles(steps).to(base.device))
+        return torch.stack([set_class(base, self.model, unit[1], k) for k in range(self.model.disc[unit[1]])])
 
     def prior(self, body) -> dict[str, Any]:
         """A draw from the prior; body {"seed": int} (optional) makes it reproducible."""

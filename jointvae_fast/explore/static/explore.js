@@ -175,7 +175,7 @@
     if (inactive.length) {
       $("inactive").hidden = false;
       $("inactive-summary").textContent =
-        `${inactive.length} inactive unit(s) (KL < ${info.inactive_threshold} nats: they barely change the image)`;
+        `${inactive.length} inactive unit(s) (KL <= ${info.inactive_threshold} nats: they barely change the image)`;
     }
     info.discrete.forEach((d) => $("discrete").append(discRow(d)));
     buildTestControls(info.test_images);
