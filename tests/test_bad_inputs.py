@@ -28,7 +28,8 @@ from hypothesis import given, strategies as st
 from jointvae_fast import evaluate
 from jointvae_fast import train as train_cli
 from jointvae_fast.analysis.sources import load_source
-from jointvae_fast.training import checkpoint, loop
+from jointvae_fast.training import checkpoint
+from jointvae_fast.training import run_dir
 from jointvae_fast.training import config as presets
 from jointvae_fast.data import load_dataset
 from jointvae_fast.errors import BUG_LINE, UserInputError
@@ -111,7 +112,7 @@ def one_checkpoint_run(tmp_path_factory):
     """A finished 2-step run with a single checkpoint (keep 1), so a bad checkpoint has no fallback."""
     out = tmp_path_factory.mktemp("runs") / "one"
     assert train_cli.main(base_args(out, "--keep", "1"), dataset=TINY) == 0
-    assert [s for s, _ in loop.list_checkpoints(out)] == [2]
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [2]
     return out
 
 
@@ -429,7 +430,7 @@ def damage(path: Path, kind, which) -> str:
 @pytest.mark.parametrize("kind,which", checkpoint_cases())
 def test_checkpoint_resume(kind, which, one_checkpoint_run, ws, capsys):
     run = copy_run(one_checkpoint_run, ws)
-    path = loop.checkpoint_path(run, 2)
+    path = run_dir.checkpoint_path(run, 2)
     frag = damage(path, kind, which)
     argv = ["--resume", str(run), "--steps", "4", "--no-progress"]
     with _no_warning_noise():
@@ -443,7 +444,7 @@ TRAINING_ONLY = {"missing-optimizer", "missing-rng", "missing-rng-ranks", "missi
 @pytest.mark.parametrize("kind,which", [c for c in checkpoint_cases() if c.values[1] not in TRAINING_ONLY])
 def test_checkpoint_evaluate(kind, which, one_checkpoint_run, ws, capsys):
     run = copy_run(one_checkpoint_run, ws)
-    path = loop.checkpoint_path(run, 2)
+    path = run_dir.checkpoint_path(run, 2)
     damage(path, kind, which)
     check_case(evaluate.main, [str(path), "--no-progress", "--out", str(ws / "report")], ws, path.name, capsys,
                dataset=TINY)
@@ -514,8 +515,8 @@ def test_run_dir(kind, one_checkpoint_run, ws, capsys):
         (run / "checkpoints").write_text("x")
         frag = "checkpoint"
     elif kind == "resume-checkpoint-is-a-dir":
-        loop.checkpoint_path(run, 2).unlink()
-        loop.checkpoint_path(run, 2).mkdir()
+        run_dir.checkpoint_path(run, 2).unlink()
+        run_dir.checkpoint_path(run, 2).mkdir()
         frag = "step-00000002.pt"
     elif kind == "resume-shape-mismatch":
         argv, frag = argv + ["--cont", "5"], "cont=5"

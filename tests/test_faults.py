@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from jointvae_fast import train as train_cli
-from jointvae_fast.training import checkpoint, loop
+from jointvae_fast.training import checkpoint
+from jointvae_fast.training import run_dir
 
 from data_fixtures import write_idx_set
 from test_bad_inputs import TINY, assert_one_line_error, base_args
@@ -62,7 +63,7 @@ def _log_steps(run: Path) -> list[int]:
 def _complete_checkpoints(run: Path) -> list[int]:
     """Steps of the checkpoint files; each must load (atomic writes never leave a partial one)."""
     steps = []
-    for step, path in loop.list_checkpoints(run):
+    for step, path in run_dir.list_checkpoints(run):
         obj = checkpoint.read(path)
         assert obj["training"]["step"] == step
         steps.append(step)
@@ -117,7 +118,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
             resumed_at.append(last_ckpt)
         steps = _log_steps(run)  # no torn line, even right after a kill
         assert steps == sorted(steps) and len(set(steps)) == len(steps)
-    assert not list((run / loop.CHECKPOINT_DIR).glob(".*.tmp"))  # a killed write's temporary is cleaned on resume
+    assert not list((run / run_dir.CHECKPOINT_DIR).glob(".*.tmp"))  # a killed write's temporary is cleaned on resume
     assert len(set(resumed_at)) > 1, f"the kills all hit the same checkpoint: {resumed_at}"
     assert _log_steps(run) == list(range(1, TOTAL + 1))
     assert _complete_checkpoints(run)[-1] == TOTAL
@@ -127,8 +128,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     proc = subprocess.run([sys.executable, *_flags(data, clean)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    a = checkpoint.read(loop.checkpoint_path(run, TOTAL))["model"]
-    b = checkpoint.read(loop.checkpoint_path(clean, TOTAL))["model"]
+    a = checkpoint.read(run_dir.checkpoint_path(run, TOTAL))["model"]
+    b = checkpoint.read(run_dir.checkpoint_path(clean, TOTAL))["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -181,9 +182,9 @@ def _fill_disk_at_checkpoint(monkeypatch, nth: int) -> None:
 def _check_stopped_cleanly(out: Path, rc, err, keep_step: int) -> None:
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("training ")]
     assert_one_line_error(rc, "\n".join(lines), "No space left on device")
-    assert [s for s, _ in loop.list_checkpoints(out)][-1] == keep_step
-    checkpoint.load_model(loop.checkpoint_path(out, keep_step))  # intact, digest verified
-    assert not [p for p in (out / loop.CHECKPOINT_DIR).iterdir() if p.name.startswith(".")]  # no temp file left
+    assert [s for s, _ in run_dir.list_checkpoints(out)][-1] == keep_step
+    checkpoint.load_model(run_dir.checkpoint_path(out, keep_step))  # intact, digest verified
+    assert not [p for p in (out / run_dir.CHECKPOINT_DIR).iterdir() if p.name.startswith(".")]  # no temp file left
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)
 
@@ -196,7 +197,7 @@ def test_disk_full_during_a_checkpoint(tmp_path, monkeypatch, capsys):
     _check_stopped_cleanly(out, rc, capsys.readouterr().err, keep_step=2)
     assert train_cli.main(["--resume", str(out), "--no-progress"], dataset=TINY) == 0
     assert "resuming at step 2" in capsys.readouterr().err
-    assert [s for s, _ in loop.list_checkpoints(out)][-1] == 6
+    assert [s for s, _ in run_dir.list_checkpoints(out)][-1] == 6
 
 
 def test_disk_full_while_logging(tmp_path, monkeypatch, capsys):

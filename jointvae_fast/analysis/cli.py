@@ -4,7 +4,8 @@
 Turns a trained model into the paper's analyses. SOURCE is one of
   - a run directory of jointvae_fast.train (its newest readable checkpoint, its log.jsonl, config.json),
   - a jointvae_fast checkpoint file (the log is taken from its run directory when it sits in one),
-  - a folder (or model.pt) of the paper's published code (model.pt + specs.json).
+  - a folder (or model.pt) of the paper's published code (model.pt + specs.json),
+  - pretrained:NAME, a model shipped in jointvae_fast.pretrained (report: ./pretrained-NAME_eval).
 The test split of the dataset (default: the one the model was trained on) is
 encoded once (batches of 1000, inference mode, with a progress bar); the
 report folder (--out; default RUN_DIR/eval for a run directory, else
@@ -24,7 +25,7 @@ Figures (those that apply):
   editing.png             Fig. 9b: original, reconstruction, then each --edit (default: top unit at -2..2)
   azimuth_scatter.png     Fig. 9a: the unit that best predicts azimuth against the true azimuth (factor datasets)
 
-metrics.json fields (null where the data does not allow them): see `METRIC_FIELDS`.
+metrics.json fields (null where the data does not allow them): see `jointvae_fast.analysis.report.METRIC_FIELDS`.
 Definitions: KL per unit/variable as in the training objective (batch mean over
 the test split); a latent is inactive when its KL < --inactive-kl nats
 (default INACTIVE_KL = 0.02).
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("source", help="run directory, checkpoint file, or folder of the paper's published code (model.pt + specs.json)")
+    p.add_argument("source", help="run directory, checkpoint file, folder of the paper's published code (model.pt + "
+                   "specs.json), or pretrained:NAME (a model shipped in jointvae_fast.pretrained)")
     p.add_argument("--dataset", help="dataset name (default: the one the model was trained on)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--out", help="report folder (default: RUN_DIR/eval, or <source name>_eval beside a file/folder)")
@@ -91,6 +93,8 @@ def _report_dir(args, source) -> Path:
         return Path(args.out)
     if source.kind == "run":
         return src / "eval"
+    if source.kind == "pretrained":
+        return Path(f"pretrained-{source.path.name}_eval")
     return src.parent / f"{src.stem if src.is_file() else src.name}_eval"
 
 

@@ -9,7 +9,7 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
                       training images, image size, versions, command line; when
                       training ends, step_mode ("cuda-graph" or "eager (why)") and
                       step_modes (each change of mode, with its first step)
-    log.jsonl         one JSON line every --log-every steps (fields: see loop.py)
+    log.jsonl         one JSON line every --log-every steps (fields: see term_log.py)
     checkpoints/step-XXXXXXXX.pt   the last --keep checkpoints (checkpoint.py format,
                       with optimizer, step, RNG states and config for --resume)
     samples.png       64 decoded draws from the prior (at the end)
@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,17 +43,14 @@ from ..model import JointVAE, validate_image_size
 from ..resources import check_memory
 from . import checkpoint as ckpt
 from .allocator import tune_cpu_allocator
+from .batches import RunLength, TrainImages, derive_seed, limit_images, run_length
 from .config import add_setting_flags, preset_table, read_config_file, resolve_config
 from .distributed import World, broadcast_from_writer, cleanup, setup
-from .loop import CHECKPOINT_DIR, ResumeError, RunLength, TrainImages, check_resume_shapes, derive_seed, \
-    limit_images, read_latest_checkpoint, run_length, train
+from .loop import train
+from .run_dir import ResumeError, RunDirError, check_resume_shapes, check_run_dir, default_out, prepare_run_dir, \
+    read_latest_checkpoint, remove_stale_temporaries, truncate_log
 
 EXIT_OK, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 130
-RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
-
-
-class RunDirError(UserInputError):
-    """A run directory that cannot be used as asked."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,59 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 RUN_CONTROL = ("config", "resume", "overwrite", "progress")
-
-
-def default_out(dataset: str) -> str:
-    return str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
-
-
-def check_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """RunDirError unless `run_dir` can become a new run's directory (changes nothing on disk)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
-        raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
-                          "--overwrite to start over in it, or another --out")
-    parent = run_dir
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise RunDirError(f"--out {run_dir}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunDirError(f"--out {run_dir}: {parent} is not writable")
-
-
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create `run_dir` (checked by check_run_dir); with `overwrite` our run files in it go first."""
-    check_run_dir(run_dir, overwrite)
-    with storage(run_dir, "create"):
-        if run_dir.is_dir() and overwrite:
-            for name in RUN_FILES:
-                (run_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def remove_stale_temporaries(run_dir: Path) -> None:
-    """Delete the temporary files a killed process left beside its checkpoints (never renamed into place)."""
-    folder = run_dir / CHECKPOINT_DIR
-    if folder.is_dir():
-        for p in folder.glob(".step-*.tmp"):
-            p.unlink(missing_ok=True)
-
-
-def truncate_log(log_path: Path, step: int) -> None:
-    """Drop log lines after `step` (progress lost since the checkpoint we resume from)."""
-    if not log_path.is_file():
-        return
-    kept = []
-    for line in log_path.read_text(errors="replace").splitlines():  # a torn or damaged line is dropped
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    atomic_write_text(log_path, "".join(k + "\n" for k in kept))
 
 
 def load_training_data(config: dict[str, Any], dataset=None):
