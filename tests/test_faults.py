@@ -4,9 +4,10 @@
   (several times); after each kill the log has no torn line, every checkpoint on disk is complete, and
   `--resume` continues from the newest one; the finished run's log covers every step once, in order, and
   its final weights equal those of a run that was never interrupted (exact resume on the CPU).
-- Disk full: a write that fails with ENOSPC while a checkpoint (or a log line) is written ends the run
-  with one `error:` line (exit status 2); the previous checkpoint stays intact and loadable, no temporary
-  file is left behind, and `--resume` then finishes the run.
+- Disk full: a write that fails with ENOSPC while a checkpoint (or a log line, or a report figure) is
+  written ends the command with one `error:` line (exit status 2); the previous checkpoint stays intact
+  and loadable, no temporary file is left behind, and `--resume` then finishes the run. Other OSErrors
+  are bugs (traceback, exit status 1).
 """
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from jointvae_fast import evaluate
 from jointvae_fast import train as train_cli
+from jointvae_fast.errors import BUG_LINE
 from jointvae_fast.training import checkpoint
 from jointvae_fast.training import run_dir
 
 from data_fixtures import write_idx_set
-from test_bad_inputs import TINY, assert_one_line_error, base_args
+from test_bad_inputs import TINY, assert_one_line_error, base_args, one_checkpoint_run  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL = 60
@@ -218,3 +221,26 @@ def test_disk_full_while_logging(tmp_path, monkeypatch, capsys):
         m.setattr("builtins.open", full_open)
         rc = train_cli.main(base_args(out, "--save-every", "2", steps=6), dataset=TINY)
     _check_stopped_cleanly(out, rc, capsys.readouterr().err, keep_step=2)
+
+
+def _raise_oserror(code: int, filename: str):
+    def raise_(*a, **k):
+        raise OSError(code, os.strerror(code), filename)
+    return raise_
+
+
+def test_disk_full_while_writing_a_report(one_checkpoint_run, tmp_path, monkeypatch, capsys):
+    """A full disk met anywhere (here: while the figures are saved) is still one line, naming the file."""
+    monkeypatch.setattr("jointvae_fast.analysis.report.write_figures",
+                        _raise_oserror(errno.ENOSPC, str(tmp_path / "rep" / "kl_units.png")))
+    rc = evaluate.main([str(one_checkpoint_run), "--no-progress", "--out", str(tmp_path / "rep")], dataset=TINY)
+    assert_one_line_error(rc, capsys.readouterr().err, "kl_units.png", "No space left on device")
+
+
+def test_other_os_errors_are_bugs(one_checkpoint_run, tmp_path, monkeypatch, capsys):
+    """An OSError that does not mean a full or read-only disk (here ENOENT from deep inside) is a bug."""
+    monkeypatch.setattr("jointvae_fast.analysis.report.write_figures",
+                        _raise_oserror(errno.ENOENT, "/nonexistent/internal/path"))
+    rc = evaluate.main([str(one_checkpoint_run), "--no-progress", "--out", str(tmp_path / "rep")], dataset=TINY)
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" in err and BUG_LINE in err and "error: " not in err
