@@ -113,6 +113,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         return 2
     print(f"evaluated {metrics['n_test']} test images in {metrics['encode_seconds']:.2f} s "
           f"({metrics['images_per_second']:.0f} img/s); report: {out / 'index.html'}")
+    for w in metrics["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     summary = {k: metrics[k] for k in ("kl_cont_sum", "kl_disc_sum", "recon_nll")}
     if metrics["accuracy"]:
         summary["accuracy_hungarian"] = metrics["accuracy"]["hungarian"]

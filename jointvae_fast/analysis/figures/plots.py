@@ -4,6 +4,8 @@
 - ranked_traversal_figure: the paper's Fig. 8: each unit's KL next to its latent traversal.
 - kl_training_figure: the paper's Fig. 7: KL per unit / per discrete variable over training with C_z, C_c.
 - azimuth_scatter_figure: the paper's Fig. 9a: inferred value of a unit against the true azimuth.
+- class_usage_figure: per discrete variable, the share of images per argmax class.
+- sweep_figure: metrics of a run's checkpoints against the step.
 - read_training_log: the records of a run's log.jsonl.
 Each figure function writes a PNG to `path` and returns the path.
 """
@@ -148,4 +150,23 @@ def azimuth_scatter_figure(azimuth_deg, values, unit_name: str, r: float, path, 
     ax.set_xlabel("true azimuth (degrees)")
     ax.set_ylabel(f"inferred {unit_name} (posterior mean)")
     ax.set_title(f"{unit_name} vs azimuth: circular-linear correlation R = {r:.3f}", fontsize=9)
+    return _save(fig, path)
+
+
+def class_usage_figure(usage: dict[str, Sequence[float]], information: dict[str, float], threshold: float,
+                       path) -> Path:
+    """One bar chart per discrete variable (name -> usage [K]), the in-use threshold dashed."""
+    if not usage:
+        raise ValueError("usage is empty: no discrete variable")
+    fig = _figure(min(4.0 * len(usage), 14.0), 2.8)
+    for p, (name, u) in enumerate(usage.items()):
+        ax = fig.add_subplot(1, len(usage), p + 1)
+        u = np.asarray(u, dtype=np.float64)
+        ax.bar(range(len(u)), u, color=["tab:orange" if v >= threshold else "lightgray" for v in u])
+        ax.axhline(threshold, color="k", lw=0.8, ls="--")
+        ax.set_xticks(range(len(u)))
+        ax.set_xlabel("class")
+        ax.set_ylabel("share of test images")
+        ax.set_title(f"{name}: {int((u >= threshold).sum())} classes in use, I(x; c) = {information[name]:.2f} nats",
+                     fontsize=9)
     return _save(fig, path)
