@@ -322,3 +322,32 @@ def test_confident_but_uninformative_code_warns(tmp_path, capsys):
     assert d["confident_but_uninformative"] and len(m["warnings"]) == 1
     assert "warning: c0 is confident but uninformative" in capsys.readouterr().err
     assert all(v["information"] == pytest.approx(0.0, abs=1e-9) for v in m["factor_information"]["c0"].values())
+
+
+def test_sweep_evaluates_every_kept_checkpoint(tmp_path, capsys):
+    """A tiny run trained here by the training CLI (bar images), 3 checkpoints kept by --keep-every."""
+    from jointvae_fast.train import main as train_main
+
+    ds = make_dataset(120, seed=10)
+    ds.train = make_dataset(256, seed=11).test
+    run = tmp_path / "run"
+    assert train_main(["--dataset", "mnist", "--cont", "3", "--disc", "3", "--batch-size", "16", "--steps", "6",
+                       "--save-every", "2", "--keep", "1", "--keep-every", "2", "--log-every", "2", "--no-images",
+                       "--out", str(run)], dataset=ds) == 0
+    out = tmp_path / "sweep"
+    assert evaluate_main(["--sweep", str(run), "--out", str(out), "--no-progress"], dataset=ds) == 0
+    result = json.loads((out / "sweep.json").read_text())
+    assert [r["step"] for r in result["checkpoints"]] == [2, 4, 6] and (out / "sweep.png").stat().st_size > 0
+    assert not (out / "metrics.json").exists()  # metrics only, no report
+    # each record is what a full evaluation of that checkpoint reports
+    one = tmp_path / "one"
+    assert evaluate_main([str(run / "checkpoints" / "step-00000004.pt"), "--out", str(one), "--no-progress"],
+                         dataset=ds) == 0
+    m, rec = json.loads((one / "metrics.json").read_text()), result["checkpoints"][1]
+    assert rec["recon_nll"] == pytest.approx(m["recon_nll"], rel=1e-9)
+    assert rec["accuracy_hungarian"] == m["accuracy"]["hungarian"] and rec["mig"] == pytest.approx(m["mig"]["mig"])
+    assert rec["information"]["c0"] == pytest.approx(m["discrete_information"]["c0"]["information"], rel=1e-9, abs=1e-12)
+    assert rec["azimuth_r"] == m["azimuth"]["circular_linear_r"]
+    capsys.readouterr()
+    assert evaluate_main(["--sweep", str(run / "checkpoints" / "step-00000004.pt"), "--no-progress"], dataset=ds) == 2
+    assert "--sweep needs a run directory" in capsys.readouterr().err

@@ -170,3 +170,40 @@ def class_usage_figure(usage: dict[str, Sequence[float]], information: dict[str,
         ax.set_title(f"{name}: {int((u >= threshold).sum())} classes in use, I(x; c) = {information[name]:.2f} nats",
                      fontsize=9)
     return _save(fig, path)
+
+
+def _sweep_panels(records: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, list]]]:
+    """(panel title, {series label: values per record}) of the sweep figure, panels with no number dropped."""
+    get = lambda key: [r.get(key) for r in records]  # noqa: E731
+    info_names = list(dict.fromkeys(k for r in records for k in (r.get("information") or {})))
+    panels = [
+        ("type accuracy (Hungarian)", {"accuracy": get("accuracy_hungarian")}),
+        ("MIG", {"MIG": get("mig")}),
+        ("azimuth correlation", {"best unit (R)": get("azimuth_r"), "best pair (|rho|)":
+                                 [None if v is None else abs(v) for v in get("azimuth_pair_rho")]}),
+        ("I(x; c) (nats)", {k: [(r.get("information") or {}).get(k) for r in records] for k in info_names}),
+        ("recon NLL (nats/image)", {"recon NLL": get("recon_nll")}),
+    ]
+    return [(t, {k: v for k, v in s.items() if any(x is not None for x in v)}) for t, s in panels
+            if any(x is not None for v in s.values() for x in v)]
+
+
+def sweep_figure(records: Sequence[dict[str, Any]], path) -> Path:
+    """Metrics of a run's checkpoints (records: step, accuracy_hungarian, mig, azimuth_r, azimuth_pair_rho,
+    information {c<i>: nats}, recon_nll; None where absent) against the step, one panel per metric."""
+    panels = _sweep_panels(records)
+    if not panels:
+        raise ValueError("records hold no metric to plot")
+    steps = np.array([np.nan if r.get("step") is None else r["step"] for r in records], dtype=np.float64)
+    fig = _figure(3.2 * len(panels), 2.9)
+    for p, (title, series) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), p + 1)
+        for label, values in series.items():
+            y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            ax.plot(steps, y, marker="o", ms=3, lw=1.2, label=label)
+        ax.set_xlabel("step")
+        ax.set_title(title, fontsize=9)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
