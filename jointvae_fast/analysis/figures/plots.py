@@ -166,7 +166,8 @@ def class_usage_figure(usage: dict[str, Sequence[float]], information: dict[str,
         ax.axhline(threshold, color="k", lw=0.8, ls="--")
         ax.set_xticks(range(len(u)))
         ax.set_xlabel("class")
-        ax.set_ylabel("share of test images")
+        if p == 0:
+            ax.set_ylabel("share of test images")
         ax.set_title(f"{name}: {int((u >= threshold).sum())} classes in use, I(x; c) = {information[name]:.2f} nats",
                      fontsize=9)
     return _save(fig, path)
@@ -177,7 +178,7 @@ def _sweep_panels(records: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str
     get = lambda key: [r.get(key) for r in records]  # noqa: E731
     info_names = list(dict.fromkeys(k for r in records for k in (r.get("information") or {})))
     panels = [
-        ("type accuracy (Hungarian)", {"accuracy": get("accuracy_hungarian")}),
+        ("accuracy vs labels (Hungarian)", {"accuracy": get("accuracy_hungarian")}),
         ("MIG", {"MIG": get("mig")}),
         ("azimuth correlation", {"best unit (R)": get("azimuth_r"), "best pair (|rho|)":
                                  [None if v is None else abs(v) for v in get("azimuth_pair_rho")]}),
