@@ -1,4 +1,4 @@
-"""The baseline to beat: a training step written the way the paper's reference implementation does it.
+"""The baseline to beat: a training step written the way the paper's published code does it.
 
 Same network as jointvae_fast.model.JointVAE (Appendix B), but built and trained in the style of
 github.com/Schlumberger/joint-vae (written here from its description, nothing copied):
@@ -19,7 +19,7 @@ github.com/Schlumberger/joint-vae (written here from its description, nothing co
 - images from a torch DataLoader over per-sample tensors (a Dataset whose __getitem__ returns
   one float image in [0, 1] and a label, collated by the default collate).
 
-Its parameter names are the reference implementation's, so `jointvae_fast.paper_checkpoints.model_from_state_dict`
+Its parameter names are those of the paper's published code, so `jointvae_fast.paper_checkpoints.model_from_state_dict`
 maps a baseline's weights onto our JointVAE (tests/test_baseline.py relies on that).
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ HIDDEN = 256
 FEATURES = (64, 4, 4)
 
 
-class ReferenceStyleVAE(nn.Module):
-    """ReferenceStyleVAE(img_size=(C, H, W), cont=D, disc=[K_1, ...], temperature=tau); H == W in {32, 64}."""
+class PaperStyleVAE(nn.Module):
+    """PaperStyleVAE(img_size=(C, H, W), cont=D, disc=[K_1, ...], temperature=tau); H == W in {32, 64}."""
 
     def __init__(self, img_size, cont: int, disc: Sequence[int] = (), temperature: float = 0.67):
         super().__init__()
@@ -116,13 +116,13 @@ class ReferenceStyleVAE(nn.Module):
 
 
 class BaselineTrainer:
-    """One reference-style training step per call: `trainer.step(x)` -> loss as a Python float (a host sync).
+    """One paper-style training step per call: `trainer.step(x)` -> loss as a Python float (a host sync).
 
     cont_capacity / disc_capacity: (c_min, c_max, num_iters, gamma) tuples, or None for a model
     without that part of the latent.
     """
 
-    def __init__(self, model: ReferenceStyleVAE, optimizer, cont_capacity=None, disc_capacity=None):
+    def __init__(self, model: PaperStyleVAE, optimizer, cont_capacity=None, disc_capacity=None):
         self.model = model
         self.optimizer = optimizer
         self.cont_capacity = cont_capacity
@@ -194,7 +194,7 @@ def baseline_loader(images: torch.Tensor, batch_size: int, seed: int = 0) -> tor
 
 def make_baseline(img_size, cont, disc, lr, cont_capacity, disc_capacity, device="cpu", temperature=0.67):
     """(model, BaselineTrainer) on `device`, Adam(lr) with torch defaults otherwise."""
-    model = ReferenceStyleVAE(img_size, cont, disc, temperature).to(device)
+    model = PaperStyleVAE(img_size, cont, disc, temperature).to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     return model, BaselineTrainer(model, optimizer, cont_capacity, disc_capacity)

@@ -1,4 +1,4 @@
-"""Throughput report of jointvae_fast: training steps vs the reference-style baseline, the compute floor, the fused ops.
+"""Throughput report of jointvae_fast: training steps vs the paper-style baseline, the compute floor, the fused ops.
 
     python benchmarks/run.py                      # every suite that fits this machine (a few minutes), one table
     python benchmarks/run.py --suite train --size 64 --batch-size 64 --json out.json

@@ -1,11 +1,11 @@
-"""Train suite: images per second of a full training step, reference-style baseline vs our fast path.
+"""Train suite: images per second of a full training step, paper-style baseline vs our fast path.
 
 A step is everything a training run does per batch: getting the batch, forward, loss, backward,
 optimizer step.
 - baseline (benchmarks/baseline.py): DataLoader over per-sample tensors, noise drawn on the CPU,
   sigmoid + binary_cross_entropy, ~10-op Gumbel-Softmax, torch.optim.Adam defaults, loss.item() per step.
 - fast (what `train` uses): the images resident on the device as uint8 and gathered there in the loop's
-  seeded order (jointvae_fast.training.loop.TrainImages), TrainStep + make_optimizer defaults (fused ops,
+  seeded order (jointvae_fast.training.batches.TrainImages), TrainStep + make_optimizer defaults (fused ops,
   fused Adam, channels_last and the allocator setting on CPU, CUDA graph on CUDA), each step's loss
   terms appended to a device buffer as the loop does, no host sync until the end.
 
@@ -66,7 +66,7 @@ def _images(size: int, n: int):
 
 def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
                     tuned_allocator: bool = False) -> tuple[float, float, str]:
-    """(img per wall second, img per CPU second of this process, step mode) of `steps` reference-style steps
+    """(img per wall second, img per CPU second of this process, step mode) of `steps` paper-style steps
     after `warmup` untimed ones (optionally with the fast path's
     allocator setting, to show how much of the difference that setting alone makes)."""
     import torch
@@ -106,7 +106,7 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
     """
     import torch
 
-    from jointvae_fast.training.loop import TrainImages, epoch_permutation
+    from jointvae_fast.training.batches import TrainImages, epoch_permutation
     from jointvae_fast.model import JointVAE
     from jointvae_fast.objective import Capacity, Objective
     from jointvae_fast.training.allocator import tune_cpu_allocator

@@ -1,6 +1,6 @@
-"""The benchmark's reference-style baseline computes the same objective as jointvae_fast (and the NumPy oracle).
+"""The benchmark's paper-style baseline computes the same objective as jointvae_fast (and the NumPy oracle).
 
-Same weights in both (the baseline's state dict, in the reference implementation's key layout, mapped
+Same weights in both (the baseline's state dict, in the key layout of the paper's published code, mapped
 onto our JointVAE by jointvae_fast.paper_checkpoints), the same batch and the same noise (eps, u).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import reference
-from benchmarks.baseline import BaselineTrainer, PerSampleImages, ReferenceStyleVAE, baseline_loader, make_baseline
+from benchmarks.baseline import BaselineTrainer, PerSampleImages, PaperStyleVAE, baseline_loader, make_baseline
 from jointvae_fast import ops
 from jointvae_fast.objective import Capacity, Objective
 from jointvae_fast.paper_checkpoints import model_from_state_dict
@@ -31,7 +31,7 @@ def _images(size, channels=1, seed=0):
 
 def _pair(size, channels=1):
     torch.manual_seed(11)
-    base = ReferenceStyleVAE((channels, size, size), CONT, DISC)
+    base = PaperStyleVAE((channels, size, size), CONT, DISC)
     ours = model_from_state_dict(base.state_dict(), {"cont": CONT, "disc": list(DISC)})
     return base.train(), ours.train()
 
@@ -129,4 +129,4 @@ def test_per_sample_images():
     with pytest.raises(ValueError, match="uint8"):
         PerSampleImages(images.float())
     with pytest.raises(ValueError, match="img_size"):
-        ReferenceStyleVAE((1, 48, 48), 2, [3])
+        PaperStyleVAE((1, 48, 48), 2, [3])

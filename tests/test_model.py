@@ -1,4 +1,4 @@
-"""JointVAE: shapes for every preset, input validation, and the reference implementation's key layout."""
+"""JointVAE: shapes for every preset, input validation, and the key layout of the paper's published code."""
 from pathlib import Path
 
 import pytest
@@ -95,11 +95,11 @@ def test_cont_only_and_disc_only_models():
     assert out.latent.shape == (2, 4) and out.mu.shape == (2, 0)
 
 
-# ------------------------------------------------ the paper's reference implementation's key layout
+# ------------------------------------------------ the key layout of the paper's published code
 
 
 def reference_layout(model: JointVAE, generator) -> dict:
-    """A random state dict in the reference implementation's layout for `model`'s architecture."""
+    """A random state dict in the layout of the paper's published code for `model`'s architecture."""
     ours = model.state_dict()
     sd = {k: torch.randn(v.shape, generator=generator) * 0.05 for k, v in ours.items() if not k.startswith("to_posterior")}
     d = model.cont
@@ -121,7 +121,7 @@ def to_our_layout(sd: dict, n_disc: int) -> dict:
 
 
 def reference_encoder(sd: dict, x: torch.Tensor, n_conv: int, n_disc: int):
-    """The reference implementation's encoder, written with F from its state dict: (mu, logvar, [alphas_i])."""
+    """The encoder of the paper's published code, written with F from its state dict: (mu, logvar, [alphas_i])."""
     h = x
     for i in range(n_conv):
         h = F.relu(F.conv2d(h, sd[f"img_to_features.{2 * i}.weight"], sd[f"img_to_features.{2 * i}.bias"], stride=2, padding=1))

@@ -1,4 +1,4 @@
-"""Import of the reference implementation's checkpoints (github.com/Schlumberger/joint-vae).
+"""Import of checkpoints of the paper's published code (github.com/Schlumberger/joint-vae).
 
 The oracle is an independent re-implementation of that network's forward pass
 written here with torch.nn.functional on the raw state dict: encoder convs
@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jointvae_fast.training import checkpoint
 from jointvae_fast.paper_checkpoints import PaperCheckpointError, import_paper_checkpoint, read_paper_checkpoint
 from jointvae_fast.analysis.figures.traversal import mode_latent
 
@@ -29,7 +28,7 @@ def _indices(sd, prefix):
 
 
 def ref_encode(sd, x):
-    """(mu, logvar, [alpha_i]) as the reference VAE.encode computes them."""
+    """(mu, logvar, [alpha_i]) as the paper's VAE.encode computes them."""
     h = x
     for i in _indices(sd, "img_to_features"):
         h = F.relu(F.conv2d(h, sd[f"img_to_features.{i}.weight"], sd[f"img_to_features.{i}.bias"], stride=2, padding=1))
@@ -44,7 +43,7 @@ def ref_encode(sd, x):
 
 
 def ref_decode(sd, latent):
-    """Pixel probabilities as the reference VAE.decode computes them."""
+    """Pixel probabilities as the paper's VAE.decode computes them."""
     h = F.relu(F.linear(latent, sd["latent_to_features.0.weight"], sd["latent_to_features.0.bias"]))
     h = F.relu(F.linear(h, sd["latent_to_features.2.weight"], sd["latent_to_features.2.bias"]))
     h = h.reshape(-1, 64, 4, 4)
@@ -61,7 +60,7 @@ def ref_eval_latent(mu, alphas):
 
 
 def parity(model, sd, x):
-    """Max abs differences (mu, logvar, alphas, decoded random latent, decoded eval latent) ours vs reference."""
+    """Max abs differences (mu, logvar, alphas, decoded random latent, decoded eval latent) ours vs the paper's code."""
     with torch.no_grad():
         mu, logvar, logits = model.encode(x)
         rmu, rlogvar, ralphas = ref_encode(sd, x)
@@ -85,7 +84,7 @@ def _images(img_size, n=16, seed=0):
 def test_fixture_parity(name, img_size, cont, disc):
     folder = FIXTURES / name
     if not (folder / "model.pt").is_file():
-        pytest.skip(f"reference fixtures not available: {folder / 'model.pt'} is absent (../shared not mounted)")
+        pytest.skip(f"paper checkpoint fixtures not available: {folder / 'model.pt'} is absent (../shared not mounted)")
     model, specs = read_paper_checkpoint(folder)
     assert model.img_size == img_size and model.cont == cont and list(model.disc) == disc
     assert specs["dataset"] == name
@@ -100,8 +99,8 @@ def test_fixture_parity(name, img_size, cont, disc):
     assert shapes_only.cont == cont and list(shapes_only.disc) == disc
 
 
-def random_reference_state_dict(img_size, cont, disc, seed=0):
-    """A state dict with the reference VAE's keys and random weights (built without our model)."""
+def random_paper_state_dict(img_size, cont, disc, seed=0):
+    """A state dict with the paper's VAE keys and random weights (built without our model)."""
     g = torch.Generator().manual_seed(seed)
     c, size, _ = img_size
     enc = [c, 32, 32, 64, 64] if size == 64 else [c, 32, 64, 64]
@@ -141,7 +140,7 @@ def _write_legacy(folder, sd, latent_spec=None):
     [((1, 32, 32), 6, [4, 3]), ((3, 64, 64), 5, [2]), ((1, 32, 32), 0, [5]), ((1, 64, 64), 3, [])],
 )
 def test_legacy_random_checkpoint_parity(tmp_path, img_size, cont, disc):
-    sd = random_reference_state_dict(img_size, cont, disc)
+    sd = random_paper_state_dict(img_size, cont, disc)
     spec = {"disc": disc} if cont == 0 else ({"cont": cont} if not disc else {"cont": cont, "disc": disc})
     folder = _write_legacy(tmp_path / "run", sd, spec)
     with open(folder / "model.pt", "rb") as f:
@@ -153,7 +152,7 @@ def test_legacy_random_checkpoint_parity(tmp_path, img_size, cont, disc):
 
 
 def test_bad_state_dict_lists_missing_extra_and_misshaped(tmp_path):
-    sd = random_reference_state_dict((1, 32, 32), 4, [3])
+    sd = random_paper_state_dict((1, 32, 32), 4, [3])
     del sd["fc_log_var.bias"]
     sd["classifier.weight"] = torch.zeros(2, 2)
     sd["features_to_hidden.0.weight"] = torch.zeros(256, 1000)
@@ -167,18 +166,18 @@ def test_bad_state_dict_lists_missing_extra_and_misshaped(tmp_path):
 
 
 def test_specs_disagreeing_with_weights_raise(tmp_path):
-    sd = random_reference_state_dict((1, 32, 32), 4, [3])
+    sd = random_paper_state_dict((1, 32, 32), 4, [3])
     folder = _write_legacy(tmp_path / "r", sd, {"cont": 5, "disc": [3]})
     with pytest.raises(PaperCheckpointError, match="fc_mean.weight: expected \\[5, 256\\], got \\[4, 256\\]"):
         import_paper_checkpoint(folder)
 
 
 def test_unsupported_architecture_and_unreadable_files(tmp_path):
-    sd = random_reference_state_dict((1, 32, 32), 2, [2])
+    sd = random_paper_state_dict((1, 32, 32), 2, [2])
     sd["img_to_features.6.weight"] = sd["img_to_features.8.weight"] = torch.zeros(64, 64, 4, 4)  # 5 convs
     with pytest.raises(PaperCheckpointError, match="conv layers"):
         import_paper_checkpoint(_write_legacy(tmp_path / "a", sd))
-    good = _write_legacy(tmp_path / "b", random_reference_state_dict((1, 32, 32), 2, [2]))
+    good = _write_legacy(tmp_path / "b", random_paper_state_dict((1, 32, 32), 2, [2]))
     data = (good / "model.pt").read_bytes()
     (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(PaperCheckpointError, match="weights_only"):

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from jointvae_fast.training import checkpoint, loop
+from jointvae_fast.training import batches, checkpoint, loop, run_dir
 from jointvae_fast.training.config import SCHEMA
 from jointvae_fast.train import main
 
@@ -68,7 +68,7 @@ def test_end_to_end_run_writes_log_checkpoints_images(tmp_path, capsys):
     # the loss is (recon + capacity loss) / (H*W)
     assert first["loss"] == pytest.approx((first["recon"] + first["capacity_loss"]) / 1024, rel=1e-5)
 
-    kept = loop.list_checkpoints(out)
+    kept = run_dir.list_checkpoints(out)
     assert [s for s, _ in kept] == [8, 10]  # keep 2: steps 4 and 8 saved, 4 pruned, 10 at the end
     ck = checkpoint.load_checkpoint(kept[-1][1])
     assert ck.meta["step"] == 10 and ck.meta["config"]["cont"] == 2 and ck.training["step"] == 10
@@ -136,8 +136,8 @@ def test_exact_resume_matches_one_run(tmp_path, capsys):
     assert main(args(one, "--no-images", steps=13), dataset=ds) == 0
     assert main(args(two, "--no-images", steps=5), dataset=ds) == 0  # stops mid-epoch (8 steps per epoch)
     assert main(["--resume", str(two), "--steps", "13", "--no-images"], dataset=ds) == 0
-    a = checkpoint.read(loop.checkpoint_path(one, 13))
-    b = checkpoint.read(loop.checkpoint_path(two, 13))
+    a = checkpoint.read(run_dir.checkpoint_path(one, 13))
+    b = checkpoint.read(run_dir.checkpoint_path(two, 13))
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     sa, sb = a["training"]["optimizer"]["state"], b["training"]["optimizer"]["state"]
@@ -150,7 +150,7 @@ def test_exact_resume_matches_one_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--resume", str(two), "--no-images"], dataset=ds) == 0  # a finished run: nothing to do
     assert "nothing to do: the run is already at step 13 of 13" in capsys.readouterr().err
-    assert [s for s, _ in loop.list_checkpoints(two)][-1] == 13
+    assert [s for s, _ in run_dir.list_checkpoints(two)][-1] == 13
 
 
 def _step_class(action):
@@ -175,11 +175,11 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(loop, "TrainStep", _step_class(interrupt))
     assert main(args(cut, "--no-images", steps=9), dataset=ds) == 130
     assert "interrupted: checkpoint saved at step 3" in capsys.readouterr().err
-    assert [s for s, _ in loop.list_checkpoints(cut)] == [3]
+    assert [s for s, _ in run_dir.list_checkpoints(cut)] == [3]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     monkeypatch.undo()
     assert main(["--resume", str(cut), "--no-images"], dataset=ds) == 0
-    a, b = params(loop.checkpoint_path(full, 9)), params(loop.checkpoint_path(cut, 9))
+    a, b = params(run_dir.checkpoint_path(full, 9)), params(run_dir.checkpoint_path(cut, 9))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -194,8 +194,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     assert main(args(out, "--log-every", "3", steps=12), dataset=tiny_dataset()) == 1
     err = capsys.readouterr().err
     assert "non-finite loss at step 6" in err and "loss" in err and "step-00000004.pt" in err
-    assert [s for s, _ in loop.list_checkpoints(out)] == [4]
-    good = params(loop.checkpoint_path(out, 4))
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [4]
+    good = params(run_dir.checkpoint_path(out, 4))
     assert all(torch.isfinite(v).all() for v in good.values())
     assert not (out / "samples.png").exists()
 
@@ -235,7 +235,7 @@ def test_lazy_split_trains_like_the_tensor(tmp_path):
     assert main(args(tmp_path / "a", "--no-images"), dataset=ds) == 0
     assert main(args(tmp_path / "b", "--no-images"), dataset=SimpleNamespace(train=lazy, image_size=ds.image_size)) == 0
     assert lazy.calls == 6
-    a, b = params(loop.checkpoint_path(tmp_path / "a", 6)), params(loop.checkpoint_path(tmp_path / "b", 6))
+    a, b = params(run_dir.checkpoint_path(tmp_path / "a", 6)), params(run_dir.checkpoint_path(tmp_path / "b", 6))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    sub = loop.limit_images(lazy, 10, seed=0)
-    assert torch.equal(sub, loop.limit_images(ds.train, 10, seed=0)) and sub.shape == (10, 1, 32, 32)
+    sub = batches.limit_images(lazy, 10, seed=0)
+    assert torch.equal(sub, batches.limit_images(ds.train, 10, seed=0)) and sub.shape == (10, 1, 32, 32)

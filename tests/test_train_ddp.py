@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import torch
 import torch.multiprocessing as mp
 
-from jointvae_fast.training import checkpoint, loop
+from jointvae_fast.training import batches, checkpoint, loop, run_dir
 from jointvae_fast.model import JointVAE
 from jointvae_fast.training.config import resolve_config
 
@@ -90,12 +90,12 @@ def single_process_reference(config):
     init = {k: v.detach().clone() for k, v in model.state_dict().items()}
     optimizer = loop.make_optimizer(model, config["lr"])
     objective = loop.make_objective(config, model)
-    gens = [torch.Generator().manual_seed(loop.derive_seed("sampling", SEED, r)) for r in range(2)]
+    gens = [torch.Generator().manual_seed(batches.derive_seed("sampling", SEED, r)) for r in range(2)]
     step_fn = loop.TrainStep(model, optimizer, objective, forward=SplitForward(model, gens))
     spe = data.shape[0] // 16
     for step in range(1, STEPS + 1):
         epoch, pos = divmod(step - 1, spe)
-        perm = loop.epoch_permutation(data.shape[0], SEED, epoch, torch.device("cpu"))
+        perm = batches.epoch_permutation(data.shape[0], SEED, epoch, torch.device("cpu"))
         x = data[perm[pos * 16 : (pos + 1) * 16]].float() / 255
         step_fn(x, step)
     return model.state_dict(), init
@@ -122,7 +122,7 @@ def test_ddp_gloo_two_ranks_match_single_process(tmp_path):
     # one writer: one log line per log step, a checkpoint with both ranks' sampling states
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 5]
-    ck = checkpoint.load_checkpoint(loop.checkpoint_path(out, STEPS))
+    ck = checkpoint.load_checkpoint(run_dir.checkpoint_path(out, STEPS))
     assert ck.training["world_size"] == 2 and len(ck.training["rng"]["ranks"]) == 2
     assert not torch.equal(ck.training["rng"]["ranks"][0]["sampling"], ck.training["rng"]["ranks"][1]["sampling"])
     for k in ref:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from jointvae_fast.training import checkpoint, loop
+from jointvae_fast.training import checkpoint, run_dir
 from jointvae_fast.train import main
 
 
@@ -30,8 +30,8 @@ def finished_run(tmp_path_factory):
     return out
 
 
-def snapshot(run_dir: Path):
-    return {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+def snapshot(folder: Path):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def test_unknown_dataset_is_a_usage_error(capsys):
@@ -72,7 +72,7 @@ def test_overwrite_starts_over(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main(args(out, "--overwrite", steps=2), dataset=tiny_dataset()) == 0
     assert (out / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
-    assert [s for s, _ in loop.list_checkpoints(out)] == [2]
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [2]
 
 
 def test_resume_without_checkpoint(tmp_path, capsys):
@@ -91,23 +91,23 @@ def test_resume_with_mismatched_shapes(finished_run, capsys):
     err = capsys.readouterr().err
     assert "cont=2" in err and "cont=5" in err
     assert snapshot(finished_run) == before  # config.json, log and checkpoints untouched
-    checkpoint.load_model(loop.checkpoint_path(finished_run, 4))
+    checkpoint.load_model(run_dir.checkpoint_path(finished_run, 4))
 
 
 def test_truncated_checkpoint_falls_back_to_previous(tmp_path, capsys):
     out = tmp_path / "r"
     ds = tiny_dataset()
     assert main(args(out, steps=4), dataset=ds) == 0
-    newest = loop.checkpoint_path(out, 4)
+    newest = run_dir.checkpoint_path(out, 4)
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])
     with pytest.raises(checkpoint.CheckpointError, match="truncated"):
         checkpoint.load_model(newest)
-    checkpoint.load_model(loop.checkpoint_path(out, 2))  # the previous one still loads
+    checkpoint.load_model(run_dir.checkpoint_path(out, 2))  # the previous one still loads
     with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
         assert main(["--resume", str(out), "--steps", "6"], dataset=ds) == 0
     assert "resuming at step 2" in capsys.readouterr().err
-    assert [s for s, _ in loop.list_checkpoints(out)][-1] == 6
+    assert [s for s, _ in run_dir.list_checkpoints(out)][-1] == 6
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]  # the lost steps 3..4 were logged again, not twice
 
@@ -115,7 +115,7 @@ def test_truncated_checkpoint_falls_back_to_previous(tmp_path, capsys):
 def test_resume_when_every_checkpoint_is_unreadable(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(args(out, steps=2), dataset=tiny_dataset()) == 0
-    loop.checkpoint_path(out, 2).write_bytes(b"not a checkpoint")
+    run_dir.checkpoint_path(out, 2).write_bytes(b"not a checkpoint")
     with pytest.warns(UserWarning):
         assert main(["--resume", str(out)], dataset=tiny_dataset()) == 2
     assert "no readable checkpoint" in capsys.readouterr().err

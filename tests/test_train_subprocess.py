@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jointvae_fast.training import checkpoint, loop
+from jointvae_fast.training import checkpoint, run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,8 +55,8 @@ def test_cli_trains_from_files_on_disk(tmp_path):
     assert "step 2/4" in proc.stderr and "finished 4 steps" in proc.stderr
     assert json.loads((out / "run.json").read_text())["image_size"] == [1, 32, 32]  # 28x28 resized to 32x32
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [2, 4]
-    assert [s for s, _ in loop.list_checkpoints(out)] == [2, 4]
-    assert checkpoint.load_model(loop.checkpoint_path(out, 4)).img_size == (1, 32, 32)
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [2, 4]
+    assert checkpoint.load_model(run_dir.checkpoint_path(out, 4)).img_size == (1, 32, 32)
     assert (out / "samples.png").is_file() and (out / "traversal.png").is_file()
 
 
@@ -74,7 +74,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
     assert "on cpu x2" in proc.stderr
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [2, 4]
-    ck = checkpoint.load_checkpoint(loop.checkpoint_path(out, 4))
+    ck = checkpoint.load_checkpoint(run_dir.checkpoint_path(out, 4))
     assert len(ck.training["rng"]["ranks"]) == 2
 
 

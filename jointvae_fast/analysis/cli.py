@@ -24,7 +24,7 @@ Figures (those that apply):
   editing.png             Fig. 9b: original, reconstruction, then each --edit (default: top unit at -2..2)
   azimuth_scatter.png     Fig. 9a: the unit that best predicts azimuth against the true azimuth (factor datasets)
 
-metrics.json fields (null where the data does not allow them): see `METRIC_FIELDS`.
+metrics.json fields (null where the data does not allow them): see `jointvae_fast.analysis.report.METRIC_FIELDS`.
 Definitions: KL per unit/variable as in the training objective (batch mean over
 the test split); a latent is inactive when its KL < --inactive-kl nats
 (default INACTIVE_KL = 0.02).

@@ -7,7 +7,7 @@ orientation 40 (linspace(0, 2*pi, 40), radians) x posX 32 x posY 32 (linspace(0,
 Memory-lean: neither source holds 737,280 x 4096 bytes. The images are an `IndexedImages`:
     len(images) -> 737280;  images.shape -> (737280, 1, 64, 64);  images.image_size -> (1, 64, 64)
     images.gather(indices) -> uint8 [B, 1, 64, 64] (0 or 255) on the indices' device
-The trainer keeps the object and calls gather(idx) per batch (jointvae_fast.training.loop.TrainImages does),
+The trainer keeps the object and calls gather(idx) per batch (jointvae_fast.training.batches.TrainImages does),
 then converts with x.float() / 255. images.to(device) moves the small backing store once.
   - official file: the images are stored bit-packed (np.packbits, 368 MB), cached in <cache>/preprocessed/
     after the first read (which streams the npz in chunks instead of inflating all 2.9 GB at once);

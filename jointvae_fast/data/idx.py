@@ -7,7 +7,7 @@ for every search root (see locations), and directly in data_dir.
 
 Preprocessing: each 28x28 image is resized to 32x32 with PIL's bilinear filter,
 Image.fromarray(img).resize((32, 32), Image.BILINEAR), which is what torchvision's Resize(32) does on a
-PIL image (the paper's reference implementation), so its checkpoints see the input they were trained on.
+PIL image (the paper's published code), so its checkpoints see the input they were trained on.
 
 Download: when the files are not found and download is allowed (download=None tries unless the
 environment variable JOINTVAE_DOWNLOAD is 0/false/no), the .gz files are fetched into

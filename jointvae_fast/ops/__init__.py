@@ -1,4 +1,4 @@
-"""The two fused latent ops of Joint-VAE, and their pure-PyTorch composite twins.
+"""The fused latent ops of Joint-VAE (sampling, KL + capacity, aggregate KL) and their composite twins.
 
 Shapes: mu, logvar [B, D] (D may be 0; None means [B, 0]); logits [B, sum K] (None means [B, 0]);
 disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).

@@ -1,9 +1,13 @@
 """Training: the CLI, its configuration, one optimisation step, the loop, distributed setup, checkpoints.
 
 - cli.py          `python -m jointvae_fast.train`: parse, resolve the config, set up, run the loop
-- config.py       the config schema, defaults and the paper's presets
-- step.py         one optimisation step (eager, optionally replayed as a CUDA graph)
-- loop.py         the training loop: batches, schedules, logging, checkpoints, stop requests
+- config.py       the config schema (from which DEFAULTS and the flags derive) and the paper's presets
+- allocator.py    the CPU allocator setting the CLI makes at its start
+- batches.py      the training images on the device, the seeded batch order, the run's length
+- step.py         one optimisation step (eager); cuda_graph.py replays it as one CUDA graph
+- loop.py         the training loop: schedules, stop requests, log and checkpoint cadence
+- term_log.py     loss terms on the device, flushed to log.jsonl and the progress display
+- run_dir.py      a run directory's files and checkpoints; resuming from them
+- checkpoint.py   our checkpoint file format (atomic save, load)
 - distributed.py  torch.distributed setup and the few collectives the loop needs
-- checkpoint.py   our checkpoint format (atomic save, load)
 """

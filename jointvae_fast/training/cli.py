@@ -9,7 +9,7 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
                       training images, image size, versions, command line; when
                       training ends, step_mode ("cuda-graph" or "eager (why)") and
                       step_modes (each change of mode, with its first step)
-    log.jsonl         one JSON line every --log-every steps (fields: see loop.py)
+    log.jsonl         one JSON line every --log-every steps (fields: see term_log.py)
     checkpoints/step-XXXXXXXX.pt   the last --keep checkpoints (checkpoint.py format,
                       with optimizer, step, RNG states and config for --resume)
     samples.png       64 decoded draws from the prior (at the end)
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -41,18 +40,15 @@ from ..atomic_write import atomic_write_text
 from ..model import JointVAE, validate_image_size
 from . import checkpoint as ckpt
 from .allocator import tune_cpu_allocator
+from .batches import RunLength, TrainImages, derive_seed, limit_images, run_length
 from .checkpoint import CheckpointError
 from .config import ConfigError, add_setting_flags, preset_table, read_config_file, resolve_config
 from .distributed import World, broadcast_from_writer, cleanup, setup
-from .loop import CHECKPOINT_DIR, ResumeError, RunLength, TrainImages, check_resume_shapes, derive_seed, \
-    limit_images, read_latest_checkpoint, run_length, train
+from .loop import train
+from .run_dir import ResumeError, RunDirError, check_resume_shapes, default_out, prepare_run_dir, \
+    read_latest_checkpoint, truncate_log
 
 EXIT_OK, EXIT_NONFINITE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
-
-
-class RunDirError(ValueError):
-    """A run directory that cannot be used as asked."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,38 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 RUN_CONTROL = ("config", "resume", "overwrite", "progress")
-
-
-def default_out(dataset: str) -> str:
-    return str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
-
-
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create `run_dir`; an existing non-empty one is refused unless `overwrite` (then our run files go)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
-                              "--overwrite to start over in it, or another --out")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def truncate_log(log_path: Path, step: int) -> None:
-    """Drop log lines after `step` (progress lost since the checkpoint we resume from)."""
-    if not log_path.is_file():
-        return
-    kept = []
-    for line in log_path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
-    atomic_write_text(log_path, "".join(k + "\n" for k in kept))
 
 
 def load_training_data(config: dict[str, Any], dataset=None):

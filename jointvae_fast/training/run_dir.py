@@ -1,0 +1,188 @@
+"""A run directory: its files, its checkpoints (step-XXXXXXXX.pt), and resuming a run from them.
+
+A checkpoint's `training` part holds the optimizer state, the completed step, the CPU generator's state
+and every rank's sampling-generator (and CUDA generator) state, so that resuming on the same device and
+world size continues bit for bit on the CPU.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic_write import atomic_write_text
+from ..model import JointVAE
+from . import checkpoint as ckpt
+from .batches import derive_seed
+from .distributed import World, gather_to_writer
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
+RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked."""
+
+
+class ResumeError(ValueError):
+    """A run directory that cannot be resumed (no readable checkpoint, shapes that do not match)."""
+
+
+def default_out(dataset: str) -> str:
+    return str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Create `run_dir`; an existing non-empty one is refused unless `overwrite` (then our run files go)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"--out {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
+                              "--overwrite to start over in it, or another --out")
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines after `step` (progress lost since the checkpoint we resume from)."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    atomic_write_text(log_path, "".join(k + "\n" for k in kept))
+
+
+def checkpoint_path(run_dir, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
+    """(step, path) of the run's checkpoint files, oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def read_latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict[str, Any]]:
+    """The newest readable checkpoint of a run (path, raw dict); unreadable newer ones are skipped with a warning."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise ResumeError(f"{run_dir} has no checkpoint to resume from (looked for {Path(run_dir) / CHECKPOINT_DIR}/step-*.pt)")
+    problems = []
+    for _, path in reversed(found):
+        try:
+            obj = ckpt.read(path, map_location)
+            if "training" not in obj:
+                raise ckpt.CheckpointError(f"{path} holds no training state")
+        except (ckpt.CheckpointError, OSError) as e:
+            problems.append(str(e))
+            warnings.warn(f"skipping unreadable checkpoint {path}: {e}", stacklevel=2)
+            continue
+        return path, obj
+    raise ResumeError(f"no readable checkpoint in {run_dir}: " + "; ".join(problems))
+
+
+def prune_checkpoints(run_dir, keep: int) -> None:
+    """Delete all but the `keep` newest checkpoint files."""
+    found = list_checkpoints(run_dir)
+    for _, path in found[: max(0, len(found) - keep)]:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def rank_rng_state(world: World, sampling: torch.Generator) -> dict[str, Any]:
+    state = {"sampling": sampling.get_state(), "sampling_device": sampling.device.type, "cuda": None}
+    if world.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(world.device)
+    return state
+
+
+def check_resume_shapes(obj: dict[str, Any], model: JointVAE, path) -> None:
+    meta = obj["meta"]
+    have = (tuple(meta.get("img_size", ())), meta.get("cont"), tuple(meta.get("disc", ())))
+    want = (tuple(model.img_size), model.cont, tuple(model.disc))
+    if have != want:
+        raise ResumeError(
+            f"checkpoint {path} holds a model with img_size={have[0]}, cont={have[1]}, disc={list(have[2])}, "
+            f"but this run builds img_size={want[0]}, cont={want[1]}, disc={list(want[2])}: "
+            "resume with the run's own settings (drop --cont/--disc/--dataset overrides)"
+        )
+    sd = obj["model"]
+    ours = model.state_dict()
+    bad = [k for k in ours if k not in sd or tuple(sd[k].shape) != tuple(ours[k].shape)]
+    extra = [k for k in sd if k not in ours]
+    if bad or extra:
+        raise ResumeError(f"checkpoint {path} does not match the model: mismatched or missing {bad}, unexpected {extra}")
+
+
+def restore(resume: tuple[Path, dict[str, Any]], model: JointVAE, optimizer: torch.optim.Optimizer,
+            sampling: torch.Generator, world: World, seed: int) -> int:
+    """Load a checkpoint's model, optimizer and RNG states; returns its step. Noise is reseeded (with a
+    warning) when the checkpoint was written by another world size or device type."""
+    path, obj = resume
+    check_resume_shapes(obj, model, path)
+    training = obj["training"]
+    model.load_state_dict(obj["model"])
+    optimizer.load_state_dict(training["optimizer"])
+    start = int(training["step"])
+    torch.set_rng_state(training["rng"]["cpu"])
+    ranks = training["rng"]["ranks"]
+    device = world.device
+    if len(ranks) == world.size and ranks[world.rank]["sampling_device"] == device.type:
+        sampling.set_state(ranks[world.rank]["sampling"])
+        if device.type == "cuda" and ranks[world.rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(ranks[world.rank]["cuda"], device)
+    elif world.is_writer:
+        warnings.warn(
+            f"{path} was written by {len(ranks)} process(es) on {ranks[0]['sampling_device']}; this run has "
+            f"{world.size} on {device.type}: sampling noise is reseeded (training continues, not bit for bit)",
+            stacklevel=2,
+        )
+        sampling.manual_seed(derive_seed("sampling-resumed", seed, world.rank * 1_000_003 + start))
+    return start
+
+
+def save_checkpoint(run_dir: Path, step: int, config: dict[str, Any], model: JointVAE,
+                    optimizer: torch.optim.Optimizer, sampling: torch.Generator, world: World) -> str | None:
+    """Write the checkpoint of `step` (rank 0; a collective), or return why the state is not worth saving."""
+    with torch.no_grad():
+        ok = bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+    if not ok:
+        return f"parameters became non-finite by step {step}"
+    states = gather_to_writer(rank_rng_state(world, sampling), world)
+    if world.is_writer:
+        training = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "rng": {"cpu": torch.get_rng_state(), "ranks": states},
+            "world_size": world.size,
+        }
+        meta = {"preset": config["preset"], "dataset": config["dataset"], "step": step, "config": config}
+        ckpt.save(checkpoint_path(run_dir, step), model, meta=meta, training=training)
+        prune_checkpoints(run_dir, config["keep"])
+    return None
