@@ -13,9 +13,10 @@ disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
         qbar_i = mean_b softmax(logits_b,i);  agg_kl[i] = KL(qbar_i || uniform(K_i)) = sum_k qbar log(K qbar)
         (B >= 1; qbar is not differentiable). kl_disc - agg_kl = the batch information I(b; c) per variable.
 
-All three are differentiable in mu, logvar, logits: C++ autograd kernels (kernels/torch/autograd.cpp) call the
-fused backward ops (no double backward). Fake kernels are registered, so torch.compile(fullgraph=True)
-works; sample_latent is tagged nondeterministic_seeded (never recomputed by the partitioner).
+All three are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
+(kernels/torch/autograd.cpp) call the fused backward ops (no double backward). Fake kernels are registered,
+so torch.compile(fullgraph=True) works; sample_latent is tagged nondeterministic_seeded (never recomputed by
+the partitioner).
 
 Noise. `noise=(eps [B, D], u [B, sum K])` gives it explicitly (u in [2^-126, 1); out-of-range u gives NaN).
 Otherwise the fused op draws Philox4x32-10 noise keyed by (seed, offset) (docs/design.md, "Randomness"): on

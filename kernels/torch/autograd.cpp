@@ -1,6 +1,6 @@
-// Autograd kernels of jointvae::sample_latent, jointvae::kl_capacity_loss and jointvae::aggregate_kl as C++ autograd Functions
-// whose backward calls the fused backward ops. (torch.library.register_autograd does the same from
-// Python but costs ~15 us per call and per backward on CPU: more than the fused ops themselves at B = 64.)
+// Autograd kernels of jointvae::sample_latent, jointvae::kl_capacity_loss and jointvae::aggregate_kl as C++
+// autograd Functions whose backward calls the fused backward ops. (torch.library.register_autograd does the same
+// from Python but costs ~15 us per call and per backward on CPU: more than the fused ops themselves at B = 64.)
 // The backward ops are not differentiable (no double backward).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
