@@ -47,7 +47,7 @@ VARIANTS = ("baseline", "fast")
 ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops", "eager",
              "baseline-tuned-allocator")
 N_IMAGES = 2048
-BASELINE_MODE = "eager (reference-style baseline)"
+BASELINE_MODE = "eager (paper-style baseline)"
 
 
 def _sync(device):

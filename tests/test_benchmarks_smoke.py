@@ -30,7 +30,7 @@ def test_run_py_train_suite_smoke(tmp_path):
     assert (row["device"], row["size"], row["batch"]) == ("cpu", 32, 4)
     assert row["baseline_img_s"] > 0 and row["fast_img_s"] > 0
     assert abs(row["ratio"] - row["fast_img_s"] / row["baseline_img_s"]) < 1e-9
-    assert (row["baseline_step_mode"], row["fast_step_mode"]) == ("eager (reference-style baseline)", "eager (cpu)")
+    assert (row["baseline_step_mode"], row["fast_step_mode"]) == ("eager (paper-style baseline)", "eager (cpu)")
     floor = data["floor"]["cpu"]["32"]
     assert floor["floor_img_per_s"] > 0 and floor["matmul_gflops"] > 0
 
