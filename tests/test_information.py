@@ -55,6 +55,19 @@ def test_random_cases_match_scipy_and_the_kl_decomposition(seed):
     assert r.classes_in_use == int((counts / m >= USAGE_THRESHOLD).sum())
 
 
+def test_agrees_with_the_reference_batch_formulas():
+    """The oracle's batch decomposition (reference/information.py) on several variables at once."""
+    import reference
+
+    rng = np.random.default_rng(11)
+    dims = [3, 10, 2]
+    logits = rng.normal(0, 3, (64, sum(dims)))
+    blocks = np.split(logits, np.cumsum(dims)[:-1], axis=1)
+    ours = [code_information(b) for b in blocks]
+    np.testing.assert_allclose([r.information for r in ours], reference.batch_information(logits, dims), rtol=1e-9)
+    np.testing.assert_allclose([r.aggregate_kl for r in ours], reference.kl_aggregate(logits, dims), rtol=1e-9)
+
+
 def test_classes_in_use_threshold_is_one_percent():
     # 1000 images: class 0 holds 985, class 1 ten (1.0%), class 2 five (0.5%)
     logits = np.zeros((1000, 3))

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .mig import entropy
+
 USAGE_THRESHOLD = 0.01  # a class is in use when at least this share of the images has it as argmax
 AZIMUTH_BINS = 12  # equal bins over the circle (30 degrees each)
 QUANTILE_BINS = 10  # continuous factors: quantile bins (equal counts)
@@ -104,8 +106,7 @@ def factor_information(probs, codes: dict[str, np.ndarray]) -> dict[str, dict[st
     """Per factor (name -> codes [M] from `factor_codes`): I(c; f), H(f) and I(c; f) / H(f) (None when H(f) = 0)."""
     out = {}
     for name, f in codes.items():
-        counts = np.bincount(np.unique(f, return_inverse=True)[1].reshape(-1)) / len(f)
-        h = float(_entropy_rows(counts))
+        h = entropy(f)
         mi = grouped_information(probs, f)
         out[name] = {"information": mi, "factor_entropy": h, "normalized": mi / h if h > 0 else None}
     return out
