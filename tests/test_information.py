@@ -105,6 +105,9 @@ def test_factor_codes():
     deg = np.array([0.0, 29.9, 30.0, 359.9, 360.0, -15.0, 180.0])
     assert factor_codes(deg, circular=True).tolist() == [0, 0, 1, 11, 0, 11, 6]
     assert factor_codes(np.deg2rad(deg), circular=True).tolist() == [0, 0, 1, 11, 0, 11, 6]
+    assert factor_codes(np.arange(0, 360, 15), circular=True).tolist() == [b for b in range(12) for _ in (0, 1)]
+    assert factor_codes(np.array(["a", "b", "a"])).tolist() == [0, 1, 0]
+    assert factor_codes(np.arange(100)).tolist() == list(range(100))  # integers: as they are
     assert factor_codes(np.array([5, 3, 5, 9])).tolist() == [1, 0, 1, 2]
     assert factor_codes(np.array([20.0, 30.0, 20.0])).tolist() == [0, 1, 0]  # few values: as is
     v = np.random.default_rng(3).normal(size=1000)

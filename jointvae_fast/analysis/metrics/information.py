@@ -84,21 +84,20 @@ def confident_but_uninformative(kl: float, information: float) -> bool:
 
 
 def factor_codes(values, circular: bool = False) -> np.ndarray:
-    """A factor as discrete codes [M]: integer (or bool) factors as is; a circular one (degrees if any
-    |value| > 2 pi, else radians) in AZIMUTH_BINS equal bins over the circle; other continuous ones with at most
-    QUANTILE_BINS distinct values as is, else in QUANTILE_BINS quantile bins."""
+    """A factor as discrete codes [M]: a circular one (degrees if any |value| > 2 pi, else radians) in
+    AZIMUTH_BINS equal bins over the circle; integer, bool or non-numeric factors, and others with at most
+    QUANTILE_BINS distinct values, as they are; other (continuous) ones in QUANTILE_BINS quantile bins."""
     v = np.asarray(values)
     if v.ndim != 1:
         raise ValueError(f"a factor must be 1-D, got shape {v.shape}")
-    if np.issubdtype(v.dtype, np.integer) or v.dtype == np.bool_:
-        return np.unique(v, return_inverse=True)[1].reshape(-1)
-    v = v.astype(np.float64)
-    if circular:
+    as_is = np.unique(v, return_inverse=True)[1].reshape(-1)
+    if circular and np.issubdtype(v.dtype, np.number):
+        v = v.astype(np.float64)
         turn = 360.0 if np.abs(v).max() > 2 * np.pi + 1e-6 else 2 * np.pi
         return np.floor(np.mod(v, turn) / turn * AZIMUTH_BINS).astype(np.int64) % AZIMUTH_BINS
-    if np.unique(v).size <= QUANTILE_BINS:
-        return np.unique(v, return_inverse=True)[1].reshape(-1)
-    edges = np.quantile(v, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1])
+    if not np.issubdtype(v.dtype, np.floating) or as_is.max() < QUANTILE_BINS:
+        return as_is
+    edges = np.quantile(v.astype(np.float64), np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1])
     return np.searchsorted(edges, v, side="right")
 
 
