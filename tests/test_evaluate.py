@@ -348,6 +348,7 @@ def test_sweep_evaluates_every_kept_checkpoint(tmp_path, capsys):
     assert rec["accuracy_hungarian"] == m["accuracy"]["hungarian"] and rec["mig"] == pytest.approx(m["mig"]["mig"])
     assert rec["information"]["c0"] == pytest.approx(m["discrete_information"]["c0"]["information"], rel=1e-9, abs=1e-12)
     assert rec["azimuth_r"] == m["azimuth"]["circular_linear_r"]
+    assert rec["factor_accuracy"] == {"chair_type": m["factor_accuracy"]["chair_type"]["hungarian"]}
     capsys.readouterr()
     assert evaluate_main(["--sweep", str(run / "checkpoints" / "step-00000004.pt"), "--no-progress"], dataset=ds) == 2
     assert "--sweep needs a run directory" in capsys.readouterr().err

@@ -27,8 +27,9 @@ Figures (those that apply):
   class_usage.png         per discrete variable: share of test images per argmax class (classes in use: >= 1%)
 
 --sweep RUN_DIR evaluates every checkpoint kept in RUN_DIR/checkpoints (train with --keep-every N), metrics
-only, and writes sweep.json (one summary per checkpoint) and sweep.png (accuracy, MIG, azimuth correlation,
-I(x; c) and recon NLL against the step) into the report folder.
+only, and writes sweep.json (one summary per checkpoint) and sweep.png (accuracy against the labels, else
+against the first discrete factor (the chairs' type), MIG, azimuth correlation, I(x; c) and recon NLL against
+the step) into the report folder.
 
 metrics.json fields (null where the data does not allow them): see `jointvae_fast.analysis.report.METRIC_FIELDS`.
 Definitions: KL per unit/variable as in the training objective (batch mean over

@@ -24,6 +24,7 @@ def sweep_record(m: dict[str, Any]) -> dict[str, Any]:
     return {
         "step": m["step"], "recon_nll": m["recon_nll"], "kl_cont_sum": m["kl_cont_sum"], "kl_disc": m["kl_disc"],
         "accuracy_hungarian": m["accuracy"]["hungarian"] if m["accuracy"] else None,
+        "factor_accuracy": {k: v["hungarian"] for k, v in (m["factor_accuracy"] or {}).items()},
         "mig": mig.get("mig"), "azimuth_r": az.get("circular_linear_r"),
         "azimuth_pair_rho": az.get("pair_circular_correlation"),
         "information": {k: v["information"] for k, v in info.items()},

@@ -177,8 +177,11 @@ def _sweep_panels(records: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str
     """(panel title, {series label: values per record}) of the sweep figure, panels with no number dropped."""
     get = lambda key: [r.get(key) for r in records]  # noqa: E731
     info_names = list(dict.fromkeys(k for r in records for k in (r.get("information") or {})))
+    first_factor = next(iter(records[0].get("factor_accuracy") or {}), None)  # e.g. the chairs' type
+    accuracy = ({"labels": get("accuracy_hungarian")} if records[0].get("accuracy_hungarian") is not None else
+                {first_factor: [(r.get("factor_accuracy") or {}).get(first_factor) for r in records]})
     panels = [
-        ("accuracy vs labels (Hungarian)", {"accuracy": get("accuracy_hungarian")}),
+        ("accuracy of c (Hungarian)", accuracy),
         ("MIG", {"MIG": get("mig")}),
         ("azimuth correlation", {"best unit (R)": get("azimuth_r"), "best pair (|rho|)":
                                  [None if v is None else abs(v) for v in get("azimuth_pair_rho")]}),
@@ -190,8 +193,9 @@ def _sweep_panels(records: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str
 
 
 def sweep_figure(records: Sequence[dict[str, Any]], path) -> Path:
-    """Metrics of a run's checkpoints (records: step, accuracy_hungarian, mig, azimuth_r, azimuth_pair_rho,
-    information {c<i>: nats}, recon_nll; None where absent) against the step, one panel per metric."""
+    """Metrics of a run's checkpoints (records: step, accuracy_hungarian, factor_accuracy {factor: value}, mig,
+    azimuth_r, azimuth_pair_rho, information {c<i>: nats}, recon_nll; None where absent) against the step, one
+    panel per metric; the accuracy is against the labels, else against the first discrete factor."""
     panels = _sweep_panels(records)
     if not panels:
         raise ValueError("records hold no metric to plot")
@@ -204,7 +208,7 @@ def sweep_figure(records: Sequence[dict[str, Any]], path) -> Path:
             ax.plot(steps, y, marker="o", ms=3, lw=1.2, label=label)
         ax.set_xlabel("step")
         ax.set_title(title, fontsize=9)
-        if len(series) > 1:
+        if len(series) > 1 or title.startswith("accuracy"):
             ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
