@@ -46,7 +46,7 @@ from . import checkpoint as ckpt
 from .allocator import tune_cpu_allocator
 from .batches import RunLength, TrainImages, derive_seed, limit_images, run_length
 from .config import add_setting_flags, preset_table, read_config_file, resolve_config
-from .distributed import World, broadcast_from_writer, cleanup, setup
+from .distributed import World, broadcast_from_writer, cleanup, setup, wait_for_all
 from .loop import train
 from .run_dir import ResumeError, RunDirError, check_resume_shapes, check_run_dir, default_out, prepare_run_dir, \
     read_latest_checkpoint, remove_stale_temporaries, truncate_log
@@ -274,7 +274,9 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         try:
             config, resume_dir = resolve_run_config(flags, control)
             world = start_process(config)
-            return run(config, control, resume_dir, world, argv, dataset)
+            status = run(config, control, resume_dir, world, argv, dataset)
+            wait_for_all(world)
+            return status
         except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
             print("\naborted by Ctrl-C (checkpoints written before remain)", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED
