@@ -70,8 +70,12 @@ setup(
     description="Joint-VAE (Dupont 2018) with fused CUDA/CPU kernels, a NumPy reference, and benchmarks",
     python_requires=">=3.10",
     packages=find_packages(include=["jointvae_fast", "jointvae_fast.*"]),
+    # the explorer's page and the pretrained model folders (model.pt, card.md, metrics.json) ship in the package
+    package_data={"jointvae_fast.explore": ["static/*"], "jointvae_fast.pretrained": ["models/*.md", "models/*/*"]},
     install_requires=["torch>=2.4", "numpy", "scipy", "tqdm", "pillow", "matplotlib", "ninja"],
-    extras_require={"test": ["pytest", "hypothesis", "pybind11"]},
+    # pybind11: the CUDA-emulation tests' binding; selenium drives Debian's chromium + chromedriver in the
+    # explorer's browser test (skips without them)
+    extras_require={"test": ["pytest", "hypothesis", "pybind11", "selenium>=4.11"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -1,7 +1,15 @@
 """Eq. 7 of the paper: reconstruction + gamma_z*|KL_z - C_z| + gamma_c*|KL_c - C_c|.
 
 The per-unit KLs and both capacity terms come from the fused op
-`ops.kl_capacity_loss`; reconstruction is Bernoulli on decoder logits (BCE with
+`ops.kl_capacity_loss`. With `disc_capacity_on="information"` (issue 13's
+variant, opt-in) the discrete term is instead
+    gamma_c * |sum_i I_i - C_c| + lambda_agg * sum_i A_i,
+I_i = KL_i - A_i the batch information and A_i = KL(qbar_i || uniform) the
+aggregate posterior's KL (`ops.aggregate_kl`), since the batch-mean KL
+decomposes as KL_i = I_i + A_i and Eq. 7 can meet C_c through A_i alone
+(confident but uninformative codes). lambda_agg defaults to gamma_c: then the
+variant equals Eq. 7 wherever I >= C_c, and below C_c it penalises A instead
+of rewarding it. Reconstruction is Bernoulli on decoder logits (BCE with
 logits: the paper's sigmoid + BCE without its overflow), summed over pixels per
 image and averaged over the batch. As in the paper's published
 implementation, the differentiated value is divided by H*W so that its
@@ -48,6 +56,9 @@ def max_discrete_capacity(disc_dims: Sequence[int]) -> float:
     return float(sum(math.log(k) for k in disc_dims))
 
 
+DISC_CAPACITY_ON = ("kl", "information")
+
+
 class LossTerms(NamedTuple):
     """Terms of the objective for one batch (tensors; nothing here syncs with the host)."""
 
@@ -58,6 +69,23 @@ class LossTerms(NamedTuple):
     kl_disc: torch.Tensor  # [V]
     c_cont: float  # C_z (a device scalar only inside a CUDA graph capture)
     c_disc: float  # C_c
+    info_disc: torch.Tensor  # [V], I_i = KL_i - A_i, the batch estimate of I(x; c_i) (both modes)
+    agg_kl_disc: torch.Tensor  # [V], A_i = KL(qbar_i || uniform(K_i)) (both modes)
+    class_counts: torch.Tensor  # [sum K], images of the batch whose argmax of q(c_i|x) is each class
+
+
+def information_capacity_term(kl_disc: torch.Tensor, agg_kl_disc: torch.Tensor, c_disc, gamma: float,
+                              aggregate_weight: float) -> torch.Tensor:
+    """The variant's discrete term: gamma |sum_i (KL_i - A_i) - C_c| + aggregate_weight sum_i A_i. [V], [V] -> []."""
+    return gamma * ((kl_disc - agg_kl_disc).sum() - c_disc).abs() + aggregate_weight * agg_kl_disc.sum()
+
+
+def argmax_class_counts(logits: torch.Tensor, disc_dims: Sequence[int]) -> torch.Tensor:
+    """[B, sum K] -> [sum K]: per discrete variable, how many rows have each class as their argmax."""
+    with torch.no_grad():  # a comparison, not bincount/one_hot: no host sync, capturable in a CUDA graph
+        counts = [(lb.argmax(dim=1, keepdim=True) == torch.arange(k, device=lb.device)).sum(dim=0)
+                  for lb, k in zip(torch.split(logits, list(disc_dims), dim=1), disc_dims)]
+    return torch.cat(counts).to(logits.dtype) if counts else logits.new_zeros(0)
 
 
 def bernoulli_nll(x: torch.Tensor, x_logits: torch.Tensor) -> torch.Tensor:
@@ -72,13 +100,30 @@ class Objective:
     """Eq. 7 with its settings bound: `Objective(...)(x, out, step)` -> LossTerms.
 
     out is a model.JointVAEOutput (anything with x_logits [B, C, H, W], mu, logvar [B, D], logits [B, sum K]).
-    A capacity of None drops that term.
+    A capacity of None drops that term. disc_capacity_on: "kl" (Eq. 7) or "information" (module docstring);
+    disc_aggregate_weight: lambda_agg of the information mode (None: gamma_c).
     """
 
     disc_dims: tuple[int, ...]
     cont_capacity: Capacity | None
     disc_capacity: Capacity | None
     recon_weight: float = 1.0
+    disc_capacity_on: str = "kl"
+    disc_aggregate_weight: float | None = None
+
+    def __post_init__(self):
+        if self.disc_capacity_on not in DISC_CAPACITY_ON:
+            raise ValueError(f"disc_capacity_on must be one of {DISC_CAPACITY_ON}, got {self.disc_capacity_on!r}")
+        w = self.disc_aggregate_weight
+        if w is not None and not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"disc_aggregate_weight must be a finite number >= 0, got {w!r}")
+
+    @property
+    def aggregate_weight(self) -> float:
+        """lambda_agg: disc_aggregate_weight, or gamma_c when it is None (0 without a discrete capacity)."""
+        if self.disc_capacity is None:
+            return 0.0
+        return self.disc_capacity.gamma if self.disc_aggregate_weight is None else float(self.disc_aggregate_weight)
 
     def capacities(self, step: int) -> tuple[float, float]:
         """(C_z(step), C_c(step)) as Python floats; C_c is capped at sum_i log K_i; an absent term gives 0."""
@@ -102,17 +147,34 @@ class Objective:
             raise ValueError(f"x has shape {tuple(x.shape)} but x_logits has {tuple(out.x_logits.shape)}")
         g_cont = self.cont_capacity.gamma if self.cont_capacity is not None else 0.0
         g_disc = self.disc_capacity.gamma if self.disc_capacity is not None else 0.0
+        information = self.disc_capacity_on == "information" and self.disc_capacity is not None
+        g_fused = 0.0 if information else g_disc  # the information mode forms its discrete term below
         if isinstance(c_cont, torch.Tensor) or isinstance(c_disc, torch.Tensor):
             _, kl_cont, kl_disc = ops.kl_capacity_loss(out.mu, out.logvar, out.logits, self.disc_dims,
                                                        0.0, 0.0, 0.0, 0.0)
-            cap_loss = ops.composite.capacity_loss(kl_cont, kl_disc, c_cont, c_disc, g_cont, g_disc)
+            cap_loss = ops.composite.capacity_loss(kl_cont, kl_disc, c_cont, c_disc, g_cont, g_fused)
         else:
             cap_loss, kl_cont, kl_disc = ops.kl_capacity_loss(
-                out.mu, out.logvar, out.logits, self.disc_dims, c_cont, c_disc, g_cont, g_disc
+                out.mu, out.logvar, out.logits, self.disc_dims, c_cont, c_disc, g_cont, g_fused
             )
+        agg_kl = self._aggregate_kl(out.logits, differentiable=information)
+        if information:
+            cap_loss = cap_loss + information_capacity_term(kl_disc, agg_kl, c_disc, g_disc, self.aggregate_weight)
         recon = bernoulli_nll(x, out.x_logits)
         total = (recon * self.recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
-        return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc)
+        return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc, (kl_disc - agg_kl).detach(),
+                         agg_kl.detach(), argmax_class_counts(out.logits.detach(), self.disc_dims))
+
+    def _aggregate_kl(self, logits: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        """A_i [V] (`ops.aggregate_kl`); outside the graph unless the information mode differentiates it."""
+        from . import ops
+
+        if not self.disc_dims:
+            return logits.new_zeros(0)
+        if differentiable:
+            return ops.aggregate_kl(logits, self.disc_dims)[0]
+        with torch.no_grad():
+            return ops.aggregate_kl(logits.detach(), self.disc_dims)[0]
 
     def __call__(self, x: torch.Tensor, out, step: int) -> LossTerms:
         return self.at_capacities(x, out, *self.capacities(step))
@@ -129,7 +191,10 @@ def jointvae_loss(
     cont_capacity: Capacity | None,
     disc_capacity: Capacity | None,
     recon_weight: float = 1.0,
+    disc_capacity_on: str = "kl",
+    disc_aggregate_weight: float | None = None,
 ) -> LossTerms:
-    """Eq. 7 for one batch at optimizer step `step`: `Objective` as a function of the tensors."""
+    """Eq. 7 (or its information variant) for one batch at optimizer step `step`: `Objective` as a function."""
     out = SimpleNamespace(x_logits=x_logits, mu=mu, logvar=logvar, logits=logits)
-    return Objective(tuple(disc_dims), cont_capacity, disc_capacity, recon_weight)(x, out, step)
+    return Objective(tuple(disc_dims), cont_capacity, disc_capacity, recon_weight, disc_capacity_on,
+                     disc_aggregate_weight)(x, out, step)

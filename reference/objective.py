@@ -6,10 +6,18 @@ total = (recon_weight * recon + cap_loss_cont + cap_loss_disc) / (H * W)
   cap_loss_disc = gamma_c * |sum_i kl_disc[i] - C_disc|,  C_disc = capacity(step, *disc_capacity[:3],
                                                                    cap=sum_i log K_i)
 A capacity spec of None removes that term entirely (c = 0, loss 0, no gradient).
+
+disc_capacity_on="information" (issue 13's variant) replaces the discrete term by
+  cap_loss_disc = gamma_c * |sum_i info_disc[i] - C_disc| + lambda_agg * sum_i agg_kl_disc[i]
+with info_disc = batch_information (I_i) and agg_kl_disc = kl_aggregate (A_i = KL(qbar || p)), so that
+kl_disc = info_disc + agg_kl_disc (reference/information.py); lambda_agg = disc_aggregate_weight, gamma_c when
+None. With lambda_agg = gamma_c the variant equals Eq. 7 wherever I >= C_c, and below the capacity it penalises
+the aggregate KL instead of rewarding it.
 """
 from .array_namespace import array_namespace
 from .capacity import capacity
 from .categorical import kl_categorical, kl_categorical_vjp
+from .information import batch_information, batch_information_vjp, kl_aggregate, kl_aggregate_vjp
 from .latent import _parts, theoretical_max_disc_capacity
 from .normal import kl_normal, kl_normal_vjp
 from .reconstruction import bernoulli_nll, bernoulli_nll_vjp
@@ -39,6 +47,39 @@ def _inputs(x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, dis
     return xp, x, x_logits, mu, logvar, logits, dims, step, cont, disc, recon_weight, had_mu, had_logits
 
 
+DISC_CAPACITY_ON = ("kl", "information")
+
+
+def _disc_mode(disc_capacity_on, disc_aggregate_weight, disc):
+    """(mode, lambda_agg): the validated mode and the aggregate weight (gamma_c when None; 0 without the term)."""
+    if disc_capacity_on not in DISC_CAPACITY_ON:
+        raise ValueError(f"disc_capacity_on must be one of {DISC_CAPACITY_ON}, got {disc_capacity_on!r}")
+    if not disc:
+        return disc_capacity_on, 0.0
+    if disc_aggregate_weight is None:
+        return disc_capacity_on, disc[3]
+    return disc_capacity_on, check_real("disc_aggregate_weight", disc_aggregate_weight, minimum=0)
+
+
+def _disc_term(xp, kl_disc, info, agg, c_disc, disc, mode, lam):
+    """The discrete capacity term: gamma_c |sum KL - C| (kl) or gamma_c |sum I - C| + lambda sum A (information)."""
+    if not disc:
+        return xp.asarray(0.0)
+    if mode == "kl":
+        return disc[3] * xp.abs(xp.sum(kl_disc) - c_disc)
+    return disc[3] * xp.abs(xp.sum(info) - c_disc) + lam * xp.sum(agg)
+
+
+def _disc_term_vjp(xp, logits, dims, c_disc, disc, mode, lam, scale):
+    """d(scale * _disc_term)/d logits [B, sum K] (sign(0) = 0 at the kink)."""
+    ones = xp.ones(len(dims), dtype=xp.float64)
+    if mode == "kl":
+        g = scale * disc[3] * xp.sign(xp.sum(kl_categorical(logits, dims)) - c_disc)
+        return kl_categorical_vjp(logits, dims, g * ones)[0]
+    g = scale * disc[3] * xp.sign(xp.sum(batch_information(logits, dims)) - c_disc)
+    return batch_information_vjp(logits, dims, g * ones)[0] + kl_aggregate_vjp(logits, dims, scale * lam * ones)[0]
+
+
 def _capacities(step, cont, disc, dims):
     c_cont = capacity(step, *cont[:3]) if cont else 0.0
     c_disc = capacity(step, *disc[:3], cap=theoretical_max_disc_capacity(dims)) if disc else 0.0
@@ -46,28 +87,32 @@ def _capacities(step, cont, disc, dims):
 
 
 def jointvae_objective(x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity,
-                       recon_weight=1.0):
+                       recon_weight=1.0, disc_capacity_on="kl", disc_aggregate_weight=None):
     """Joint-VAE loss terms -> dict (see module docstring for the formulas).
 
     x, x_logits [B, C, H, W]; mu, logvar [B, D] (or None); logits [B, sum K] (or None);
     capacities (c_min, c_max, num_iters, gamma) or None. Keys: total, recon, kl_cont [D],
-    kl_disc [V], c_cont, c_disc, cap_loss_cont, cap_loss_disc, num_pixels.
+    kl_disc [V], info_disc [V], agg_kl_disc [V], c_cont, c_disc, cap_loss_cont, cap_loss_disc, num_pixels.
     """
     (xp, x, x_logits, mu, logvar, logits, dims, step, cont, disc, recon_weight, _, _) = _inputs(
         x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity, recon_weight)
+    mode, lam = _disc_mode(disc_capacity_on, disc_aggregate_weight, disc)
     num_pixels = x.shape[2] * x.shape[3]
     recon = bernoulli_nll(x, x_logits)
     kl_cont = kl_normal(mu, logvar)
     kl_disc = kl_categorical(logits, dims)
+    info, agg = batch_information(logits, dims), kl_aggregate(logits, dims)
     c_cont, c_disc = _capacities(step, cont, disc, dims)
     cap_cont = cont[3] * xp.abs(xp.sum(kl_cont) - c_cont) if cont else xp.asarray(0.0)
-    cap_disc = disc[3] * xp.abs(xp.sum(kl_disc) - c_disc) if disc else xp.asarray(0.0)
+    cap_disc = _disc_term(xp, kl_disc, info, agg, c_disc, disc, mode, lam)
     total = (recon_weight * recon + cap_cont + cap_disc) / num_pixels
     return {
         "total": total,
         "recon": recon,
         "kl_cont": kl_cont,
         "kl_disc": kl_disc,
+        "info_disc": info,
+        "agg_kl_disc": agg,
         "c_cont": c_cont,
         "c_disc": c_disc,
         "cap_loss_cont": cap_cont,
@@ -77,7 +122,7 @@ def jointvae_objective(x, x_logits, mu, logvar, logits, disc_dims, step, cont_ca
 
 
 def jointvae_objective_vjp(x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity,
-                           grad=1.0, *, recon_weight=1.0):
+                           grad=1.0, *, recon_weight=1.0, disc_capacity_on="kl", disc_aggregate_weight=None):
     """Gradients of grad * total -> (d_x_logits [B,C,H,W], d_mu [B,D], d_logvar [B,D], d_logits [B,sum K]).
 
     d_mu/d_logvar (d_logits) are None where mu/logvar (logits) were None, and zero where the
@@ -85,6 +130,7 @@ def jointvae_objective_vjp(x, x_logits, mu, logvar, logits, disc_dims, step, con
     """
     (xp, x, x_logits, mu, logvar, logits, dims, step, cont, disc, recon_weight, had_mu, had_logits) = _inputs(
         x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity, recon_weight)
+    mode, lam = _disc_mode(disc_capacity_on, disc_aggregate_weight, disc)
     grad = as_float_array("grad", grad, xp, ndim=0)
     scale = grad / (x.shape[2] * x.shape[3])
     (d_x_logits,) = bernoulli_nll_vjp(x, x_logits, scale * recon_weight)
@@ -96,9 +142,7 @@ def jointvae_objective_vjp(x, x_logits, mu, logvar, logits, disc_dims, step, con
     else:
         d_mu, d_logvar = xp.zeros_like(mu), xp.zeros_like(logvar)
     if disc:
-        kl_disc = kl_categorical(logits, dims)
-        g = scale * disc[3] * xp.sign(xp.sum(kl_disc) - c_disc)
-        (d_logits,) = kl_categorical_vjp(logits, dims, xp.full(kl_disc.shape, g, dtype=xp.float64))
+        d_logits = _disc_term_vjp(xp, logits, dims, c_disc, disc, mode, lam, scale)
     else:
         d_logits = xp.zeros_like(logits)
     return (d_x_logits, d_mu if had_mu else None, d_logvar if had_mu else None,

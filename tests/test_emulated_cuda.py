@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 import reference
 from tests.emulated_cuda import load
-from tests.ops_cases import assert_close, kl_cont_scale, kl_disc_scale, latent_cases, y_atol, z_scale
+from tests.ops_cases import (
+    aggregate_bounds, assert_close, kl_cont_scale, kl_disc_scale, latent_cases, y_atol, z_scale,
+)
 
 pytestmark = pytest.mark.emulated_cuda
 
@@ -259,3 +261,68 @@ def test_over_limit_launches_fail_like_the_gpu(emu):
     assert emu.last_launch()["error"] == 1  # cudaErrorInvalidValue
     emu.set_launch_param("kColsPerTile", 767)
     assert np.isfinite(emu.kl_forward(*args, 1.0, 1.0, 1.0, 1.0)[0])
+
+
+# --- aggregate KL (the information mode's batch reduction over classes) ---------------------------------------
+
+@given(latent_cases(max_d=0), st.sampled_from([np.float32, np.float64]), st.booleans(), SHAPES)
+def test_aggregate_kl_forward_backward_vs_reference(emu, case, dtype, strided, shape):
+    if not case["dims"]:
+        return
+    _shape(emu, shape)
+    dims = case["dims"]
+    lg = _inputs(case, dtype, strided)[2]
+    lg64 = lg.astype(np.float64)
+    rel, tiny = (1.0 if dtype == np.float32 else 1e-8), np.finfo(dtype).tiny  # + the outputs' own underflow
+    agg, qbar, counter = emu.aggregate_kl_forward(lg, dims)
+    assert counter == 0, "the last block resets the completion counter"
+    w = np.random.default_rng(case["seed"] + 3).standard_normal(len(dims)).astype(dtype)
+    tol_q, tol_a, tol_d = aggregate_bounds(lg64, dims, w)
+    assert_close(qbar, reference.aggregate_posterior(lg64, dims), rel * tol_q + tiny, "qbar")
+    assert_close(agg, reference.kl_aggregate(lg64, dims), rel * tol_a + tiny, "agg_kl")
+    (dl,) = emu.aggregate_kl_backward(lg, dims, qbar, w)
+    (want,) = reference.kl_aggregate_vjp(lg64, dims, w.astype(np.float64))
+    assert_close(dl, want, rel * tol_d + tiny, "d logits")
+
+
+@pytest.mark.parametrize("rows_per_block, tile, rows_y", [(256, 256, 8), (16, 256, 8), (16, 4, 2), (3, 3, 1)])
+def test_aggregate_reduction_over_blocks_is_deterministic(emu, rows_per_block, tile, rows_y):
+    """Multi-block batches and class tiles: bit-identical over block orders and concurrency, and equal to the
+    reference (a reduction that divided by a block's rows instead of B, or lost a block, would not be)."""
+    emu.set_launch_param("kRowsPerBlock", rows_per_block)
+    emu.set_launch_param("kColsPerTile", tile)
+    emu.set_launch_param("kRowsY", rows_y)
+    emu.set_launch_param("kThreads", 32)  # the softmax and backward launches: grid-stride loops turn
+    emu.set_launch_param("kMaxBlocks", 2)
+    dims = [3, 5, 2]
+    lg = (np.random.default_rng(6).standard_normal((41, 10)) * 3).astype(np.float32)
+    runs = []
+    for seed, concurrent in [(0, 1), (1, 3), (2, 8)]:
+        emu.set_options(seed=seed, concurrent_blocks=concurrent)
+        runs.append(emu.aggregate_kl_forward(lg, dims))
+        grid = emu.last_launch()["grid"]
+        assert grid[0] == -(-41 // rows_per_block) and grid[1] == -(-10 // tile)
+    for r in runs[1:]:
+        for x, y in zip(r, runs[0]):
+            np.testing.assert_array_equal(x, y)
+    lg64 = lg.astype(np.float64)
+    tol_q, tol_a, tol_d = aggregate_bounds(lg64, dims, np.ones(3))
+    assert_close(runs[0][1], reference.aggregate_posterior(lg64, dims), tol_q, "qbar")
+    assert_close(runs[0][0], reference.kl_aggregate(lg64, dims), tol_a, "agg_kl")
+    (dl,) = emu.aggregate_kl_backward(lg, dims, runs[0][1], np.ones(3, np.float32))
+    assert_close(dl, reference.kl_aggregate_vjp(lg64, dims, np.ones(3))[0], tol_d, "d logits")
+
+
+def test_aggregate_kl_one_row_and_wide_blocks(emu):
+    """B = 1 (A = the row's KL), and sum K = 5000 classes (tiles stride past the grid-y limit when lowered)."""
+    lg = np.random.default_rng(1).standard_normal((1, 7)).astype(np.float64)
+    agg, qbar, _ = emu.aggregate_kl_forward(lg, [3, 4])
+    np.testing.assert_allclose(agg, reference.kl_categorical(lg, [3, 4]), rtol=1e-12)
+    emu.set_launch_param("kMaxTilesY", 3)
+    dims = [2500, 2500]
+    lg = np.random.default_rng(2).standard_normal((5, 5000)).astype(np.float32)
+    agg, qbar, _ = emu.aggregate_kl_forward(lg, dims)
+    assert emu.last_launch()["dynamic_shared"] + emu.last_launch()["static_shared"] <= 48 * 1024
+    tol_q, tol_a, _ = aggregate_bounds(lg.astype(np.float64), dims, np.ones(2))
+    assert_close(qbar, reference.aggregate_posterior(lg.astype(np.float64), dims), tol_q, "qbar")
+    assert_close(agg, reference.kl_aggregate(lg.astype(np.float64), dims), tol_a, "agg_kl")

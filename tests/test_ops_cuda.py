@@ -2,6 +2,8 @@
 
 Marked `cuda`: skipped where no GPU is visible (tests/conftest.py); run by benchmarks/gpu_check.sh.
 """
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,9 @@ from hypothesis import strategies as st
 
 import reference
 from jointvae_fast import ops
-from tests.ops_cases import assert_close, as_torch, kl_cont_scale, kl_disc_scale, latent_cases, y_atol, z_scale
+from tests.ops_cases import (
+    aggregate_bounds, assert_close, as_torch, kl_cont_scale, kl_disc_scale, latent_cases, y_atol, z_scale,
+)
 
 pytestmark = [
     pytest.mark.cuda,
@@ -345,3 +349,85 @@ def test_bad_inputs_cuda():
     out = ops.sample_latent(mu.fill_(float("nan")), torch.zeros(4, 2, device=DEV), torch.zeros(4, 2, device=DEV),
                             [2], 0.5)
     assert torch.isnan(out[:, :2]).all() and not torch.isnan(out[:, 2:]).any()
+
+
+# --- aggregate_kl (the information variant's batch reduction over classes) --------------------------------------
+
+TINY32 = float(np.finfo(np.float32).tiny)
+
+
+@settings(max_examples=20)
+@given(latent_cases(max_d=0), st.sampled_from(LAYOUTS))
+def test_aggregate_kl_cuda_vs_reference_and_cpu(case, layout):
+    dims = case["dims"]
+    if not dims:
+        return
+    lg = _cuda(case, layout=layout)[2]
+    lg64 = case["logits"].astype(np.float64)
+    w = np.random.default_rng(case["seed"]).standard_normal(len(dims)).astype(np.float32)
+    agg, qbar = ops.aggregate_kl(lg, dims)
+    dl = torch.ops.jointvae.aggregate_kl_backward(torch.tensor(w, device=DEV), lg, qbar, dims)
+    tq, ta, td = aggregate_bounds(lg64, dims, w)
+    assert_close(qbar, reference.aggregate_posterior(lg64, dims), tq + TINY32, "qbar")
+    assert_close(agg, reference.kl_aggregate(lg64, dims), ta + TINY32, "agg_kl")
+    assert_close(dl, reference.kl_aggregate_vjp(lg64, dims, w.astype(np.float64))[0], td + TINY32, "d logits")
+    cpu_agg, _ = ops.aggregate_kl(torch.from_numpy(case["logits"]), dims)
+    assert_close(agg, cpu_agg.numpy(), 2 * ta + TINY32, "CUDA vs CPU")
+
+
+def test_aggregate_kl_large_batch_is_deterministic():
+    g = torch.Generator(device=DEV).manual_seed(0)
+    lg = torch.randn(65536, 13, device=DEV, generator=g) * 3
+    a, b = ops.aggregate_kl(lg, [10, 3]), ops.aggregate_kl(lg, [10, 3])
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    lg64 = lg.double().cpu().numpy()
+    tq, ta, _ = aggregate_bounds(lg64, [10, 3], np.ones(2))
+    assert_close(a[1], reference.aggregate_posterior(lg64, [10, 3]), tq + TINY32, "qbar")
+    assert_close(a[0], reference.kl_aggregate(lg64, [10, 3]), ta + TINY32, "agg_kl")
+
+
+def test_aggregate_kl_opcheck_and_gradcheck_on_cuda():
+    from torch.library import opcheck
+
+    g = torch.Generator(device=DEV).manual_seed(1)
+    lg = torch.randn(6, 6, device=DEV, dtype=torch.float64, generator=g, requires_grad=True)
+    opcheck(torch.ops.jointvae.aggregate_kl.default, (lg, [2, 4]))
+    assert torch.autograd.gradcheck(lambda x: ops.aggregate_kl(x, [2, 4])[0], (lg,))
+
+
+def test_information_objective_in_a_cuda_graph_matches_eager():
+    """Objective(disc_capacity_on="information") with device-scalar capacities, captured and replayed, equals
+    the eager call with float capacities (loss, diagnostics, gradient)."""
+    from jointvae_fast.objective import Capacity, Objective
+
+    obj = Objective((10,), Capacity(0.0, 5.0, 1000, 30.0), Capacity(0.0, 2.0, 1000, 30.0), 1.0, "information")
+    g = torch.Generator(device=DEV).manual_seed(2)
+    B = 64
+    x = torch.rand(B, 1, 8, 8, device=DEV, generator=g)
+    xl, mu, lv, lg = (torch.randn(*shape, device=DEV, generator=g).requires_grad_()
+                      for shape in ((B, 1, 8, 8), (B, 4), (B, 4), (B, 10)))
+    out = SimpleNamespace(x_logits=xl, mu=mu, logvar=lv, logits=lg)
+    c_cont, c_disc = torch.zeros((), device=DEV), torch.zeros((), device=DEV)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream
+        for _ in range(2):
+            obj.at_capacities(x, out, c_cont, c_disc).total.backward()
+    torch.cuda.current_stream().wait_stream(side)
+    for p in (xl, mu, lv, lg):
+        p.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        terms = obj.at_capacities(x, out, c_cont, c_disc)
+        terms.total.backward()
+    c_cont.fill_(0.5)
+    c_disc.fill_(0.3)
+    graph.replay()
+    torch.cuda.synchronize()
+    want = obj.at_capacities(x, out, 0.5, 0.3)
+    (want_grad,) = torch.autograd.grad(want.total, lg)
+    torch.testing.assert_close(terms.total, want.total.detach(), rtol=1e-5, atol=1e-6)
+    for name in ("info_disc", "agg_kl_disc", "class_counts"):
+        torch.testing.assert_close(getattr(terms, name), getattr(want, name), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(lg.grad, want_grad, rtol=1e-4, atol=1e-7)

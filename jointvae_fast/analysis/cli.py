@@ -4,7 +4,8 @@
 Turns a trained model into the paper's analyses. SOURCE is one of
   - a run directory of jointvae_fast.train (its newest readable checkpoint, its log.jsonl, config.json),
   - a jointvae_fast checkpoint file (the log is taken from its run directory when it sits in one),
-  - a folder (or model.pt) of the paper's published code (model.pt + specs.json).
+  - a folder (or model.pt) of the paper's published code (model.pt + specs.json),
+  - pretrained:NAME, a model shipped in jointvae_fast.pretrained (report: ./pretrained-NAME_eval).
 The test split of the dataset (default: the one the model was trained on) is
 encoded once (batches of 1000, inference mode, with a progress bar); the
 report folder (--out; default RUN_DIR/eval for a run directory, else
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("source", help="run directory, checkpoint file, or folder of the paper's published code (model.pt + specs.json)")
+    p.add_argument("source", help="run directory, checkpoint file, folder of the paper's published code (model.pt + "
+                   "specs.json), or pretrained:NAME (a model shipped in jointvae_fast.pretrained)")
     p.add_argument("--dataset", help="dataset name (default: the one the model was trained on)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--out", help="report folder (default: RUN_DIR/eval, or <source name>_eval beside a file/folder)")
@@ -104,6 +106,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
             out = Path(args.out)
         elif source.kind == "run":
             out = src / "eval"
+        elif source.kind == "pretrained":
+            out = Path(f"pretrained-{source.path.name}_eval")
         else:
             out = src.parent / f"{src.stem if src.is_file() else src.name}_eval"
         metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,

@@ -31,7 +31,7 @@ MIG_MAX_FACTOR_VALUES = 64  # factors with more distinct values are binned into 
 
 METRIC_FIELDS = {
     "source": "path evaluated",
-    "source_kind": "run, checkpoint or paper",
+    "source_kind": "run, checkpoint, paper or pretrained",
     "dataset": "dataset name",
     "step": "optimizer steps of the checkpoint (null for checkpoints of the paper's code)",
     "image_size": "[C, H, W]",

@@ -1,4 +1,5 @@
-"""What is evaluated: a run directory, a jointvae_fast checkpoint, or a checkpoint of the paper's published code.
+"""What is evaluated: a run directory, a jointvae_fast checkpoint, a checkpoint of the paper's published code,
+or `pretrained:NAME` (a model shipped in jointvae_fast.pretrained).
 
 `load_source(path)` -> Source (model in eval mode on the CPU, its kind, dataset name, log path, step).
 """
@@ -20,7 +21,7 @@ class EvaluationError(ValueError):
 @dataclass
 class Source:
     model: JointVAE
-    kind: str  # "run", "checkpoint" or "paper"
+    kind: str  # "run", "checkpoint", "paper" or "pretrained"
     path: Path
     meta: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
@@ -40,7 +41,13 @@ def _from_checkpoint(path: Path, kind: str, run_dir: Path | None) -> Source:
 
 
 def load_source(path) -> Source:
-    """The model (eval mode, CPU) and what is known about it, from a run dir, checkpoint file or folder of the paper's code."""
+    """The model (eval mode, CPU) and what is known about it, from a run dir, checkpoint file, folder of the paper's
+    code or `pretrained:NAME`. Every command that takes a model (evaluate, explore) resolves it here."""
+    from .. import pretrained
+
+    name = pretrained.source_name(str(path))
+    if name is not None:
+        return _from_pretrained(name)
     path = Path(path)
     if not path.exists():
         raise EvaluationError(f"{path} does not exist (give a run directory, a checkpoint file or a folder of the paper's code)")
@@ -72,6 +79,19 @@ def load_source(path) -> Source:
         if "not a jointvae_fast checkpoint" not in str(e):
             raise EvaluationError(str(e)) from e
     return _from_paper_checkpoint(path)
+
+
+def _from_pretrained(name: str) -> Source:
+    from ..pretrained import PretrainedError, load
+
+    try:
+        model, meta = load(name)
+    except PretrainedError as e:
+        raise EvaluationError(str(e)) from None
+    c = meta["checkpoint"]
+    step = c.get("step")
+    return Source(model, "pretrained", Path(meta["folder"]), c, None, c.get("dataset"), None,
+                  int(step) if isinstance(step, int) else None)
 
 
 def _from_paper_checkpoint(path: Path) -> Source:

@@ -1,4 +1,4 @@
-"""The two fused latent ops of Joint-VAE, and their pure-PyTorch composite twins.
+"""The fused latent ops of Joint-VAE (sampling, KL + capacity, aggregate KL) and their composite twins.
 
 Shapes: mu, logvar [B, D] (D may be 0; None means [B, 0]); logits [B, sum K] (None means [B, 0]);
 disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
@@ -9,10 +9,14 @@ disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
     kl_capacity_loss(...) -> (loss [], kl_cont [D], kl_disc [V])
         kl_cont[d] = mean_b 0.5 (mu^2 + exp(logvar) - 1 - logvar);  kl_disc[i] = mean_b (log K_i + sum p log p)
         loss = gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|   (d|x|/dx at 0 is 0)
+    aggregate_kl(logits, disc_dims) -> (agg_kl [V], qbar [sum K])
+        qbar_i = mean_b softmax(logits_b,i);  agg_kl[i] = KL(qbar_i || uniform(K_i)) = sum_k qbar log(K qbar)
+        (B >= 1; qbar is not differentiable). kl_disc - agg_kl = the batch information I(b; c) per variable.
 
-Both are differentiable in mu, logvar, logits: C++ autograd kernels (kernels/torch/autograd.cpp) call the
-fused backward ops (no double backward). Fake kernels are registered, so torch.compile(fullgraph=True)
-works; sample_latent is tagged nondeterministic_seeded (never recomputed by the partitioner).
+All three are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
+(kernels/torch/autograd.cpp) call the fused backward ops (no double backward). Fake kernels are registered,
+so torch.compile(fullgraph=True) works; sample_latent is tagged nondeterministic_seeded (never recomputed by
+the partitioner).
 
 Noise. `noise=(eps [B, D], u [B, sum K])` gives it explicitly (u in [2^-126, 1); out-of-range u gives NaN).
 Otherwise the fused op draws Philox4x32-10 noise keyed by (seed, offset) (docs/design.md, "Randomness"): on
@@ -37,12 +41,14 @@ device (read when the op runs: an annealed temperature under a CUDA graph). Inpu
 compiled ops do not cover use the composite path.
 """
 
-from .composite import composite_kl_capacity_loss, composite_sample_latent
-from .fused import backend, backend_info, kl_capacity_loss, philox_uniform, sample_latent
+from .composite import composite_aggregate_kl, composite_kl_capacity_loss, composite_sample_latent
+from .fused import aggregate_kl, backend, backend_info, kl_capacity_loss, philox_uniform, sample_latent
 
 __all__ = [
     "sample_latent",
     "kl_capacity_loss",
+    "aggregate_kl",
+    "composite_aggregate_kl",
     "composite_sample_latent",
     "composite_kl_capacity_loss",
     "philox_uniform",

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .validation import check_inputs, check_noise, check_tau
+from .validation import check_inputs, check_logits, check_noise, check_tau
 
 def composite_sample_latent(mu, logvar, logits, disc_dims, tau, training=True, generator=None, noise=None):
     """sample_latent from ~10 PyTorch ops per block; noise from torch.randn/torch.rand unless given."""
@@ -48,6 +48,20 @@ def composite_kl_capacity_loss(mu, logvar, logits, disc_dims, c_cont, c_disc, ga
         kls.append(((logp.exp() * logp).sum(dim=1) + math.log(k)).mean(dim=0))
     kl_disc = torch.stack(kls) if kls else logits.new_zeros(0)
     return capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc), kl_cont, kl_disc
+
+
+def composite_aggregate_kl(logits, disc_dims):
+    """aggregate_kl from plain PyTorch ops: qbar = mean_b softmax per block, agg_kl[i] = sum_k qbar log(K qbar)."""
+    logits, dims = check_logits(logits, disc_dims)
+    qbars, aggs = [], []
+    for lb, k in zip(torch.split(logits, dims, dim=1) if dims else (), dims):
+        qbar = F.softmax(lb, dim=1).mean(dim=0)
+        tiny = torch.finfo(qbar.dtype).tiny  # 0 log 0 = 0 with a finite gradient where qbar = 0
+        aggs.append((qbar * torch.log(k * qbar.clamp_min(tiny))).sum())
+        qbars.append(qbar)
+    if not aggs:
+        return logits.new_zeros(0), logits.new_zeros(0)
+    return torch.stack(aggs), torch.cat(qbars).detach()
 
 
 def capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc) -> torch.Tensor:

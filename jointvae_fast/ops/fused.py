@@ -10,8 +10,8 @@ from typing import Sequence
 import torch
 
 from . import extension
-from .composite import composite_kl_capacity_loss, composite_sample_latent
-from .validation import FLOATS, check_float, check_inputs, check_noise, check_tau
+from .composite import composite_aggregate_kl, composite_kl_capacity_loss, composite_sample_latent
+from .validation import FLOATS, check_float, check_inputs, check_logits, check_noise, check_tau
 
 _INFO = extension.load()
 _HAVE_OPS = bool(_INFO["loaded"])
@@ -121,6 +121,22 @@ def kl_capacity_loss(
     return _kl_op(mu, logvar, logits, dims, c_cont, c_disc, gamma_cont, gamma_disc)
 
 
+def aggregate_kl(logits: torch.Tensor, disc_dims: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(agg_kl [V], qbar [sum K]): qbar = mean_b softmax(logits_b) per block, agg_kl[i] = KL(qbar_i || uniform(K_i)).
+
+    Differentiable in logits through agg_kl (qbar is not differentiable). Needs B >= 1.
+    """
+    if _fast_path(logits, logits, logits):  # see sample_latent
+        try:
+            return _aggregate_op(logits, disc_dims)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    logits, dims = check_logits(logits, disc_dims)
+    if not _fused_ok(logits):
+        return composite_aggregate_kl(logits, dims)
+    return _aggregate_op(logits, dims)
+
+
 def philox_uniform(seed: int, offset: int, n: int, device="cpu") -> torch.Tensor:
     """float32 [n]: uniforms of Philox stream S(seed, offset), through the compiled device code path."""
     if not _HAVE_OPS:
@@ -142,6 +158,7 @@ def _as_int64(x: int) -> int:
 if _HAVE_OPS:
     _sample_latent_op = torch.ops.jointvae.sample_latent.default
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
+    _aggregate_op = torch.ops.jointvae.aggregate_kl.default
 
     @torch.library.register_fake("jointvae::sample_latent")
     def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
@@ -164,6 +181,14 @@ if _HAVE_OPS:
     @torch.library.register_fake("jointvae::kl_capacity_loss_backward")
     def _kl_backward_fake(grad_loss, gkc, gkd, mu, logvar, logits, kl_cont, kl_disc, disc_dims, *args):
         return mu.new_empty(mu.shape), mu.new_empty(mu.shape), logits.new_empty(logits.shape)
+
+    @torch.library.register_fake("jointvae::aggregate_kl")
+    def _aggregate_fake(logits, disc_dims):
+        return logits.new_empty((len(disc_dims),)), logits.new_empty((logits.shape[1],))
+
+    @torch.library.register_fake("jointvae::aggregate_kl_backward")
+    def _aggregate_backward_fake(grad_agg, logits, qbar, disc_dims):
+        return logits.new_empty(logits.shape)
 
     @torch.library.register_fake("jointvae::philox_uniform_")
     def _philox_uniform_fake(out, seed, offset):

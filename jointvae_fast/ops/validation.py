@@ -92,6 +92,16 @@ def check_inputs(mu, logvar, logits, disc_dims):
     return mu, logvar, logits, dims, K
 
 
+def check_logits(logits, disc_dims):
+    """The aggregate KL's input: logits [B >= 1, sum K] -> (logits as float32/float64, dims list)."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    _, _, logits, dims, _ = check_inputs(None, None, logits, disc_dims)
+    if logits.shape[0] == 0:
+        raise ValueError("aggregate_kl needs logits with at least one row (a batch mean), got B = 0")
+    return logits, dims
+
+
 def check_tau(tau, mu=None):
     """A finite number > 0 -> float; or a one-element floating tensor (a device scalar the caller refills, e.g.
     an annealed temperature under a CUDA graph) -> that tensor as a 0-dim tensor of mu's dtype. A tensor's

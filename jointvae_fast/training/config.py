@@ -118,6 +118,12 @@ SCHEMA: dict[str, Setting] = {
                         _PRESET),
     "disc_iters": Setting("int", 25000, "steps for C_c to go from disc_min to disc_max", _MODEL, _PRESET),
     "disc_gamma": Setting("float", 30.0, "gamma_c, the weight of |KL_c - C_c|", _MODEL, _PRESET),
+    "disc_capacity_on": Setting("str", "kl", "what C_c constrains: kl (Eq. 7, the batch-mean KL) or information "
+                                "(the batch information I = KL - A, plus disc_aggregate_weight * A, "
+                                "A = KL(mean posterior || uniform); issue 13, experiments pending)", _MODEL,
+                                choices=("kl", "information")),
+    "disc_aggregate_weight": Setting("float?", None, "lambda_agg, the weight of A in the information mode", _MODEL,
+                                     "disc_gamma"),
     "recon_weight": Setting("float", 1.0, "weight of the reconstruction term (1/3 for celeba, see presets)", _MODEL,
                             "1; celeba 1/3"),
     "log_every": Setting("int", 100, "steps between log lines (the only host sync of the loop)", _LOG),
@@ -243,6 +249,9 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         need(math.isfinite(cfg[key]) and cfg[key] > 0, key, "a finite number > 0")
     for key in ("cont_min", "cont_max", "disc_min", "disc_max", "cont_gamma", "disc_gamma", "recon_weight"):
         need(math.isfinite(cfg[key]) and cfg[key] >= 0, key, "a finite number >= 0")
+    need(cfg["disc_capacity_on"] in SCHEMA["disc_capacity_on"].choices, "disc_capacity_on", "kl or information")
+    w = cfg["disc_aggregate_weight"]
+    need(w is None or (math.isfinite(w) and w >= 0), "disc_aggregate_weight", "a finite number >= 0 (or unset)")
     if (cfg["temperature_final"] is None) != (cfg["temperature_anneal_steps"] is None):
         raise ConfigError("temperature annealing needs both temperature_final and temperature_anneal_steps")
     if cfg["temperature_final"] is not None:

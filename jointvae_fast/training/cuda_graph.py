@@ -106,6 +106,7 @@ class CapturedStep:
             terms.total.backward()
             s.optimizer.step()
         self._outputs = tuple(t.detach() for t in terms[:5])  # total, recon, capacity_loss, kl_cont, kl_disc
+        self._diagnostics = (terms.info_disc, terms.agg_kl_disc, terms.class_counts)
         self.graph = graph
 
     def _replay(self, x: torch.Tensor, step: int) -> LossTerms:
@@ -116,7 +117,7 @@ class CapturedStep:
         self._c_disc.fill_(c_disc)
         self._tau.fill_(float(self.step.model.temperature))
         self.graph.replay()
-        return LossTerms(*self._outputs, c_cont, c_disc)
+        return LossTerms(*self._outputs, c_cont, c_disc, *self._diagnostics)
 
 
 @contextlib.contextmanager

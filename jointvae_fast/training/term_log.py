@@ -9,7 +9,11 @@ KLs are means over the steps since the previous line, and over DDP ranks):
   step, epoch (step / steps_per_epoch), loss (the differentiated value:
   (recon_weight*recon + capacity_loss)/(H*W)), recon (nats per image),
   capacity_loss, kl_cont_sum (KL_z), kl_disc_sum (KL_c), kl_cont [D],
-  kl_disc [V], c_cont (C_z), c_disc (C_c), temperature, img_per_s,
+  kl_disc [V], info_disc [V] (the batch estimate of I(x; c_i) = KL_i - A_i),
+  agg_kl_disc [V] (A_i = KL(mean_x q(c_i|x) || uniform)), classes_in_use [V]
+  (classes that are the argmax of q(c_i|x) for at least one image of the
+  line's batches, all steps since the previous line and all ranks),
+  c_cont (C_z), c_disc (C_c), temperature, img_per_s,
   steps_per_s, elapsed_s (since this process started training), steps_in_mean,
   step_mode (how the last step of the line ran: "cuda-graph" or "eager (why)",
   TrainStep.step_mode).
@@ -43,14 +47,16 @@ def _progress_status(record: dict[str, Any], length: RunLength) -> str:
 class TermLog:
     """The loss terms of each step, kept on the device; `flush` brings them to the host once (module docstring).
 
-    Row layout: [loss, recon, capacity_loss, kl_cont (D), kl_disc (V)].
+    Row layout: [loss, recon, capacity_loss, kl_cont (D), kl_disc (V), info_disc (V), agg_kl_disc (V),
+    class_counts (sum K)].
     """
 
     def __init__(self, model: JointVAE, objective: Objective, world: World, length: RunLength, rows: int,
                  log_path: Path | None, progress: Progress):
         self.model, self.objective, self.world, self.length = model, objective, world, length
         self.columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
-            [f"kl_disc[{i}]" for i in range(len(model.disc))]
+            [f"{name}[{i}]" for name in ("kl_disc", "info_disc", "agg_kl_disc") for i in range(len(model.disc))] + \
+            [f"class_counts[{j}]" for j in range(sum(model.disc))]
         self.buf = torch.zeros(rows, len(self.columns), device=world.device)
         self.rows = 0
         self.log_path = log_path if world.is_writer else None
@@ -69,7 +75,8 @@ class TermLog:
         with torch.no_grad():
             torch.cat([terms.total.detach().reshape(1), terms.recon.detach().reshape(1),
                        terms.capacity_loss.detach().reshape(1), terms.kl_cont.detach().reshape(-1),
-                       terms.kl_disc.detach().reshape(-1)], out=self.buf[self.rows])
+                       terms.kl_disc.detach().reshape(-1), terms.info_disc.reshape(-1),
+                       terms.agg_kl_disc.reshape(-1), terms.class_counts.reshape(-1)], out=self.buf[self.rows])
         self.rows += 1
 
     def flush(self, step: int) -> str | None:
@@ -101,13 +108,16 @@ class TermLog:
         now = time.perf_counter()
         d, v = self.model.cont, len(self.model.disc)
         kl_cont, kl_disc = mean[3 : 3 + d].tolist(), mean[3 + d : 3 + d + v].tolist()
+        info, agg = mean[3 + d + v : 3 + d + 2 * v].tolist(), mean[3 + d + 2 * v : 3 + d + 3 * v].tolist()
+        used = (mean[3 + d + 3 * v :] > 0).split(list(self.model.disc)) if v else ()
         c_cont, c_disc = self.objective.capacities(step)
         elapsed = max(now - self.t_last, 1e-9)
         record = {
             "step": step, "epoch": round(step / self.length.steps_per_epoch, 6),
             "loss": mean[0].item(), "recon": mean[1].item(), "capacity_loss": mean[2].item(),
             "kl_cont_sum": float(sum(kl_cont)), "kl_disc_sum": float(sum(kl_disc)),
-            "kl_cont": kl_cont, "kl_disc": kl_disc, "c_cont": c_cont, "c_disc": c_disc,
+            "kl_cont": kl_cont, "kl_disc": kl_disc, "info_disc": info, "agg_kl_disc": agg,
+            "classes_in_use": [int(u.sum()) for u in used], "c_cont": c_cont, "c_disc": c_disc,
             "temperature": self.model.temperature,
             "img_per_s": self.rows * self.length.global_batch / elapsed, "steps_per_s": self.rows / elapsed,
             "elapsed_s": now - self.t_start, "steps_in_mean": self.rows,

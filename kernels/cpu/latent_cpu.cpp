@@ -2,6 +2,7 @@
 #include "latent_cpu.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "jointvae/philox.h"
 
@@ -347,6 +348,42 @@ void kl_backward_rows(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t
   }
 }
 
+template <typename T>
+void aggregate_sums_rows(const AggregateArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc) {
+  int max_k = 0;
+  for (int v = 0; v < a.disc.num_vars; ++v) max_k = std::max(max_k, a.disc.dims[v]);
+  std::vector<T> p(static_cast<size_t>(max_k));
+  for (int64_t b = row_begin; b < row_end; ++b) {
+    const T* lg = a.logits + b * a.ld_logits;
+    for (int v = 0; v < a.disc.num_vars; ++v) {
+      const int o = a.disc.off[v], K = a.disc.dims[v];
+      softmax_block(lg + o, K, p.data());
+      for (int k = 0; k < K; ++k) acc[o + k] += static_cast<double>(p[k]);
+    }
+  }
+}
+
+template <typename T>
+void aggregate_finish(const double* acc, int64_t B, const DiscLayout& disc, T* agg_kl, T* qbar) {
+  const double inv_b = 1.0 / static_cast<double>(B);
+  for (int32_t k = 0; k < disc.total; ++k) qbar[k] = static_cast<T>(acc[k] * inv_b);
+  for (int32_t v = 0; v < disc.num_vars; ++v)
+    agg_kl[v] = static_cast<T>(kl_aggregate_block(acc + disc.off[v], disc.dims[v], B));
+}
+
+template <typename T>
+void aggregate_backward_rows(const AggregateArgs<T>& a, const T* grad_agg, const T* qbar, int64_t row_begin,
+                             int64_t row_end, T* dlogits) {
+  const T inv_b = T(1) / static_cast<T>(a.B);
+  for (int64_t b = row_begin; b < row_end; ++b) {
+    for (int v = 0; v < a.disc.num_vars; ++v) {
+      const int o = a.disc.off[v];
+      kl_aggregate_row_backward(a.logits + b * a.ld_logits + o, qbar + o, a.disc.dims[v], grad_agg[v] * inv_b,
+                                dlogits + b * a.disc.total + o);
+    }
+  }
+}
+
 void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end, float* out) {
   PhiloxReader r(seed, offset);
   for (int64_t i = begin; i < end; ++i) out[i] = r.uniform(static_cast<uint64_t>(i));
@@ -359,7 +396,10 @@ void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t
   template void kl_finish<T>(const double*, int64_t, int64_t, int32_t, double, double, double, double, T*, T*, T*); \
   template void kl_weights<T>(const T*, const T*, T, const T*, const T*, int64_t, int32_t, double, double, double,  \
                               double, T*);                                                                         \
-  template void kl_backward_rows<T>(const KLArgs<T>&, const T*, int64_t, int64_t, T*, T*, T*);
+  template void kl_backward_rows<T>(const KLArgs<T>&, const T*, int64_t, int64_t, T*, T*, T*);                   \
+  template void aggregate_sums_rows<T>(const AggregateArgs<T>&, int64_t, int64_t, double*);                      \
+  template void aggregate_finish<T>(const double*, int64_t, const DiscLayout&, T*, T*);                          \
+  template void aggregate_backward_rows<T>(const AggregateArgs<T>&, const T*, const T*, int64_t, int64_t, T*);
 
 JV_INSTANTIATE(float)
 JV_INSTANTIATE(double)

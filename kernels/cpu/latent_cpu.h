@@ -42,6 +42,19 @@ template <typename T>
 void kl_backward_rows(const KLArgs<T>& a, const T* w, int64_t row_begin, int64_t row_end, T* dmu, T* dlogvar,
                       T* dlogits);
 
+// Aggregate KL (reference/information.py): acc[k] += sum over rows of p_k, p = softmax of each block (double).
+template <typename T>
+void aggregate_sums_rows(const AggregateArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc);
+
+// From the class sums: qbar = acc / B [sum K], agg_kl[v] = sum_k qbar log(K qbar) over block v [V].
+template <typename T>
+void aggregate_finish(const double* acc, int64_t B, const DiscLayout& disc, T* agg_kl, T* qbar);
+
+// dlogits per block = (grad_agg[v] / B) p (m - E_p m), m = log(K qbar).
+template <typename T>
+void aggregate_backward_rows(const AggregateArgs<T>& a, const T* grad_agg, const T* qbar, int64_t row_begin,
+                             int64_t row_end, T* dlogits);
+
 // out[i] = uniform of stream S(seed, offset), element i, for i in [begin, end).
 void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end, float* out);
 

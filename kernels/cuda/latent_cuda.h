@@ -37,6 +37,18 @@ cudaError_t kl_backward(const KLArgs<T>& a, KLConstants k, const T* kl_cont, con
                         const T* grad_kl_cont, const T* grad_kl_disc, T* dmu, T* dlogvar, T* dlogits,
                         cudaStream_t stream);
 
+// Aggregate KL (reference/information.py): two launches, q [B, sum K] = the rows' softmaxes (workspace q,
+// B * sum K elements), then its column sums reduced like kl_forward (workspace kl_workspace_doubles(B, sum K)
+// doubles and a zeroed counter) -> qbar [sum K] and agg_kl [V]. Needs B >= 1.
+template <typename T>
+cudaError_t aggregate_kl_forward(const AggregateArgs<T>& a, T* q, double* workspace, unsigned* counter, T* agg_kl,
+                                 T* qbar, cudaStream_t stream);
+
+// grad_agg [V] on the device; dlogits [B, sum K] contiguous.
+template <typename T>
+cudaError_t aggregate_kl_backward(const AggregateArgs<T>& a, const T* qbar, const T* grad_agg, T* dlogits,
+                                  cudaStream_t stream);
+
 cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream);
 
 }  // namespace cuda

@@ -92,32 +92,20 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
   }
 }
 
-// Grid (row blocks, column tiles), block (32, kRowsY): per tile of cols_per_tile columns, lane x walks the tile's
-// columns and y the block's rows; per-block column sums go to the workspace [row blocks, J]. The last block to
-// finish (of all row blocks and tiles) reduces them in a fixed order (deterministic), writes the KLs and the loss,
-// and resets the counter. Shared memory: kRowsY * cols_per_tile doubles, whatever D + V.
-template <typename T>
-__global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block, int cols_per_tile, double* partial,
-                                  unsigned* counter, T* loss, T* kl_cont, T* kl_disc) {
-  JV_SHARED_DYNAMIC(double, sm);
-  JV_SHARED(bool, is_last);
-  const int64_t D = a.D, V = a.disc.num_vars, J = D + V;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
-  const int64_t r1 = min(a.B, r0 + rows_per_block);
+// The deterministic batch reduction of kl_forward and aggregate_kl_forward. Grid (row blocks, column tiles),
+// block (32, kRowsY): per tile of cols_per_tile columns, lane x walks the tile's columns and y the block's rows;
+// per-block column sums of value(b, j) go to the workspace [row blocks, J]. Shared memory: kRowsY * cols_per_tile
+// doubles, whatever J.
+template <typename Value>
+__device__ void block_column_sums(Value value, int64_t r0, int64_t r1, int64_t J, int cols_per_tile, double* sm,
+                                  double* partial) {
   const int tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y, tid = ty * 32 + tx, nt = 32 * ny;
   const int64_t tile_step = static_cast<int64_t>(gridDim.y) * cols_per_tile;
   for (int64_t j0 = static_cast<int64_t>(blockIdx.y) * cols_per_tile; j0 < J; j0 += tile_step) {
     const int64_t j1 = min(J, j0 + cols_per_tile);
     for (int64_t j = j0 + tx; j < j1; j += 32) {
       double acc = 0.0;
-      for (int64_t b = r0 + ty; b < r1; b += ny) {
-        if (j < D) {
-          acc += static_cast<double>(kl_normal_term(a.mu[b * a.ld_mu + j], a.logvar[b * a.ld_logvar + j]));
-        } else {
-          const int v = static_cast<int>(j - D);
-          acc += static_cast<double>(kl_categorical_row(a.logits + b * a.ld_logits + a.disc.off[v], a.disc.dims[v]));
-        }
-      }
+      for (int64_t b = r0 + ty; b < r1; b += ny) acc += value(b, j);
       sm[ty * cols_per_tile + (j - j0)] = acc;
     }
     __syncthreads();
@@ -128,17 +116,46 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
     }
     __syncthreads();  // sm is reused by the next tile
   }
+}
+
+// True in every thread of the block that finishes last (of all row blocks and tiles), which then sees every
+// block's partial sums; the caller resets the counter to zero when done (a captured graph can replay).
+__device__ bool is_last_block(unsigned* counter) {
+  JV_SHARED(bool, is_last);
   __threadfence();
   __syncthreads();
-  if (tid == 0) is_last = (atomicAdd(counter, 1u) == gridDim.x * gridDim.y - 1);
+  if (threadIdx.y * 32 + threadIdx.x == 0) is_last = (atomicAdd(counter, 1u) == gridDim.x * gridDim.y - 1);
   __syncthreads();
-  if (!is_last) return;
-  __threadfence();
+  if (is_last) __threadfence();
+  return is_last;
+}
+
+// In the last block: column j summed over the row blocks in a fixed order (deterministic).
+__device__ double column_total(const double* partial, int64_t J, int64_t j) {
+  double s = 0.0;
+  for (unsigned blk = 0; blk < gridDim.x; ++blk) s += __ldcg(partial + blk * J + j);
+  return s;
+}
+
+// Columns: the D continuous units, then the V discrete variables. The last block writes the KLs and the loss.
+template <typename T>
+__global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block, int cols_per_tile, double* partial,
+                                  unsigned* counter, T* loss, T* kl_cont, T* kl_disc) {
+  JV_SHARED_DYNAMIC(double, sm);
+  const int64_t D = a.D, V = a.disc.num_vars, J = D + V;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int64_t r1 = min(a.B, r0 + rows_per_block);
+  const int tid = threadIdx.y * 32 + threadIdx.x, nt = 32 * blockDim.y;
+  auto value = [&a, D](int64_t b, int64_t j) -> double {
+    if (j < D) return static_cast<double>(kl_normal_term(a.mu[b * a.ld_mu + j], a.logvar[b * a.ld_logvar + j]));
+    const int v = static_cast<int>(j - D);
+    return static_cast<double>(kl_categorical_row(a.logits + b * a.ld_logits + a.disc.off[v], a.disc.dims[v]));
+  };
+  block_column_sums(value, r0, r1, J, cols_per_tile, sm, partial);
+  if (!is_last_block(counter)) return;
   const double inv_b = 1.0 / static_cast<double>(a.B);
   for (int64_t j = tid; j < J; j += nt) {
-    double s = 0.0;
-    for (unsigned blk = 0; blk < gridDim.x; ++blk) s += __ldcg(partial + blk * J + j);
-    s *= inv_b;
+    const double s = column_total(partial, J, j) * inv_b;
     if (j < D) kl_cont[j] = static_cast<T>(s); else kl_disc[j - D] = static_cast<T>(s);
     partial[j] = s;  // the column means, over row block 0's sums (read above by this thread only)
   }
@@ -149,6 +166,57 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
     for (int64_t j = D; j < J; ++j) sd += partial[j];
     *loss = static_cast<T>(c.gamma_cont * fabs(sc - c.c_cont) + c.gamma_disc * fabs(sd - c.c_disc));
     *counter = 0u;
+  }
+}
+
+// q [B, sum K] = the softmax of each row's blocks (input of aggregate_kl_forward_kernel).
+template <typename T>
+__global__ void softmax_rows_kernel(AggregateArgs<T> a, T* q) {
+  const int64_t V = a.disc.num_vars, N = a.disc.total, n_all = a.B * V;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+    const int64_t b = t / V, v = t - b * V;
+    const int o = a.disc.off[v];
+    softmax_block(a.logits + b * a.ld_logits + o, a.disc.dims[v], q + b * N + o);
+  }
+}
+
+// Columns: the sum K classes. The last block writes qbar = column sums / B and A_v per variable.
+template <typename T>
+__global__ void aggregate_kl_forward_kernel(int64_t B, DiscLayout disc, const T* q, int rows_per_block,
+                                            int cols_per_tile, double* partial, unsigned* counter, T* agg_kl,
+                                            T* qbar) {
+  JV_SHARED_DYNAMIC(double, sm);
+  const int64_t N = disc.total;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int64_t r1 = min(B, r0 + rows_per_block);
+  const int tid = threadIdx.y * 32 + threadIdx.x, nt = 32 * blockDim.y;
+  block_column_sums([q, N](int64_t b, int64_t j) -> double { return static_cast<double>(q[b * N + j]); }, r0, r1, N,
+                    cols_per_tile, sm, partial);
+  if (!is_last_block(counter)) return;
+  const double inv_b = 1.0 / static_cast<double>(B);
+  for (int64_t j = tid; j < N; j += nt) {
+    const double s = column_total(partial, N, j);
+    qbar[j] = static_cast<T>(s * inv_b);
+    partial[j] = s;  // the class sums, over row block 0's (read above by this thread only)
+  }
+  __syncthreads();
+  for (int v = tid; v < disc.num_vars; v += nt)
+    agg_kl[v] = static_cast<T>(kl_aggregate_block(partial + disc.off[v], disc.dims[v], B));
+  if (tid == 0) *counter = 0u;
+}
+
+// dlogits per (row, variable) = (grad_agg[v] / B) p (m - E_p m), m = log(K qbar).
+template <typename T>
+__global__ void aggregate_kl_backward_kernel(AggregateArgs<T> a, const T* qbar, const T* grad_agg, T* dlogits) {
+  const int64_t V = a.disc.num_vars, N = a.disc.total, n_all = a.B * V;
+  const T inv_b = T(1) / static_cast<T>(a.B);
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+    const int64_t b = t / V, v = t - b * V;
+    const int o = a.disc.off[v];
+    kl_aggregate_row_backward(a.logits + b * a.ld_logits + o, qbar + o, a.disc.dims[v], grad_agg[v] * inv_b,
+                              dlogits + b * N + o);
   }
 }
 
@@ -251,6 +319,33 @@ cudaError_t kl_backward(const KLArgs<T>& a, KLConstants k, const T* kl_cont, con
   return cudaGetLastError();
 }
 
+template <typename T>
+cudaError_t aggregate_kl_forward(const AggregateArgs<T>& a, T* q, double* workspace, unsigned* counter, T* agg_kl,
+                                 T* qbar, cudaStream_t stream) {
+  const int64_t N = a.disc.total, items = a.B * a.disc.num_vars;
+  if (items == 0) return cudaSuccess;
+  JV_LAUNCH(softmax_rows_kernel<T>, grid_for(items), kThreads, 0, stream)(a, q);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  const int64_t blocks = (a.B + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t tiles = std::min<int64_t>((N + kColsPerTile - 1) / kColsPerTile, kMaxTilesY);
+  const int64_t cols = std::min<int64_t>(N, kColsPerTile);
+  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
+  JV_LAUNCH(aggregate_kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)),
+            dim3(32, kRowsY), smem, stream)(a.B, a.disc, q, kRowsPerBlock, static_cast<int>(cols), workspace, counter,
+                                            agg_kl, qbar);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t aggregate_kl_backward(const AggregateArgs<T>& a, const T* qbar, const T* grad_agg, T* dlogits,
+                                  cudaStream_t stream) {
+  const int64_t items = a.B * a.disc.num_vars;
+  if (items == 0) return cudaSuccess;
+  JV_LAUNCH(aggregate_kl_backward_kernel<T>, grid_for(items), kThreads, 0, stream)(a, qbar, grad_agg, dlogits);
+  return cudaGetLastError();
+}
+
 cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   JV_LAUNCH(philox_uniform_kernel, grid_for((n + 3) / 4), kThreads, 0, stream)(seed, offset, n, out);
@@ -262,7 +357,10 @@ cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out
   template cudaError_t sample_latent_backward<T>(const SampleLatentBackwardArgs<T>&, cudaStream_t);             \
   template cudaError_t kl_forward<T>(const KLArgs<T>&, KLConstants, double*, unsigned*, T*, T*, T*, cudaStream_t); \
   template cudaError_t kl_backward<T>(const KLArgs<T>&, KLConstants, const T*, const T*, const T*, const T*,     \
-                                      const T*, T*, T*, T*, cudaStream_t);
+                                      const T*, T*, T*, T*, cudaStream_t);                                    \
+  template cudaError_t aggregate_kl_forward<T>(const AggregateArgs<T>&, T*, double*, unsigned*, T*, T*,         \
+                                               cudaStream_t);                                                   \
+  template cudaError_t aggregate_kl_backward<T>(const AggregateArgs<T>&, const T*, const T*, T*, cudaStream_t);
 
 JV_INSTANTIATE(float)
 JV_INSTANTIATE(double)

@@ -187,6 +187,51 @@ py::tuple kl_backward(const py::array& mu, const py::array& logvar, const py::ar
   return py::make_tuple(dmu, dlv, dl);
 }
 
+template <typename T>
+AggregateArgs<T> aggregate_args(const py::array& logits, const std::vector<int>& dims) {
+  const DiscLayout disc = layout(dims);
+  const Rows<T> lg = rows_of<T>(logits, "logits", -1, disc.total);
+  AggregateArgs<T> a{};  // by field: members may be added
+  a.B = lg.rows, a.disc = disc, a.logits = lg.p, a.ld_logits = lg.ld;
+  return a;
+}
+
+template <typename T>
+py::tuple aggregate_kl_forward(const py::array& logits, const std::vector<int>& dims) {
+  const AggregateArgs<T> a = aggregate_args<T>(logits, dims);
+  const int64_t N = a.disc.total;
+  std::vector<double> work(static_cast<size_t>(cuda::kl_workspace_doubles(a.B, N)),
+                           std::numeric_limits<double>::quiet_NaN());
+  std::vector<T> q(static_cast<size_t>(a.B * N), std::numeric_limits<T>::quiet_NaN());
+  unsigned counter = 0;
+  auto agg = nan_array<T>({static_cast<int64_t>(a.disc.num_vars)}), qbar = nan_array<T>({N});
+  cudaError_t e;
+  {
+    py::gil_scoped_release release;
+    e = cuda::aggregate_kl_forward<T>(a, q.data(), work.data(), &counter, agg.mutable_data(), qbar.mutable_data(),
+                                      nullptr);
+  }
+  check(e, "aggregate_kl_forward");
+  return py::make_tuple(agg, qbar, counter);
+}
+
+template <typename T>
+py::tuple aggregate_kl_backward(const py::array& logits, const std::vector<int>& dims, const py::array& qbar,
+                                const py::array& grad_agg) {
+  const AggregateArgs<T> a = aggregate_args<T>(logits, dims);
+  const int64_t N = a.disc.total, V = a.disc.num_vars;
+  const T* qb = rows_of<T>(py::array(qbar).reshape({int64_t(1), N}), "qbar", 1, N).p;
+  const T* g = rows_of<T>(py::array(grad_agg).reshape({int64_t(1), V}), "grad_agg", 1, V).p;
+  auto dl = nan_array<T>({a.B, N});
+  cudaError_t e;
+  {
+    py::gil_scoped_release release;
+    e = cuda::aggregate_kl_backward<T>(a, qb, g, dl.mutable_data(), nullptr);
+  }
+  check(e, "aggregate_kl_backward");
+  return py::make_tuple(dl);
+}
+
 py::array_t<float> philox_uniform(uint64_t seed, uint64_t offset, int64_t n) {
   auto out = nan_array<float>({n});
   float* p = out.mutable_data();
@@ -264,6 +309,16 @@ PYBIND11_MODULE(jointvae_emulated_cuda, m) {
         py::arg("c_disc"), py::arg("gamma_cont"), py::arg("gamma_disc"), py::arg("kl_cont"), py::arg("kl_disc"),
         py::arg("grad_loss"), py::arg("grad_kl_cont") = py::none(), py::arg("grad_kl_disc") = py::none(),
         "-> (d mu, d logvar, d logits)");
+  m.def("aggregate_kl_forward",
+        [](const py::array& logits, const std::vector<int>& dims) {
+          return JV_BY_DTYPE(aggregate_kl_forward)(logits, dims);
+        },
+        py::arg("logits"), py::arg("disc_dims"), "-> (agg_kl [V], qbar [sum K], the completion counter after)");
+  m.def("aggregate_kl_backward",
+        [](const py::array& logits, const std::vector<int>& dims, const py::array& qbar, const py::array& grad_agg) {
+          return JV_BY_DTYPE(aggregate_kl_backward)(logits, dims, qbar, grad_agg);
+        },
+        py::arg("logits"), py::arg("disc_dims"), py::arg("qbar"), py::arg("grad_agg"), "-> (d logits,)");
   m.def("philox_uniform", &philox_uniform, py::arg("seed"), py::arg("offset"), py::arg("n"));
   m.def("set_options",
         [](std::optional<uint64_t> seed, std::optional<int> concurrent_blocks) {

@@ -190,6 +190,29 @@ static void kl_vs_cpu(const Inputs<T>& in, double tol) {
   for (int i = 0; i < 3; ++i) CHECK(max_rel(d[i], c[i]) < tol, "kl_backward[%d]: %g", i, max_rel(d[i], c[i]));
 }
 
+template <typename T>
+static void aggregate_vs_cpu(const Inputs<T>& in, double tol) {
+  const KLArgs<T> k = in.kl();
+  const AggregateArgs<T> a{in.B, in.disc, k.logits, k.ld_logits};
+  const int64_t B = in.B, V = in.disc.num_vars, N = in.disc.total;
+  std::vector<double> work(static_cast<size_t>(cuda::kl_workspace_doubles(B, N)), NAN);
+  std::vector<T> q(B * N, T(NAN)), agg(V, T(NAN)), qbar(N, T(NAN)), agg_cpu(V), qbar_cpu(N);
+  unsigned counter = 0;
+  CHECK(cuda::aggregate_kl_forward<T>(a, q.data(), work.data(), &counter, agg.data(), qbar.data(), nullptr) ==
+            cudaSuccess, "aggregate_kl_forward launch");
+  CHECK(counter == 0, "counter reset");
+  std::vector<double> acc(N, 0.0);
+  cpu::aggregate_sums_rows<T>(a, 0, B, acc.data());
+  cpu::aggregate_finish<T>(acc.data(), B, in.disc, agg_cpu.data(), qbar_cpu.data());
+  CHECK(max_rel(agg, agg_cpu) < tol && max_rel(qbar, qbar_cpu) < tol, "aggregate_kl vs CPU twin");
+  std::vector<T> g(V), d(B * N, T(NAN)), c(B * N);
+  for (int64_t j = 0; j < V; ++j) g[j] = T(1.0 - 0.3 * double(j));
+  CHECK(cuda::aggregate_kl_backward<T>(a, qbar.data(), g.data(), d.data(), nullptr) == cudaSuccess,
+        "aggregate_kl_backward launch");
+  cpu::aggregate_backward_rows<T>(a, g.data(), qbar.data(), 0, B, c.data());
+  CHECK(max_rel(d, c) < tol, "aggregate_kl_backward: %g", max_rel(d, c));
+}
+
 static void philox_vs_cpu() {
   std::vector<float> got(1001, NAN), want(1001);
   CHECK(cuda::philox_uniform(77, 3, 1001, got.data(), nullptr) == cudaSuccess, "philox launch");
@@ -213,6 +236,8 @@ static void kernels_vs_cpu() {
     sample_latent_vs_cpu(d, 1e-12);
     kl_vs_cpu(f, 2e-5);
     kl_vs_cpu(d, 1e-12);
+    aggregate_vs_cpu(f, 2e-5);
+    aggregate_vs_cpu(d, 1e-12);
   }
   emu::reset_launch_params();
 }

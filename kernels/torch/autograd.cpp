@@ -1,6 +1,6 @@
-// Autograd kernels of jointvae::sample_latent and jointvae::kl_capacity_loss as C++ autograd Functions
-// whose backward calls the fused backward ops. (torch.library.register_autograd does the same from
-// Python but costs ~15 us per call and per backward on CPU: more than the fused ops themselves at B = 64.)
+// Autograd kernels of jointvae::sample_latent, jointvae::kl_capacity_loss and jointvae::aggregate_kl as C++
+// autograd Functions whose backward calls the fused backward ops. (torch.library.register_autograd does the same
+// from Python but costs ~15 us per call and per backward on CPU: more than the fused ops themselves at B = 64.)
 // The backward ops are not differentiable (no double backward).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
@@ -27,6 +27,9 @@ using KLBackwardSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const st
                                                          const std::optional<Tensor>&, const Tensor&, const Tensor&,
                                                          const Tensor&, const Tensor&, const Tensor&, at::IntArrayRef,
                                                          double, double, double, double);
+
+using AggregateSig = std::tuple<Tensor, Tensor>(const Tensor&, at::IntArrayRef);
+using AggregateBackwardSig = Tensor(const Tensor&, const Tensor&, const Tensor&, at::IntArrayRef);
 
 template <typename Sig>
 c10::TypedOperatorHandle<Sig> handle(const char* name) {
@@ -102,6 +105,33 @@ class KLCapacityLossFn : public torch::autograd::Function<KLCapacityLossFn> {
   }
 };
 
+class AggregateKLFn : public torch::autograd::Function<AggregateKLFn> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& logits, at::IntArrayRef disc_dims) {
+    static const auto op = handle<AggregateSig>("jointvae::aggregate_kl");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [agg, qbar] = op.call(logits, disc_dims);
+    ctx->save_for_backward({logits, qbar});
+    ctx->saved_data["dims"] = disc_dims.vec();
+    ctx->mark_non_differentiable({qbar});
+    return {agg, qbar};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = handle<AggregateBackwardSig>("jointvae::aggregate_kl_backward");
+    const auto s = ctx->get_saved_variables();
+    variable_list out(2);
+    if (!grads[0].defined()) return out;
+    out[0] = op.call(grads[0], s[0], s[1], ctx->saved_data["dims"].toIntVector());
+    return out;
+  }
+};
+
+std::tuple<Tensor, Tensor> aggregate_kl_autograd(const Tensor& logits, at::IntArrayRef disc_dims) {
+  auto r = AggregateKLFn::apply(logits, disc_dims);
+  return {r[0], r[1]};
+}
+
 std::tuple<Tensor, Tensor, Tensor> sample_latent_autograd(const Tensor& mu, const Tensor& logvar, const Tensor& logits,
                                                           at::IntArrayRef disc_dims, double tau, bool training,
                                                           const std::optional<Tensor>& eps,
@@ -125,4 +155,5 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_autograd(const Tensor& mu, c
 TORCH_LIBRARY_IMPL(jointvae, Autograd, m) {
   m.impl("sample_latent", &sample_latent_autograd);
   m.impl("kl_capacity_loss", &kl_capacity_loss_autograd);
+  m.impl("aggregate_kl", &aggregate_kl_autograd);
 }

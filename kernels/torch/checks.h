@@ -220,5 +220,30 @@ inline void check_kl_backward(const LatentInputs& in, const at::Tensor& mu, cons
   if (gkd.has_value()) check_vector(*gkd, "grad_kl_disc", mu, in.disc.num_vars);
 }
 
+// The aggregate KL op's logits (float matrix, >= 1 row: qbar is a batch mean) -> its args (unit column stride
+// kept alive by `owner`).
+template <typename T>
+AggregateArgs<T> aggregate_args(const at::Tensor& logits, const DiscLayout& disc) {
+  AggregateArgs<T> a{};
+  a.B = logits.size(0);
+  a.disc = disc;
+  a.logits = ptr_or_null<T>(logits);
+  a.ld_logits = row_stride(logits);
+  return a;
+}
+
+inline std::pair<at::Tensor, DiscLayout> check_aggregate_logits(const at::Tensor& logits, at::IntArrayRef disc_dims) {
+  check_float_matrix(logits, "logits");
+  TORCH_CHECK(logits.size(0) > 0, "jointvae: aggregate_kl needs at least one row (batch mean), got B = 0");
+  return {unit_cols(logits), make_layout(disc_dims, logits.size(1))};
+}
+
+// Validation of aggregate_kl_backward's grad_agg [V] and qbar [sum K] (beyond the logits).
+inline void check_aggregate_backward(const at::Tensor& logits, const DiscLayout& disc, const at::Tensor& grad_agg,
+                                     const at::Tensor& qbar) {
+  check_vector(grad_agg, "grad_agg", logits, disc.num_vars);
+  check_vector(qbar, "qbar", logits, disc.total);
+}
+
 }  // namespace torch_ops
 }  // namespace jointvae

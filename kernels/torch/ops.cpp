@@ -153,6 +153,47 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cpu(
   return {dmu, dlv, dl};
 }
 
+std::tuple<Tensor, Tensor> aggregate_kl_cpu(const Tensor& logits, at::IntArrayRef disc_dims) {
+  auto [lg, disc] = check_aggregate_logits(logits, disc_dims);
+  const int64_t B = lg.size(0), N = disc.total;
+  Tensor agg = at::empty({disc.num_vars}, lg.options()), qbar = at::empty({N}, lg.options());
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const AggregateArgs<T> a = aggregate_args<T>(lg, disc);
+    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
+    std::vector<double> acc(static_cast<size_t>(chunks * N), 0.0);
+    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(N) / kChunkRows), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c)
+        cpu::aggregate_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows), acc.data() + c * N);
+    });
+    for (int64_t c = 1; c < chunks; ++c)
+      for (int64_t j = 0; j < N; ++j) acc[j] += acc[c * N + j];
+    cpu::aggregate_finish<T>(acc.data(), B, disc, mut_or_null<T>(agg), mut_or_null<T>(qbar));
+  };
+  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {agg, qbar};
+}
+
+Tensor aggregate_kl_backward_cpu(const Tensor& grad_agg, const Tensor& logits, const Tensor& qbar,
+                                 at::IntArrayRef disc_dims) {
+  auto [lg, disc] = check_aggregate_logits(logits, disc_dims);
+  check_aggregate_backward(lg, disc, grad_agg, qbar);
+  const int64_t B = lg.size(0), N = disc.total;
+  Tensor g = grad_agg.contiguous(), qb = qbar.contiguous(), dl = at::empty({B, N}, lg.options());
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const AggregateArgs<T> a = aggregate_args<T>(lg, disc);
+    const T* pg = ptr_or_null<T>(g);
+    const T* pq = ptr_or_null<T>(qb);
+    T* pd = mut_or_null<T>(dl);
+    at::parallel_for(0, B, row_grain(N), [&](int64_t b0, int64_t b1) {
+      cpu::aggregate_backward_rows<T>(a, pg, pq, b0, b1, pd);
+    });
+  };
+  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return dl;
+}
+
 void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {
   TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
               "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
@@ -185,6 +226,8 @@ TORCH_LIBRARY(jointvae, m) {
       "kl_capacity_loss_backward(Tensor grad_loss, Tensor? grad_kl_cont, Tensor? grad_kl_disc, Tensor mu, "
       "Tensor logvar, Tensor logits, Tensor kl_cont, Tensor kl_disc, int[] disc_dims, float c_cont, float c_disc, "
       "float gamma_cont, float gamma_disc) -> (Tensor grad_mu, Tensor grad_logvar, Tensor grad_logits)");
+  m.def("aggregate_kl(Tensor logits, int[] disc_dims) -> (Tensor agg_kl, Tensor qbar)");
+  m.def("aggregate_kl_backward(Tensor grad_agg, Tensor logits, Tensor qbar, int[] disc_dims) -> Tensor");
   m.def("philox_uniform_(Tensor(a!) out, int seed, int offset) -> ()");
 }
 
@@ -194,5 +237,7 @@ TORCH_LIBRARY_IMPL(jointvae, CPU, m) {
   m.impl("sample_latent_backward", &sample_latent_backward_cpu);
   m.impl("kl_capacity_loss", &kl_capacity_loss_cpu);
   m.impl("kl_capacity_loss_backward", &kl_capacity_loss_backward_cpu);
+  m.impl("aggregate_kl", &aggregate_kl_cpu);
+  m.impl("aggregate_kl_backward", &aggregate_kl_backward_cpu);
   m.impl("philox_uniform_", &philox_uniform_cpu);
 }

@@ -169,6 +169,44 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cuda(
   return {dmu, dlv, dl};
 }
 
+std::tuple<Tensor, Tensor> aggregate_kl_cuda(const Tensor& logits, at::IntArrayRef disc_dims) {
+  auto [lg, disc] = check_aggregate_logits(logits, disc_dims);
+  c10::cuda::CUDAGuard guard(lg.device());
+  const int64_t B = lg.size(0), N = disc.total;
+  Tensor agg = at::empty({disc.num_vars}, lg.options()), qbar = at::empty({N}, lg.options());
+  Tensor q = at::empty({B, N}, lg.options());
+  Tensor work = at::empty({cuda::kl_workspace_doubles(B, N)}, lg.options().dtype(at::kDouble));
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(lg.device().index()).stream();
+  Tensor counter = kl_counter(lg, stream);
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    check_launch(cuda::aggregate_kl_forward<T>(aggregate_args<T>(lg, disc), mut_or_null<T>(q),
+                                               work.mutable_data_ptr<double>(),
+                                               reinterpret_cast<unsigned*>(counter.mutable_data_ptr<int32_t>()),
+                                               mut_or_null<T>(agg), mut_or_null<T>(qbar), stream),
+                 "aggregate_kl");
+  };
+  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {agg, qbar};
+}
+
+Tensor aggregate_kl_backward_cuda(const Tensor& grad_agg, const Tensor& logits, const Tensor& qbar,
+                                  at::IntArrayRef disc_dims) {
+  auto [lg, disc] = check_aggregate_logits(logits, disc_dims);
+  check_aggregate_backward(lg, disc, grad_agg, qbar);
+  c10::cuda::CUDAGuard guard(lg.device());
+  Tensor g = grad_agg.contiguous(), qb = qbar.contiguous(), dl = at::empty({lg.size(0), disc.total}, lg.options());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(lg.device().index()).stream();
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    check_launch(cuda::aggregate_kl_backward<T>(aggregate_args<T>(lg, disc), ptr_or_null<T>(qb), ptr_or_null<T>(g),
+                                                mut_or_null<T>(dl), stream),
+                 "aggregate_kl_backward");
+  };
+  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return dl;
+}
+
 void philox_uniform_cuda(Tensor& out, int64_t seed, int64_t offset) {
   TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
               "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
@@ -190,5 +228,7 @@ TORCH_LIBRARY_IMPL(jointvae, CUDA, m) {
   m.impl("sample_latent_backward", &sample_latent_backward_cuda);
   m.impl("kl_capacity_loss", &kl_capacity_loss_cuda);
   m.impl("kl_capacity_loss_backward", &kl_capacity_loss_backward_cuda);
+  m.impl("aggregate_kl", &aggregate_kl_cuda);
+  m.impl("aggregate_kl_backward", &aggregate_kl_backward_cuda);
   m.impl("philox_uniform_", &philox_uniform_cuda);
 }

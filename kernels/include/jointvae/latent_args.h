@@ -64,4 +64,13 @@ struct KLArgs {
   int64_t ld_logits;
 };
 
+// The aggregate KL op: logits [B, sum K] only.
+template <typename T>
+struct AggregateArgs {
+  int64_t B;
+  DiscLayout disc;
+  const T* logits;
+  int64_t ld_logits;
+};
+
 }  // namespace jointvae

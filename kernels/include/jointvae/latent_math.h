@@ -3,6 +3,7 @@
 //   y = softmax((log_softmax(l) + g) / tau) = softmax((l - max l + g) / tau),  g = -log(-log u)
 //   kl_normal term   = 0.5 * (mu^2 + expm1(logvar) - logvar)  (= -0.5(1 + lv - mu^2 - e^lv))
 //   kl_categorical   = log K + sum_k p_k log p_k,  p = softmax(l)
+//   kl_aggregate     = sum_k qbar_k log(K qbar_k),  qbar = mean over rows of p   (reference/information.py)
 // Per-row block functions take raw pointers with unit stride; T is float or double.
 #pragma once
 #include <stdint.h>
@@ -111,6 +112,47 @@ JV_HD void kl_categorical_row_backward(const T* l, int K, T w, T* dl) {
   const T inv = T(1) / S;
   const T mean_a = Sa * inv;
   for (int k = 0; k < K; ++k) dl[k] = w * (dl[k] * inv) * ((l[k] - lmax) - mean_a);
+}
+
+// p = softmax(l) of one block (the maximum subtracted).
+template <typename T>
+JV_HD void softmax_block(const T* l, int K, T* p) {
+  T lmax = -jv_inf<T>();
+  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
+  T S = T(0);
+  for (int k = 0; k < K; ++k) {
+    p[k] = fast_exp(l[k] - lmax);
+    S += p[k];
+  }
+  const T inv = T(1) / S;
+  for (int k = 0; k < K; ++k) p[k] *= inv;
+}
+
+// A = KL(qbar || uniform(K)) of one block from its class sums over B rows: qbar_k = sums[k] / B,
+// A = sum_k qbar_k log(K qbar_k) (0 log 0 = 0). In double.
+JV_HD double kl_aggregate_block(const double* sums, int K, int64_t B) {
+  const double inv_b = 1.0 / static_cast<double>(B);
+  double A = 0.0;
+  for (int k = 0; k < K; ++k) {
+    const double q = sums[k] * inv_b;
+    A += q > 0.0 ? q * jv_log(static_cast<double>(K) * q) : 0.0;
+  }
+  return A;
+}
+
+// m = log(K qbar), 0 where qbar = 0 (a class no row puts mass on: p_k = 0 there, so m_k is never weighted).
+template <typename T>
+JV_HD T log_k_qbar(T qbar, int K) {
+  return qbar > T(0) ? jv_log(static_cast<T>(K) * qbar) : T(0);
+}
+
+// w * d A / d l_k for one row = w p_k (m_k - E_p[m]), m = log(K qbar) (w already divided by B).
+template <typename T>
+JV_HD void kl_aggregate_row_backward(const T* l, const T* qbar, int K, T w, T* dl) {
+  softmax_block(l, K, dl);  // dl holds p
+  T Em = T(0);
+  for (int k = 0; k < K; ++k) Em += dl[k] * log_k_qbar(qbar[k], K);
+  for (int k = 0; k < K; ++k) dl[k] = w * dl[k] * (log_k_qbar(qbar[k], K) - Em);
 }
 
 }  // namespace jointvae
