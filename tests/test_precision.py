@@ -74,7 +74,7 @@ def test_bf16_forward_runs_the_layers_in_bfloat16():
 
 
 def test_fused_ops_see_float32_inputs_under_bf16(monkeypatch):
-    """The latent and KL ops are called with float32 mu, logvar, logits (cast after the bf16 head)."""
+    """The latent, KL and aggregate-KL ops are called with float32 mu, logvar, logits (cast after the bf16 head)."""
     seen = []
 
     def recording(fn):
@@ -83,11 +83,17 @@ def test_fused_ops_see_float32_inputs_under_bf16(monkeypatch):
             return fn(mu, logvar, logits, *args, **kwargs)
         return wrapper
 
+    def recording_aggregate(logits, *args, **kwargs):
+        seen.append(("aggregate_kl", logits.dtype))
+        return aggregate_kl(logits, *args, **kwargs)
+
+    aggregate_kl = ops.aggregate_kl
     monkeypatch.setattr(ops, "sample_latent", recording(ops.sample_latent))
     monkeypatch.setattr(ops, "kl_capacity_loss", recording(ops.kl_capacity_loss))
+    monkeypatch.setattr(ops, "aggregate_kl", recording_aggregate)
     model, x, objective = _setup()
     _one_step(model, x, objective, "bf16")
-    assert [s[0] for s in seen] == ["sample_latent", "kl_capacity_loss"]
+    assert [s[0] for s in seen] == ["sample_latent", "kl_capacity_loss", "aggregate_kl"]
     assert all(dtype == torch.float32 for s in seen for dtype in s[1:]), seen
 
 
