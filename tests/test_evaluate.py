@@ -76,8 +76,8 @@ def run_dir(tmp_path_factory):
     return run
 
 
-ALWAYS = ["kl_units.png", "ranked_traversals.png", "kl_training.png", "traversal_c0.png", "samples_by_class.png",
-          "class_unit_grid.png", "reconstructions.png", "editing.png"]
+ALWAYS = ["kl_units.png", "ranked_traversals.png", "kl_training.png", "class_usage.png", "traversal_c0.png",
+          "samples_by_class.png", "class_unit_grid.png", "reconstructions.png", "editing.png"]
 
 
 def _report(out):
@@ -122,6 +122,22 @@ def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
     np.testing.assert_allclose(m["kl_disc"], [(math.log(3) + (p * p.log()).sum(1)).mean().item()], rtol=1e-4, atol=1e-7)
     assert m["accuracy"]["hungarian"] == pytest.approx(hungarian_accuracy(logits.argmax(1).numpy(), ds.test_labels).accuracy)
     assert m["active_units"] == [j for j in np.argsort(-kl.numpy(), kind="stable") if kl[j] > INACTIVE_KL]
+
+    # information of the discrete variable, computed directly; I + KL(q(c) || p) is the fused op's KL_c
+    d = m["discrete_information"]["c0"]
+    ent = lambda q: -(q * q.log()).sum(-1)  # noqa: E731
+    assert d["information"] == pytest.approx((ent(p.mean(0)) - ent(p).mean()).item(), rel=1e-6, abs=1e-9)
+    assert d["information"] + d["aggregate_kl"] == pytest.approx(m["kl_disc"][0], rel=1e-5, abs=1e-8)
+    np.testing.assert_allclose(d["class_usage"], np.bincount(logits.argmax(1).numpy(), minlength=3) / 300)
+    by_type = torch.stack([p[torch.from_numpy(ds.test_labels == t)].mean(0) for t in range(3)])
+    share = torch.from_numpy(np.bincount(ds.test_labels, minlength=3) / 300)
+    direct = (ent(p.mean(0)) - (share * ent(by_type)).sum()).item()
+    assert m["factor_information"]["c0"]["chair_type"]["information"] == pytest.approx(direct, rel=1e-6, abs=1e-9)
+    assert m["factor_information"]["c0"]["azimuth"]["bins"] == 12
+    assert "What each discrete variable captures" in index
+    rule = d["kl"] > 0.5 and d["information"] < 0.25 * d["kl"]
+    assert d["confident_but_uninformative"] == rule and len(m["warnings"]) == int(rule)
+    assert m["azimuth"]["candidates"] == [f"z{j}" for j in m["active_units"]]
 
 
 def test_report_with_labels_only(run_dir, tmp_path):
@@ -281,4 +297,58 @@ def test_with_the_data_module_synthetic_chairs(tmp_path):
     assert m["dataset"] == "synthetic-chairs" and m["n_test"] == 120
     assert set(m["mig"]["gaps"]) <= set(ds.factor_names) and "azimuth" in m["mig"]["gaps"]
     assert m["azimuth"]["factor"] == "azimuth" and "type" in m["factor_accuracy"]
-    assert "azimuth_scatter.png" in m["figures"]
+    # an untrained model has no active unit: no unit is reported (inactive units are never candidates)
+    assert m["active_units"] == [] and m["azimuth"]["unit"] is None and m["azimuth"]["pair"] is None
+    assert "azimuth_scatter.png" not in m["figures"]
+    fi = m["factor_information"]["c0"]
+    assert set(fi) == set(ds.factor_names) and fi["type"]["bins"] == 7 and fi["azimuth"]["bins"] == 12
+    assert fi["elevation"]["bins"] == 2 and fi["seat_width"]["bins"] == 10
+
+
+def test_confident_but_uninformative_code_warns(tmp_path, capsys):
+    """Logits that ignore the image and favour one class: KL_c large, I(x; c) = 0 -> a warning."""
+    torch.manual_seed(0)
+    model = JointVAE((1, 32, 32), 2, [4])
+    with torch.no_grad():
+        rows = slice(2 * model.cont, None)  # the logits rows of the posterior head
+        model.to_posterior.weight[rows] = 0.0
+        model.to_posterior.bias[rows] = torch.tensor([8.0, 0.0, 0.0, 0.0])
+    path = tmp_path / "flat.pt"
+    checkpoint.save(path, model, meta={"dataset": "synthetic-chairs"})
+    assert evaluate_main([str(path), "--no-progress"], dataset=make_dataset(60, seed=9)) == 0
+    m = json.loads((tmp_path / "flat_eval" / "metrics.json").read_text())
+    d = m["discrete_information"]["c0"]
+    assert d["kl"] > 1.0 and d["information"] == pytest.approx(0.0, abs=1e-9) and d["classes_in_use"] == 1
+    assert d["confident_but_uninformative"] and len(m["warnings"]) == 1
+    assert "warning: c0 is confident but uninformative" in capsys.readouterr().err
+    assert all(v["information"] == pytest.approx(0.0, abs=1e-9) for v in m["factor_information"]["c0"].values())
+
+
+def test_sweep_evaluates_every_kept_checkpoint(tmp_path, capsys):
+    """A tiny run trained here by the training CLI (bar images), 3 checkpoints kept by --keep-every."""
+    from jointvae_fast.train import main as train_main
+
+    ds = make_dataset(120, seed=10)
+    ds.train = make_dataset(256, seed=11).test
+    run = tmp_path / "run"
+    assert train_main(["--dataset", "mnist", "--cont", "3", "--disc", "3", "--batch-size", "16", "--steps", "6",
+                       "--save-every", "2", "--keep", "1", "--keep-every", "2", "--log-every", "2", "--no-images",
+                       "--out", str(run)], dataset=ds) == 0
+    out = tmp_path / "sweep"
+    assert evaluate_main(["--sweep", str(run), "--out", str(out), "--no-progress"], dataset=ds) == 0
+    result = json.loads((out / "sweep.json").read_text())
+    assert [r["step"] for r in result["checkpoints"]] == [2, 4, 6] and (out / "sweep.png").stat().st_size > 0
+    assert not (out / "metrics.json").exists()  # metrics only, no report
+    # each record is what a full evaluation of that checkpoint reports
+    one = tmp_path / "one"
+    assert evaluate_main([str(run / "checkpoints" / "step-00000004.pt"), "--out", str(one), "--no-progress"],
+                         dataset=ds) == 0
+    m, rec = json.loads((one / "metrics.json").read_text()), result["checkpoints"][1]
+    assert rec["recon_nll"] == pytest.approx(m["recon_nll"], rel=1e-9)
+    assert rec["accuracy_hungarian"] == m["accuracy"]["hungarian"] and rec["mig"] == pytest.approx(m["mig"]["mig"])
+    assert rec["information"]["c0"] == pytest.approx(m["discrete_information"]["c0"]["information"], rel=1e-9, abs=1e-12)
+    assert rec["azimuth_r"] == m["azimuth"]["circular_linear_r"]
+    assert rec["factor_accuracy"] == {"chair_type": m["factor_accuracy"]["chair_type"]["hungarian"]}
+    capsys.readouterr()
+    assert evaluate_main(["--sweep", str(run / "checkpoints" / "step-00000004.pt"), "--no-progress"], dataset=ds) == 2
+    assert "--sweep needs a run directory" in capsys.readouterr().err

@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from jointvae_fast.analysis.metrics.accuracy import contingency, hungarian_accuracy, majority_accuracy
 from jointvae_fast.analysis.metrics.circular import (
+    azimuth_units,
     best_unit_pair,
+    pair_angle,
     circular_correlation,
     circular_linear_correlation,
     circular_linear_fit,
@@ -182,7 +184,41 @@ def test_best_unit_pair_finds_the_cos_sin_pair():
     t = rng.uniform(0, 2 * np.pi, 1000)
     z = np.stack([2 * np.cos(t) + 1, rng.normal(size=1000), 0.5 * np.sin(t), rng.normal(size=1000)], axis=1)
     pair, rho = best_unit_pair(z, t)
-    assert pair == (0, 2) and rho > 0.99  # standardising by sample std distorts slightly
+    assert pair == (0, 2) and rho == pytest.approx(1.0, abs=1e-9)
+
+
+def test_pair_angle_reads_a_sheared_rotated_ellipse_back_as_the_angle():
+    rng = np.random.default_rng(6)
+    t = rng.uniform(0, 2 * np.pi, 500)
+    u, v = 3 * np.cos(t) + 0.2, 1.5 * np.cos(t) - 0.2 * np.sin(t) + 4  # not separable into cos / sin per unit
+    np.testing.assert_allclose(np.cos(pair_angle(u, v, t) - t), 1.0, atol=1e-9)
+    standardised = np.arctan2((v - v.mean()) / v.std(), (u - u.mean()) / u.std())
+    assert abs(circular_correlation(standardised, t)) < 0.8  # the plain atan2 of the two units does not
+
+
+def _azimuth_case(n=2000, seed=7):
+    """Units: z0 inactive, 1e-3 * cos(t) exactly (spuriously perfect); z1, z2 active, (cos t, sin t) with noise;
+    z3 active noise; z4 inactive, tiny noise plus 1e-3 * sin(t)."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 2 * np.pi, n)
+    z = np.stack([1e-3 * np.cos(t), np.cos(t) + rng.normal(0, 0.4, n), np.sin(t) + rng.normal(0, 0.4, n),
+                  rng.normal(size=n), 1e-3 * np.sin(t) + 1e-4 * rng.normal(size=n)], axis=1)
+    return z, t
+
+
+def test_azimuth_units_considers_active_units_only():
+    z, t = _azimuth_case()
+    active = [1, 2, 3]
+    everything = azimuth_units(z, t, range(5))
+    assert everything.unit == 0 and everything.pair == (0, 4)  # what considering all units would report
+    r = azimuth_units(z, t, active)
+    assert r.unit in (1, 2) and set(r.per_unit_r) == set(active)
+    assert r.fit.r == pytest.approx(max(circular_linear_correlation(z[:, j], t) for j in active), rel=1e-12)
+    assert r.pair == (1, 2) and 0.8 < r.pair_rho < 0.99
+    one = azimuth_units(z, t, [3])
+    assert one.unit == 3 and one.pair is None and np.isnan(one.pair_rho)
+    none = azimuth_units(z, t, [])
+    assert none.unit is None and none.fit is None and none.pair is None
 
 
 def test_circular_bad_inputs():

@@ -83,6 +83,15 @@ def test_end_to_end_run_writes_log_checkpoints_images(tmp_path, capsys):
     assert trav.size == (10 * 34 + 2, 3 * 34 + 2)  # 2 unit rows + 1 discrete row, 10 columns
 
 
+def test_keep_every_keeps_multiples_besides_the_last(tmp_path):
+    out = tmp_path / "run"
+    assert main(args(out, "--keep", "1", "--keep-every", "4", "--save-every", "2", steps=10),
+                dataset=tiny_dataset()) == 0
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [4, 8, 10]  # 2, 6 pruned; 10 is the last
+    assert json.loads((out / "config.json").read_text())["keep_every"] == 4
+    assert main(args(tmp_path / "bad", "--keep-every", "0"), dataset=tiny_dataset()) == 2
+
+
 def test_step_mode_changes_reach_log_and_run_json(tmp_path, monkeypatch):
     """Each change of TrainStep.step_mode is kept with its first step (run.json); every log line carries the
     mode of its last step. (Modes forced here: on the CPU every step is "eager (cpu)".)"""

@@ -1,5 +1,5 @@
 """python -m jointvae_fast.evaluate SOURCE [--dataset NAME] [--data-dir DIR] [--out DIR]
-                                 [--edit UNIT=VALUE ...] [--device DEV] [--limit N]
+                                 [--edit UNIT=VALUE ...] [--device DEV] [--limit N] [--sweep]
 
 Turns a trained model into the paper's analyses. SOURCE is one of
   - a run directory of jointvae_fast.train (its newest readable checkpoint, its log.jsonl, config.json),
@@ -23,7 +23,13 @@ Figures (those that apply):
   class_unit_grid.png     Fig. 5: class (rows) x the most informative continuous unit (columns)
   reconstructions.png     test images (odd rows) above their reconstructions (even rows)
   editing.png             Fig. 9b: original, reconstruction, then each --edit (default: top unit at -2..2)
-  azimuth_scatter.png     Fig. 9a: the unit that best predicts azimuth against the true azimuth (factor datasets)
+  azimuth_scatter.png     Fig. 9a: the active unit that best predicts azimuth against the true azimuth (factor datasets)
+  class_usage.png         per discrete variable: share of test images per argmax class (classes in use: >= 1%)
+
+--sweep RUN_DIR evaluates every checkpoint kept in RUN_DIR/checkpoints (train with --keep-every N), metrics
+only, and writes sweep.json (one summary per checkpoint) and sweep.png (accuracy against the labels, else
+against the first discrete factor (the chairs' type), MIG, azimuth correlation, I(x; c) and recon NLL against
+the step) into the report folder.
 
 metrics.json fields (null where the data does not allow them): see `jointvae_fast.analysis.report.METRIC_FIELDS`.
 Definitions: KL per unit/variable as in the training objective (batch mean over
@@ -34,10 +40,13 @@ MIG: jointvae_fast.analysis.metrics.mig (posterior means binned into 20 equal-wi
 discrete latents as argmax classes, factors as is up to 64 distinct values,
 else binned). Azimuth: a factor whose name contains "azimuth", in degrees if
 any value exceeds 2*pi, else radians;
-jointvae_fast.analysis.metrics.circular (Mardia's circular-linear R per unit; the best active
-unit is reported, any unit when none is active; Fisher-Lee rho_T for the best
-pair of active units read as an angle). Integer-valued factors
+jointvae_fast.analysis.metrics.circular (active units only: Mardia's circular-linear R per unit,
+the best one reported; Fisher-Lee rho_T between the azimuth and the angle decoded from the best
+pair, by a least-squares map of the pair to (cos, sin); none without active units). Integer-valued factors
 count as discrete and get the accuracy of the best discrete variable.
+Discrete information: jointvae_fast.analysis.metrics.information (I(x; c), KL(q(c) || p(c)), class
+usage, classes in use; I(c; factor) with azimuth in 12 bins over the circle, integer factors as is,
+other factors in 10 quantile bins; a warning when KL_c > 0.5 nats but I(x; c) < 0.25 KL_c).
 """
 from __future__ import annotations
 
@@ -54,6 +63,7 @@ from .figures.editing import parse_edit
 from .report import INACTIVE_KL, jsonable, evaluate
 from .sources import EvaluationError, load_source
 from .split import eval_split, load_named_dataset
+from .sweep import sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"latents with a test KL below this are inactive (default {INACTIVE_KL})")
     p.add_argument("--seed", type=int, default=0, help="seed of the prior samples in samples_by_class.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--sweep", action="store_true",
+                   help="SOURCE is a run directory: evaluate every kept checkpoint -> sweep.json, sweep.png")
     return p
 
 
@@ -110,6 +122,12 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
             out = Path(f"pretrained-{source.path.name}_eval")
         else:
             out = src.parent / f"{src.stem if src.is_file() else src.name}_eval"
+        if args.sweep:
+            if source.kind != "run":
+                raise EvaluationError(f"--sweep needs a run directory, got {args.source}")
+            result = sweep(src, data, out, device, progress=not args.no_progress, inactive_kl=args.inactive_kl)
+            print(f"evaluated {len(result['checkpoints'])} checkpoints; {out / 'sweep.json'}, {out / 'sweep.png'}")
+            return 0
         metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,
                            inactive_kl=args.inactive_kl)
     except (EvaluationError, ValueError, FileNotFoundError) as e:
@@ -117,6 +135,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         return 2
     print(f"evaluated {metrics['n_test']} test images in {metrics['encode_seconds']:.2f} s "
           f"({metrics['images_per_second']:.0f} img/s); report: {out / 'index.html'}")
+    for w in metrics["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     summary = {k: metrics[k] for k in ("kl_cont_sum", "kl_disc_sum", "recon_nll")}
     if metrics["accuracy"]:
         summary["accuracy_hungarian"] = metrics["accuracy"]["hungarian"]

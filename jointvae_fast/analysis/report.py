@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +19,9 @@ from ..model import JointVAE
 from .encoding import Encoded, classes, encode_split, kl_per_latent, recon_nll
 from .figures.editing import Edit, check_edit
 from .metrics.accuracy import hungarian_accuracy, majority_accuracy
-from .metrics.circular import best_unit_pair, circular_linear_fit
+from .metrics.circular import azimuth_units
+from .metrics.information import (USAGE_THRESHOLD, WARN_INFO_SHARE, WARN_KL, code_information,
+                                  confident_but_uninformative, factor_codes, factor_information)
 from .metrics.mig import mig
 from .report_figures import MAX_UNIT_FIGURES, FigureContext, write_figures
 from .report_html import write_html
@@ -53,7 +56,12 @@ METRIC_FIELDS = {
     "accuracy": "unsupervised accuracy of the discrete latent vs labels (Hungarian, majority)",
     "mig": "mutual information gap over continuous and discrete latents vs ground-truth factors",
     "factor_accuracy": "per discrete factor: accuracy of the best discrete variable",
-    "azimuth": "the unit that best predicts azimuth and its circular correlations",
+    "azimuth": "among the active units: the best unit (circular-linear R) and pair (Fisher-Lee rho) for azimuth",
+    "discrete_information": ("per discrete variable: I(x; c), KL(q(c) || uniform), its KL_c, class_usage, "
+                             f"classes_in_use (usage >= {USAGE_THRESHOLD:g}), confident_but_uninformative "
+                             f"(KL_c > {WARN_KL:g} nats and I < {WARN_INFO_SHARE:g} KL_c)"),
+    "factor_information": "per discrete variable and factor: I(c; factor), H(factor), normalized = I / H, bins",
+    "warnings": "diagnostic warnings (also printed on stderr)",
     "edits": "edits shown in editing.png",
     "figures": "file -> one-line explanation",
     "versions": "jointvae_fast and torch versions",
@@ -103,30 +111,46 @@ def mig_block(enc: Encoded, cls: np.ndarray, model: JointVAE, factors: dict[str,
             "factor_entropy": r.factor_entropy.tolist()}
 
 
-def azimuth_block(enc: Encoded, factors: dict[str, np.ndarray], active: list[int], unit_order: list[int]):
-    """(metrics["azimuth"], (factor, theta, unit, fit) for the figure), or (None, None) without an azimuth."""
+def azimuth_block(enc: Encoded, factors: dict[str, np.ndarray], active: list[int]):
+    """(metrics["azimuth"], (factor, theta, unit, fit) for the figure or None); (None, None) without an azimuth.
+
+    Only active units are candidates (an inactive unit does not reach the decoder, and its tiny fluctuations
+    can correlate with anything); the pair is searched among the MAX_UNIT_FIGURES most active ones."""
     name = azimuth_factor(factors)
-    cont = enc.mu.shape[1]
-    if name is None or not cont:
+    if name is None or not enc.mu.shape[1]:
         return None, None
     theta = azimuth_radians(factors[name])
-    mu = enc.mu.numpy().astype(np.float64)
-    fits = {j: circular_linear_fit(mu[:, j], theta) for j in range(cont)}
-    pool = active or list(range(cont))  # an inactive unit does not reach the decoder
-    best = max(pool, key=lambda j: fits[j].r if math.isfinite(fits[j].r) else -1.0)
-    fit = fits[best]
+    r = azimuth_units(enc.mu.numpy().astype(np.float64), theta, active[:MAX_UNIT_FIGURES])
+    fin = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
     block = {
-        "factor": name, "unit": f"z{best}", "circular_linear_r": fit.r if math.isfinite(fit.r) else None,
-        "fit": {"offset": fit.offset, "amplitude": fit.amplitude, "phase": fit.phase},
-        "per_unit_r": {f"z{j}": (f.r if math.isfinite(f.r) else None) for j, f in fits.items()},
-        "pair": None, "pair_circular_correlation": None,
+        "factor": name, "candidates": [f"z{j}" for j in active[:MAX_UNIT_FIGURES]],
+        "unit": None if r.unit is None else f"z{r.unit}", "circular_linear_r": fin(r.fit.r) if r.fit else None,
+        "fit": {"offset": r.fit.offset, "amplitude": r.fit.amplitude, "phase": r.fit.phase} if r.fit else None,
+        "per_unit_r": {f"z{j}": fin(v) for j, v in r.per_unit_r.items()},
+        "pair": None if r.pair is None else [f"z{r.pair[0]}", f"z{r.pair[1]}"],
+        "pair_circular_correlation": fin(r.pair_rho),
     }
-    cands = active[:MAX_UNIT_FIGURES] if len(active) >= 2 else unit_order[:MAX_UNIT_FIGURES]
-    if len(cands) >= 2:
-        (i, j), rho = best_unit_pair(mu, theta, cands)
-        block["pair"] = [f"z{i}", f"z{j}"]
-        block["pair_circular_correlation"] = rho if math.isfinite(rho) else None
-    return block, (name, theta, best, fit)
+    return block, ((name, theta, r.unit, r.fit) if r.unit is not None else None)
+
+
+def discrete_blocks(enc: Encoded, disc: Sequence[int], kl_disc: np.ndarray, factors: dict[str, np.ndarray]):
+    """(metrics["discrete_information"], metrics["factor_information"] or None, warnings) per variable c<i>."""
+    info, per_factor, warnings = {}, {}, []
+    codes = {k: factor_codes(v, circular=k == azimuth_factor(factors)) for k, v in factors.items()}
+    for i, block in enumerate(torch.split(enc.logits, list(disc), dim=1)):
+        ci = code_information(block.double().numpy())
+        flag = confident_but_uninformative(float(kl_disc[i]), ci.information)
+        info[f"c{i}"] = {"information": ci.information, "aggregate_kl": ci.aggregate_kl, "kl": float(kl_disc[i]),
+                         "classes_in_use": ci.classes_in_use, "class_usage": ci.usage.tolist(),
+                         "confident_but_uninformative": flag}
+        if flag:
+            warnings.append(f"c{i} is confident but uninformative: KL_c = {kl_disc[i]:.3f} nats but I(x; c) = "
+                            f"{ci.information:.3f} nats (KL(q(c) || p(c)) = {ci.aggregate_kl:.3f})")
+        if codes:
+            probs = torch.softmax(block.double(), 1).numpy()
+            per_factor[f"c{i}"] = {k: {**v, "bins": int(codes[k].max()) + 1}
+                                   for k, v in factor_information(probs, codes).items()}
+    return info, per_factor or None, warnings
 
 
 def _check_request(model: JointVAE, data: EvalSplit, edits: Sequence[Edit]) -> None:
@@ -150,6 +174,54 @@ def _ranking(model: JointVAE, kl_cont: np.ndarray, kl_disc: np.ndarray, inactive
     return ranked, unit_order, [j for j in unit_order if kl_cont[j] > inactive_kl]
 
 
+@dataclass
+class Measured:
+    """The metrics of one model on one split and what the figures are drawn from."""
+
+    metrics: dict[str, Any]
+    enc: Encoded
+    kl_cont: np.ndarray  # [D]
+    kl_disc: np.ndarray  # [V]
+    unit_order: list[int]
+    active: list[int]
+    azimuth: tuple | None  # (factor, theta, unit, fit) for azimuth_scatter.png
+
+
+def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True,
+            inactive_kl: float = INACTIVE_KL) -> Measured:
+    """Every metric the data allows, no figures (eval_seconds and figures stay None)."""
+    device = torch.device(device)
+    model = source.model.to(device).eval()
+    enc = encode_split(model, data.images, device, progress=progress)
+    n = data.images.shape[0]
+    kl_cont, kl_disc = kl_per_latent(enc, model.disc)
+    cls = classes(enc, model.disc)
+    ranked, unit_order, active = _ranking(model, kl_cont, kl_disc, inactive_kl)
+    nll, nll_n = recon_nll(model, data.images, enc, device)
+    metrics: dict[str, Any] = {k: None for k in METRIC_FIELDS}
+    metrics.update(
+        source=str(source.path), source_kind=source.kind, dataset=data.name, step=source.step,
+        image_size=list(model.img_size), cont=model.cont, disc=list(model.disc), n_test=n,
+        encode_seconds=enc.seconds, images_per_second=n / max(enc.seconds, 1e-9),
+        kl_cont=kl_cont.tolist(), kl_disc=kl_disc.tolist(), kl_cont_sum=float(kl_cont.sum()),
+        kl_disc_sum=float(kl_disc.sum()), inactive_threshold=inactive_kl, active_units=active,
+        ranked_latents=ranked, recon_nll=nll, recon_nll_images=nll_n, warnings=[],
+        versions={"jointvae_fast": __version__, "torch": torch.__version__},
+    )
+    if model.disc:
+        metrics["discrete_information"], metrics["factor_information"], metrics["warnings"] = discrete_blocks(
+            enc, model.disc, kl_disc, data.factors)
+    if data.labels is not None:
+        metrics["accuracy"] = _accuracy_block(cls, data.labels)
+    azimuth = None
+    if data.factors:
+        metrics["mig"] = mig_block(enc, cls, model, data.factors)
+        fa = {k: _accuracy_block(cls, v) for k, v in data.factors.items() if _is_discrete_factor(v)}
+        metrics["factor_accuracy"] = {k: v for k, v in fa.items() if v is not None} or None
+        metrics["azimuth"], azimuth = azimuth_block(enc, data.factors, active)
+    return Measured(metrics, enc, kl_cont, kl_disc, unit_order, active, azimuth)
+
+
 def evaluate(
     source: Source,
     data: EvalSplit,
@@ -164,36 +236,12 @@ def evaluate(
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
-    model = source.model.to(device).eval()
-    _check_request(model, data, edits)
-    enc = encode_split(model, data.images, device, progress=progress)
-    n = data.images.shape[0]
-    kl_cont, kl_disc = kl_per_latent(enc, model.disc)
-    cls = classes(enc, model.disc)
-    ranked, unit_order, active = _ranking(model, kl_cont, kl_disc, inactive_kl)
-    nll, nll_n = recon_nll(model, data.images, enc, device)
-    metrics: dict[str, Any] = {k: None for k in METRIC_FIELDS}
-    metrics.update(
-        source=str(source.path), source_kind=source.kind, dataset=data.name, step=source.step,
-        image_size=list(model.img_size), cont=model.cont, disc=list(model.disc), n_test=n,
-        encode_seconds=enc.seconds, images_per_second=n / max(enc.seconds, 1e-9),
-        kl_cont=kl_cont.tolist(), kl_disc=kl_disc.tolist(), kl_cont_sum=float(kl_cont.sum()),
-        kl_disc_sum=float(kl_disc.sum()), inactive_threshold=inactive_kl, active_units=active,
-        ranked_latents=ranked, recon_nll=nll, recon_nll_images=nll_n,
-        versions={"jointvae_fast": __version__, "torch": torch.__version__},
-    )
-    if data.labels is not None:
-        metrics["accuracy"] = _accuracy_block(cls, data.labels)
-    azimuth = None
-    if data.factors:
-        metrics["mig"] = mig_block(enc, cls, model, data.factors)
-        fa = {k: _accuracy_block(cls, v) for k, v in data.factors.items() if _is_discrete_factor(v)}
-        metrics["factor_accuracy"] = {k: v for k, v in fa.items() if v is not None} or None
-        metrics["azimuth"], azimuth = azimuth_block(enc, data.factors, active, unit_order)
-    ctx = FigureContext(model, data, enc, out, kl_cont, kl_disc, unit_order, active, inactive_kl, seed,
-                        source.log_path)
-    figures, shown = write_figures(ctx, edits, azimuth)
+    _check_request(source.model, data, edits)
+    r = measure(source, data, device, progress, inactive_kl)
+    metrics = r.metrics
+    ctx = FigureContext(source.model, data, r.enc, out, r.kl_cont, r.kl_disc, r.unit_order, r.active, inactive_kl,
+                        seed, source.log_path)
+    figures, shown = write_figures(ctx, edits, r.azimuth, metrics["discrete_information"])
     if shown:
         metrics["edits"] = [str(e) for e in shown]
     metrics["figures"] = figures

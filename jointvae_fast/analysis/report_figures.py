@@ -17,6 +17,7 @@ from .encoding import Encoded
 from .figures import plots
 from .figures.editing import Edit, edit_strip
 from .figures.images import save_image_grid
+from .metrics.information import USAGE_THRESHOLD
 from .figures.traversal import (
     class_conditioned_samples,
     class_unit_grid,
@@ -175,9 +176,24 @@ def azimuth_figure(ctx: FigureContext, azimuth) -> dict[str, str]:
                                     "(paper Fig. 9a).")}
 
 
-def write_figures(ctx: FigureContext, edits: Sequence[Edit], azimuth) -> tuple[dict[str, str], list[Edit]]:
-    """Every figure that applies, in the report's order; ({file: caption}, the edits shown)."""
-    figs = {**kl_figures(ctx), **traversal_figures(ctx), **class_figures(ctx), **reconstruction_figure(ctx)}
+def class_usage_figure(ctx: FigureContext, info) -> dict[str, str]:
+    """class_usage.png: per discrete variable, the share of test images whose argmax is each class."""
+    if not info:
+        return {}
+    plots.class_usage_figure({k: v["class_usage"] for k, v in info.items()},
+                             {k: v["information"] for k, v in info.items()}, USAGE_THRESHOLD,
+                             ctx.out / "class_usage.png")
+    return {"class_usage.png": (f"Share of test images whose most probable class is each class, per discrete "
+                                f"variable, with I(x; c) in the title; below the dashed line ({USAGE_THRESHOLD:.0%}) "
+                                "a class does not count as in use.")}
+
+
+def write_figures(ctx: FigureContext, edits: Sequence[Edit], azimuth, info=None) -> tuple[dict[str, str], list[Edit]]:
+    """Every figure that applies, in the report's order; ({file: caption}, the edits shown).
+
+    info: metrics["discrete_information"] (for class_usage.png)."""
+    figs = {**kl_figures(ctx), **class_usage_figure(ctx, info), **traversal_figures(ctx), **class_figures(ctx),
+            **reconstruction_figure(ctx)}
     edit_figs, shown = editing_figure(ctx, edits)
     figs.update(edit_figs)
     figs.update(azimuth_figure(ctx, azimuth))

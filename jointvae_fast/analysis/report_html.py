@@ -24,14 +24,35 @@ def _summary_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
         rows.append(("MIG", metrics["mig"]["mig"]))
     for f, a in (metrics["factor_accuracy"] or {}).items():
         rows.append((f"{f}: accuracy of {a['variable']} (Hungarian)", a["hungarian"]))
+    for name, d in (metrics["discrete_information"] or {}).items():
+        rows.append((f"{name}: I(x; c) / KL(q(c) || p(c)) / KL_c (nats)",
+                     f"{d['information']:.3f} / {d['aggregate_kl']:.3f} / {d['kl']:.3f}"))
+        rows.append((f"{name}: classes in use", f"{d['classes_in_use']} of {len(d['class_usage'])}"))
     if metrics["azimuth"]:
         az = metrics["azimuth"]
-        rows.append((f"azimuth: circular-linear R of {az['unit']}", az["circular_linear_r"]))
+        rows.append((f"azimuth: circular-linear R of {az['unit'] or 'an active unit (none)'}", az["circular_linear_r"]))
         if az.get("pair"):
             rows.append((f"azimuth: Fisher-Lee rho of angle({az['pair'][0]}, {az['pair'][1]})",
                          az["pair_circular_correlation"]))
     rows.append(("encoding time (s)", metrics["encode_seconds"]))
     return rows
+
+
+def _factor_table(metrics: dict[str, Any]) -> str:
+    """<table> of I(c; factor) in nats and normalised by H(factor): one row per discrete variable."""
+    fi = metrics.get("factor_information")
+    if not fi:
+        return ""
+    factors = list(next(iter(fi.values())))
+    head = "".join(f"<th>{html.escape(f)} ({fi[next(iter(fi))][f]['bins']} bins)</th>" for f in factors)
+
+    def cell(v):
+        norm = "-" if v["normalized"] is None else f"{v['normalized']:.2f}"
+        return f"<td>{v['information']:.3f} ({norm})</td>"
+
+    body = "".join(f"<tr><td>{html.escape(c)}</td>{''.join(cell(row[f]) for f in factors)}</tr>" for c, row in fi.items())
+    return ("<h2>What each discrete variable captures</h2><p>I(c; factor) in nats (in brackets: normalised by "
+            f"H(factor), 1 = the code determines the factor).</p><table><tr><th></th>{head}</tr>{body}</table>")
 
 
 def _img_tag(out: Path, name: str) -> str:
@@ -57,12 +78,14 @@ def write_html(out: Path, metrics: dict[str, Any], figures: dict[str, str]) -> P
         for name, caption in figures.items()
     )
     source = html.escape(str(metrics["source"]))
+    warn = "".join(f"<p><b>warning:</b> {html.escape(w)}</p>" for w in metrics.get("warnings") or [])
     text = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Joint-VAE evaluation: {source}</title>
 <style>{_STYLE}</style></head><body>
 <h1>Joint-VAE evaluation</h1>
 <p>{source} ({html.escape(metrics['source_kind'])}); all numbers in metrics.json.</p>
-<table>{table}</table>
+{warn}<table>{table}</table>
+{_factor_table(metrics)}
 {figs}
 </body></html>
 """

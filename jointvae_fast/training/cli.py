@@ -11,7 +11,8 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
                       step_modes (each change of mode, with its first step)
     log.jsonl         one JSON line every --log-every steps (fields: see term_log.py)
     checkpoints/step-XXXXXXXX.pt   the last --keep checkpoints (checkpoint.py format,
-                      with optimizer, step, RNG states and config for --resume)
+                      with optimizer, step, RNG states and config for --resume),
+                      and every one whose step is a multiple of --keep-every
     samples.png       64 decoded draws from the prior (at the end)
     traversal.png     one row per continuous unit (highest KL first, at most 10)
                       over the prior's 5%..95% quantiles, then one row per

@@ -129,6 +129,9 @@ SCHEMA: dict[str, Setting] = {
     "log_every": Setting("int", 100, "steps between log lines (the only host sync of the loop)", _LOG),
     "save_every": Setting("int", 2000, "steps between checkpoints (one is also written at the end)", _LOG),
     "keep": Setting("int", 3, "number of most recent checkpoints kept", _LOG),
+    "keep_every": Setting("int?", None, "also keep every checkpoint whose step is a multiple of N (for "
+                          "evaluate --sweep; checkpoints are written every save_every steps)", _LOG, "unset",
+                          metavar="N"),
     "images": Setting("bool", True, "write sample and traversal grids at the end", _LOG, "on"),
 }
 
@@ -236,7 +239,7 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"unknown preset {cfg['preset']!r}; choose one of {', '.join(PRESETS)}")
     for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep"):
         need(cfg[key] >= 1, key, "an integer >= 1")
-    for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "threads"):
+    for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "threads", "keep_every"):
         need(cfg[key] is None or cfg[key] >= 1, key, "an integer >= 1 (or unset)")
     need(cfg["precision"] in SCHEMA["precision"].choices, "precision", " or ".join(SCHEMA["precision"].choices))
     if cfg["steps"] is None and cfg["epochs"] is None:

@@ -105,10 +105,12 @@ def read_latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict[str,
     raise ResumeError(f"no readable checkpoint in {run_dir}: " + "; ".join(problems))
 
 
-def prune_checkpoints(run_dir, keep: int) -> None:
-    """Delete all but the `keep` newest checkpoint files."""
+def prune_checkpoints(run_dir, keep: int, keep_every: int | None = None) -> None:
+    """Delete all but the `keep` newest checkpoint files and those whose step is a multiple of `keep_every`."""
     found = list_checkpoints(run_dir)
-    for _, path in found[: max(0, len(found) - keep)]:
+    for step, path in found[: max(0, len(found) - keep)]:
+        if keep_every and step % keep_every == 0:
+            continue
         try:
             path.unlink()
         except FileNotFoundError:
@@ -184,5 +186,5 @@ def save_checkpoint(run_dir: Path, step: int, config: dict[str, Any], model: Joi
         }
         meta = {"preset": config["preset"], "dataset": config["dataset"], "step": step, "config": config}
         ckpt.save(checkpoint_path(run_dir, step), model, meta=meta, training=training)
-        prune_checkpoints(run_dir, config["keep"])
+        prune_checkpoints(run_dir, config["keep"], config.get("keep_every"))
     return None

@@ -4,6 +4,8 @@
 - ranked_traversal_figure: the paper's Fig. 8: each unit's KL next to its latent traversal.
 - kl_training_figure: the paper's Fig. 7: KL per unit / per discrete variable over training with C_z, C_c.
 - azimuth_scatter_figure: the paper's Fig. 9a: inferred value of a unit against the true azimuth.
+- class_usage_figure: per discrete variable, the share of images per argmax class.
+- sweep_figure: metrics of a run's checkpoints against the step.
 - read_training_log: the records of a run's log.jsonl.
 Each figure function writes a PNG to `path` and returns the path.
 """
@@ -148,4 +150,65 @@ def azimuth_scatter_figure(azimuth_deg, values, unit_name: str, r: float, path, 
     ax.set_xlabel("true azimuth (degrees)")
     ax.set_ylabel(f"inferred {unit_name} (posterior mean)")
     ax.set_title(f"{unit_name} vs azimuth: circular-linear correlation R = {r:.3f}", fontsize=9)
+    return _save(fig, path)
+
+
+def class_usage_figure(usage: dict[str, Sequence[float]], information: dict[str, float], threshold: float,
+                       path) -> Path:
+    """One bar chart per discrete variable (name -> usage [K]), the in-use threshold dashed."""
+    if not usage:
+        raise ValueError("usage is empty: no discrete variable")
+    fig = _figure(min(4.0 * len(usage), 14.0), 2.8)
+    for p, (name, u) in enumerate(usage.items()):
+        ax = fig.add_subplot(1, len(usage), p + 1)
+        u = np.asarray(u, dtype=np.float64)
+        ax.bar(range(len(u)), u, color=["tab:orange" if v >= threshold else "lightgray" for v in u])
+        ax.axhline(threshold, color="k", lw=0.8, ls="--")
+        ax.set_xticks(range(len(u)))
+        ax.set_xlabel("class")
+        if p == 0:
+            ax.set_ylabel("share of test images")
+        ax.set_title(f"{name}: {int((u >= threshold).sum())} classes in use, I(x; c) = {information[name]:.2f} nats",
+                     fontsize=9)
+    return _save(fig, path)
+
+
+def _sweep_panels(records: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, list]]]:
+    """(panel title, {series label: values per record}) of the sweep figure, panels with no number dropped."""
+    get = lambda key: [r.get(key) for r in records]  # noqa: E731
+    info_names = list(dict.fromkeys(k for r in records for k in (r.get("information") or {})))
+    first_factor = next(iter(records[0].get("factor_accuracy") or {}), None)  # e.g. the chairs' type
+    accuracy = ({"labels": get("accuracy_hungarian")} if records[0].get("accuracy_hungarian") is not None else
+                {first_factor: [(r.get("factor_accuracy") or {}).get(first_factor) for r in records]})
+    panels = [
+        ("accuracy of c (Hungarian)", accuracy),
+        ("MIG", {"MIG": get("mig")}),
+        ("azimuth correlation", {"best unit (R)": get("azimuth_r"), "best pair (|rho|)":
+                                 [None if v is None else abs(v) for v in get("azimuth_pair_rho")]}),
+        ("I(x; c) (nats)", {k: [(r.get("information") or {}).get(k) for r in records] for k in info_names}),
+        ("recon NLL (nats/image)", {"recon NLL": get("recon_nll")}),
+    ]
+    return [(t, {k: v for k, v in s.items() if any(x is not None for x in v)}) for t, s in panels
+            if any(x is not None for v in s.values() for x in v)]
+
+
+def sweep_figure(records: Sequence[dict[str, Any]], path) -> Path:
+    """Metrics of a run's checkpoints (records: step, accuracy_hungarian, factor_accuracy {factor: value}, mig,
+    azimuth_r, azimuth_pair_rho, information {c<i>: nats}, recon_nll; None where absent) against the step, one
+    panel per metric; the accuracy is against the labels, else against the first discrete factor."""
+    panels = _sweep_panels(records)
+    if not panels:
+        raise ValueError("records hold no metric to plot")
+    steps = np.array([np.nan if r.get("step") is None else r["step"] for r in records], dtype=np.float64)
+    fig = _figure(3.2 * len(panels), 2.9)
+    for p, (title, series) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), p + 1)
+        for label, values in series.items():
+            y = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            ax.plot(steps, y, marker="o", ms=3, lw=1.2, label=label)
+        ax.set_xlabel("step")
+        ax.set_title(title, fontsize=9)
+        if len(series) > 1 or title.startswith("accuracy"):
+            ax.legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, path)

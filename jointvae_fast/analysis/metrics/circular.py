@@ -18,8 +18,14 @@ Two measures, both from the directional-statistics literature:
               / sqrt(sum_{i<j} sin^2(a_i - a_j) * sum_{i<j} sin^2(b_i - b_j))
             = det(X^T Y) / sqrt(det(X^T X) det(Y^T Y)),  X = [cos a, sin a], Y = [cos b, sin b]
   (the O(n) form). rho_T = +1 when beta = alpha + const, -1 when beta = -alpha + const.
-  Used for an angle inferred from two units: atan2 of their standardised values
-  (`best_unit_pair`).
+  Used for an angle decoded from two units (`pair_angle`): the least-squares
+  linear map [1, u, v] -> (cos theta, sin theta) (6 parameters, fitted on the
+  same data), angle = atan2 of the mapped pair. Any ellipse the pair traces
+  (shifted, scaled, sheared, rotated, mirrored) is read back as the angle;
+  rho_T is then >= 0 up to noise. `best_unit_pair` picks the pair with the
+  largest |rho_T|, `azimuth_units` the best unit and pair among given candidates
+  (the active units: an inactive unit's tiny fluctuations can correlate with
+  anything without reaching the decoder).
 
 Angles are in radians.
 """
@@ -86,15 +92,18 @@ def circular_correlation(alpha, beta) -> float:
     return float(np.linalg.det(x.T @ y) / np.sqrt(den))
 
 
-def pair_angle(u, v) -> np.ndarray:
-    """The angle atan2(v', u') of two standardised (zero mean, unit variance) units."""
-    u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
-    su, sv = u.std(), v.std()
-    return np.arctan2((v - v.mean()) / (sv if sv > 0 else 1.0), (u - u.mean()) / (su if su > 0 else 1.0))
+def pair_angle(u, v, theta) -> np.ndarray:
+    """The angle decoded from units u, v [n]: atan2 of the least-squares fit [1, u, v] -> (cos theta, sin theta)."""
+    design = np.stack([np.ones_like(u), u, v], axis=1).astype(np.float64)
+    target = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    fitted = design @ coef
+    return np.arctan2(fitted[:, 1], fitted[:, 0])
 
 
 def best_unit_pair(latents, theta, units=None) -> tuple[tuple[int, int], float]:
-    """((i, j), rho_T): the pair of units whose angle atan2(z_j, z_i) has the largest |Fisher-Lee rho_T| with theta.
+    """((i, j), rho_T): the pair of units whose decoded angle (`pair_angle`) has the largest |Fisher-Lee rho_T|
+    with theta.
 
     latents [n, D]; units: the candidate unit indices (default all). Needs two or more candidates.
     """
@@ -106,9 +115,30 @@ def best_unit_pair(latents, theta, units=None) -> tuple[tuple[int, int], float]:
         raise ValueError(f"best_unit_pair needs at least two candidate units, got {units}")
     best, best_rho = None, float("nan")
     for i, j in combinations(units, 2):
-        rho = circular_correlation(pair_angle(z[:, i], z[:, j]), theta)
+        rho = circular_correlation(pair_angle(z[:, i], z[:, j], theta), theta)
         if np.isfinite(rho) and (best is None or abs(rho) > abs(best_rho)):
             best, best_rho = (i, j), rho
     if best is None:
         best = (units[0], units[1])
     return best, best_rho
+
+
+@dataclass(frozen=True)
+class AzimuthUnits:
+    unit: int | None  # the candidate with the largest circular-linear R (None without candidates)
+    fit: CircularLinearFit | None  # its fit
+    per_unit_r: dict[int, float]  # candidate -> R
+    pair: tuple[int, int] | None  # the candidate pair whose decoded angle correlates best (None below 2)
+    pair_rho: float  # its Fisher-Lee rho_T (nan without a pair)
+
+
+def azimuth_units(latents, theta, candidates) -> AzimuthUnits:
+    """The best single unit (Mardia R) and best pair (Fisher-Lee rho_T of `pair_angle`) among `candidates`
+    (unit indices, e.g. the active units) of latents [n, D] for angles theta [n]; no other unit is considered."""
+    z = np.asarray(latents, dtype=np.float64)
+    cands = [int(j) for j in candidates]
+    fits = {j: circular_linear_fit(z[:, j], theta) for j in cands}
+    scored = [j for j in cands if np.isfinite(fits[j].r)]
+    unit = max(scored, key=lambda j: fits[j].r) if scored else None
+    pair, rho = best_unit_pair(z, theta, cands) if len(cands) >= 2 else (None, float("nan"))
+    return AzimuthUnits(unit, fits.get(unit), {j: f.r for j, f in fits.items()}, pair, rho)
