@@ -16,8 +16,12 @@ github.com/Schlumberger/joint-vae (written here from its description, nothing co
 - loss = (recon + gamma_z |C_z - kl_cont| + gamma_c |C_c - kl_disc|) / (H*W), the capacities
   computed from a step counter incremented before each step (so the first step uses C(1));
 - torch.optim.Adam with defaults besides lr, and `loss.item()` (a host sync) every step;
-- images from a torch DataLoader over per-sample tensors (a Dataset whose __getitem__ returns
-  one float image in [0, 1] and a label, collated by the default collate).
+- images as the paper's training step gets them at its best: float batches in [0, 1] sliced from
+  one in-memory tensor in a shuffled order (`in_memory_batches`), copied to the device in the step;
+  or, as a second, slower variant, from a torch DataLoader over per-sample tensors (a Dataset whose
+  __getitem__ returns one float image in [0, 1] and a label, collated by the default collate:
+  `baseline_loader`);
+- the process's default allocator (no mallopt: the benchmark runs it in a fresh process).
 
 Its parameter names are those of the paper's published code, so `jointvae_fast.paper_checkpoints.model_from_state_dict`
 maps a baseline's weights onto our JointVAE (tests/test_baseline.py relies on that).
@@ -190,6 +194,21 @@ def baseline_loader(images: torch.Tensor, batch_size: int, seed: int = 0) -> tor
     return torch.utils.data.DataLoader(
         PerSampleImages(images), batch_size=batch_size, shuffle=True, drop_last=True, generator=g
     )
+
+
+def in_memory_batches(images: torch.Tensor, batch_size: int, seed: int = 0):
+    """Endless float batches [batch_size, C, H, W] in [0, 1]: images uint8 [N, C, H, W] converted once, then
+    sliced in a fresh shuffled order each epoch (last partial batch dropped), on the CPU."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+    if not 1 <= batch_size <= images.shape[0]:
+        raise ValueError(f"batch_size must be in [1, {images.shape[0]}], got {batch_size}")
+    data = images.float().div(255.0)
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(data.shape[0], generator=g)
+        for i in range(data.shape[0] // batch_size):
+            yield data[perm[i * batch_size : (i + 1) * batch_size]]
 
 
 def make_baseline(img_size, cont, disc, lr, cont_capacity, disc_capacity, device="cpu", temperature=0.67):

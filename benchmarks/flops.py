@@ -1,11 +1,14 @@
-"""The compute floor of a training step: FLOPs counted from the network over the machine's matmul rate.
+"""The compute floor of a training step: its FLOPs, counted exactly, over the machine's matmul rate.
 
-Counting (per image): a Conv2d / ConvTranspose2d / Linear layer does MACs = (output elements) x
-(input channels / features) x (kernel area) (for a transposed convolution the input elements times
-Cout x kernel area); forward FLOPs = 2 x MACs; backward ~ 2 x forward (input and weight gradients);
-a training step ~ 3 x forward. Elementwise work (ReLU, loss, latent sampling, Adam) is left out: it is
-memory-bound and small. Throughput: median over repeats of torch.mm of two n x n float32 matrices
-(TF32 off on CUDA), 2 n^3 FLOPs each. floor (img/s) = throughput / (step FLOPs per image).
+Counting: `torch.utils.flop_counter.FlopCounterMode` over one full training step of the model -- forward,
+Eq. 7 and backward, as `TrainStep` runs them -- counts the FLOPs of every matmul-class aten op
+(convolutions and their backward, transposed convolutions, mm/addmm of the linear layers: 2 per
+multiply-add), only for the gradients autograd actually computes (no input gradient of the first
+convolution). Elementwise work (ReLU, loss, the latent ops, Adam) is not counted: it is memory-bound and
+small, so the floor is a little optimistic. The count is per image (a step of `batch` images / batch)
+and the same at every precision. Throughput: median over repeats of torch.mm of two n x n matrices of
+the precision's dtype (float32 with TF32 off on CUDA, or bfloat16), 2 n^3 FLOPs each.
+floor (img/s) = throughput at that precision / (step FLOPs per image).
 """
 from __future__ import annotations
 
@@ -13,57 +16,41 @@ import statistics
 import time
 
 import torch
-from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def layer_macs(model: nn.Module, img_size) -> list[tuple[str, int]]:
-    """[(layer name, MACs per image)] for every Conv2d, ConvTranspose2d and Linear, found by a forward hook pass."""
-    found: list[tuple[str, int]] = []
-    hooks = []
+def step_flops(model, objective, img_size, batch: int = 2) -> dict:
+    """{"forward", "backward", "step"}: FLOPs per image of one training step (forward incl. Eq. 7, backward).
 
-    def hook(name):
-        def f(mod, inp, out):
-            x = inp[0]
-            if isinstance(mod, nn.Conv2d):
-                k = mod.kernel_size[0] * mod.kernel_size[1]
-                macs = out[0].numel() * (mod.in_channels // mod.groups) * k
-            elif isinstance(mod, nn.ConvTranspose2d):
-                k = mod.kernel_size[0] * mod.kernel_size[1]
-                macs = x[0].numel() * (mod.out_channels // mod.groups) * k
-            else:
-                macs = mod.in_features * mod.out_features
-            found.append((name, int(macs)))
-        return f
-
-    for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            hooks.append(mod.register_forward_hook(hook(name)))
+    Runs on a copy of nothing: the model's parameters get gradients (zeroed afterwards), no optimizer step."""
+    p = next(model.parameters())
+    x = torch.rand(batch, *img_size, device=p.device, dtype=p.dtype)
     was_training = model.training
+    model.train()
     try:
-        model.eval()
-        p = next(model.parameters())
-        with torch.no_grad():
-            model(torch.zeros(1, *img_size, device=p.device, dtype=p.dtype))
+        with FlopCounterMode(display=False) as fwd:
+            terms = objective(x, model(x), 1)
+        with FlopCounterMode(display=False) as bwd:
+            terms.total.backward()
     finally:
-        for h in hooks:
-            h.remove()
+        model.zero_grad(set_to_none=True)
         model.train(was_training)
-    return found
+    f, b = fwd.get_total_flops() / batch, bwd.get_total_flops() / batch
+    return {"forward": f, "backward": b, "step": f + b}
 
 
-def step_flops_per_image(model: nn.Module, img_size) -> float:
-    """FLOPs of one training step per image: 3 x 2 x MACs (forward + backward ~ 2 x forward)."""
-    return 3.0 * 2.0 * sum(m for _, m in layer_macs(model, img_size))
-
-
-def matmul_flops_per_second(device="cpu", n: int | None = None, repeats: int = 5) -> float:
-    """Median FLOP/s of torch.mm(a, b), a, b float32 [n, n] (n = 2048 on CPU, 8192 on CUDA), warm-up excluded."""
+def matmul_flops_per_second(device="cpu", n: int | None = None, repeats: int = 5, precision: str = "fp32") -> float:
+    """Median FLOP/s of torch.mm(a, b), a, b [n, n] of the precision's dtype (n = 2048 on CPU, 8192 on CUDA),
+    warm-up excluded."""
     device = torch.device(device)
     if n is None:
         n = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    out = torch.empty(n, n, device=device)
+    dtype = DTYPES[precision]
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
@@ -90,14 +77,13 @@ def matmul_flops_per_second(device="cpu", n: int | None = None, repeats: int = 5
     return statistics.median(rates)
 
 
-def floor_report(model: nn.Module, img_size, throughput: float) -> dict:
-    """{macs_per_image, step_flops_per_image, matmul_gflops, floor_img_per_s, layers}."""
-    layers = layer_macs(model, img_size)
-    flops = 6.0 * sum(m for _, m in layers)
+def floor_report(counted: dict, throughput: float, precision: str = "fp32") -> dict:
+    """{precision, step_flops_per_image, forward_flops_per_image, matmul_gflops, floor_img_per_s} from
+    step_flops' count and a matmul rate (FLOP/s) at that precision."""
     return {
-        "macs_per_image": sum(m for _, m in layers),
-        "step_flops_per_image": flops,
+        "precision": precision,
+        "step_flops_per_image": counted["step"],
+        "forward_flops_per_image": counted["forward"],
         "matmul_gflops": throughput / 1e9,
-        "floor_img_per_s": throughput / flops,
-        "layers": layers,
+        "floor_img_per_s": throughput / counted["step"],
     }

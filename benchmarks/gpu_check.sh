@@ -53,8 +53,8 @@ assert info['backend'] == 'cuda+cpu', info
 step pytest_cuda 180 "$PY" -m pytest -m "cuda or emulated_cuda" -q -rs -p no:cacheprovider \
   --junitxml="$OUT/pytest_cuda.xml" tests/
 step ops_benchmark 60 "$PY" benchmarks/ops_suite.py --device cuda --quick --json "$OUT/ops.json"
-step train_benchmark 90 "$PY" benchmarks/train_suite.py --device cuda --size 32 64 --batch-size 64 256 \
-  --steps 30 --repeats 2 --json "$OUT/train.json"
+step train_benchmark 150 "$PY" benchmarks/train_suite.py --device cuda --size 32 64 --batch-size 64 256 \
+  --steps 30 --repeats 2 --precision fp32,bf16 --json "$OUT/train.json"
 SAN=$(command -v compute-sanitizer || true)
 [ -z "$SAN" ] && [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/compute-sanitizer" ] && SAN=$CUDA_HOME/bin/compute-sanitizer
 if [ -n "$SAN" ]; then

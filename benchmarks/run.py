@@ -1,11 +1,14 @@
 """Throughput report of jointvae_fast: training steps vs the paper-style baseline, the compute floor, the fused ops.
 
     python benchmarks/run.py                      # every suite that fits this machine (a few minutes), one table
-    python benchmarks/run.py --suite train --size 64 --batch-size 64 --json out.json
+    python benchmarks/run.py --suite train --size 64 --batch-size 64 --precision fp32,bf16 --json out.json
+    python benchmarks/run.py --suite profile --size 32 --precision fp32,bf16
 
-Suites: train (benchmarks/train_suite.py: img/s of a full training step, baseline vs fast path, ratio, and
-the compute floor of benchmarks/flops.py: step FLOPs over the measured matmul rate), ops
-(benchmarks/ops_suite.py: the fused latent ops vs their composites). Devices: cpu, plus cuda when a GPU is
+Suites: train (benchmarks/train_suite.py: img/s of a full training step, the paper-faithful baseline (and its
+DataLoader variant) vs the fast path at each --precision, ratios, and the compute floor of benchmarks/flops.py:
+the step's exact FLOP count over the measured matmul rate at that precision), ops (benchmarks/ops_suite.py:
+the fused latent ops vs their composites), profile (benchmarks/profile_suite.py: top ops of a CPU step by
+self time, at each precision; not part of "all"). Devices: cpu, plus cuda when a GPU is
 visible, unless --device names one. The JSON holds the machine (CPU model, cores, GPU, torch, ops backend,
 date) and every row with its raw runs.
 """
@@ -26,41 +29,55 @@ from benchmarks import flops, train_suite  # noqa: E402
 from benchmarks.machine import describe, one_line  # noqa: E402
 
 
-def floors(sizes, devices) -> dict:
-    """{device: {size: floor_report}} with the matmul rate measured once per device."""
+def floors(sizes, devices, precisions=("fp32",)) -> dict:
+    """{device: {precision: {size: floor_report}}}: the step's exact FLOP count (flops.step_flops) over the
+    matmul rate at that precision, measured once per device and precision."""
     from benchmarks.train_suite import PRESETS
     from jointvae_fast.model import JointVAE
+    from jointvae_fast.objective import Capacity, Objective
 
+    counted = {}
+    for size in sizes:
+        cont, disc, _, cc, dc = PRESETS[size]
+        objective = Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc))
+        counted[size] = flops.step_flops(JointVAE((1, size, size), cont, disc), objective, (1, size, size))
     out = {}
     for dev in devices:
-        rate = flops.matmul_flops_per_second(dev)
         out[dev] = {}
-        for size in sizes:
-            cont, disc = PRESETS[size][:2]
-            model = JointVAE((1, size, size), cont, disc)
-            rep = flops.floor_report(model, (1, size, size), rate)
-            rep["layers"] = [list(layer) for layer in rep["layers"]]
-            out[dev][size] = rep
+        for p in precisions:
+            rate = flops.matmul_flops_per_second(dev, precision=p)
+            out[dev][p] = {size: flops.floor_report(counted[size], rate, p) for size in sizes}
     return out
 
 
 def train_table(rows: list[dict], floor: dict) -> str:
-    head = (f"{'device':6} {'size':>5} {'batch':>6} {'baseline img/s':>15} {'fast img/s':>11} {'fast/base':>9} "
-            f"{'floor img/s':>12} {'fast/floor':>10} {'fast/base per CPU s':>19}")
+    head = (f"{'device':6} {'size':>5} {'batch':>6} {'prec':>5} {'baseline img/s':>15} {'DataLoader img/s':>16} "
+            f"{'fast img/s':>11} {'fast/base':>9} {'fast/DL':>8} {'floor img/s':>12} {'fast/floor':>10} "
+            f"{'fast/base per CPU s':>19}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        f = floor.get(r["device"], {}).get(r["size"])
+        f = floor.get(r["device"], {}).get(r["precision"], {}).get(r["size"])
         fl = (f"{f['floor_img_per_s']:12.0f} {r['fast_img_s'] / f['floor_img_per_s']:10.2f}" if f
               else f"{'-':>12} {'-':>10}")
         cpu = r["fast_img_per_cpu_s"] / r["baseline_img_per_cpu_s"] if r["device"] == "cpu" else float("nan")
-        lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['baseline_img_s']:15.0f} "
-                     f"{r['fast_img_s']:11.0f} {r['ratio']:9.2f} {fl} {cpu:19.2f}")
+        lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['precision']:>5} {r['baseline_img_s']:15.0f} "
+                     f"{r['baseline-dataloader_img_s']:16.0f} {r['fast_img_s']:11.0f} {r['ratio']:9.2f} "
+                     f"{r['ratio_dataloader']:8.2f} {fl} {cpu:19.2f}")
     return "\n".join(lines)
+
+
+def _add_floor_ratios(rows: list[dict], floor: dict) -> None:
+    """Each row gains floor_img_per_s and fast_over_floor (its precision's floor)."""
+    for r in rows:
+        f = floor.get(r["device"], {}).get(r["precision"], {}).get(r["size"])
+        if f:
+            r["floor_img_per_s"] = f["floor_img_per_s"]
+            r["fast_over_floor"] = r["fast_img_s"] / f["floor_img_per_s"]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["ops", "train", "all"], default="all")
+    ap.add_argument("--suite", choices=["ops", "train", "profile", "all"], default="all")
     ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="repeatable; default: cpu, plus cuda when a GPU is visible")
@@ -71,6 +88,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="train-suite rounds (median)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed train steps per run")
     ap.add_argument("--threads", type=int, help="torch threads in the train-suite runs (default: torch's own)")
+    ap.add_argument("--precision", type=train_suite.parse_precisions, default=("fp32",),
+                    help="comma list: the fast path's precisions, one train row each (default fp32; e.g. fp32,bf16)")
     args = ap.parse_args(argv)
     if args.device and "cuda" in args.device and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible")
@@ -87,19 +106,24 @@ def main(argv=None) -> int:
         rows = []
         for dev in devices:
             rows += train_suite.run(tuple(args.size), batches, dev, args.steps, args.warmup, args.repeats,
-                                    threads=args.threads)
-        floor = floors(tuple(args.size), devices)
+                                    threads=args.threads, precisions=args.precision)
+        floor = floors(tuple(args.size), devices, args.precision)
+        _add_floor_ratios(rows, floor)
         result["train"] = rows
-        result["floor"] = {dev: {str(s): rep for s, rep in per.items()} for dev, per in floor.items()}
+        result["floor"] = {dev: {p: {str(s): rep for s, rep in per.items()} for p, per in by_p.items()}
+                           for dev, by_p in floor.items()}
         if "cuda" not in devices:
             result["gpu_note"] = "GPU numbers not yet measured (no GPU visible)"
         print(train_table(rows, floor))
-        print("# fast/base per CPU s: the same ratio from images per CPU second of each run's process "
+        print("# baseline: the paper's step on in-memory batches; DataLoader: the same step fed by a DataLoader over "
+              "per-sample tensors; fast/base per CPU s: the ratio from images per CPU second of each run's process "
               "(less sensitive to other jobs on a shared machine)")
-        for dev, per in floor.items():
-            for size, rep in per.items():
-                print(f"# floor {dev} {size}x{size}: {rep['step_flops_per_image'] / 1e6:.1f} MFLOP per image per step "
-                      f"({rep['macs_per_image'] / 1e6:.2f} M MACs forward) / matmul {rep['matmul_gflops']:.0f} GFLOP/s")
+        for dev, by_p in floor.items():
+            for p, per in by_p.items():
+                for size, rep in per.items():
+                    print(f"# floor {dev} {p} {size}x{size}: {rep['step_flops_per_image'] / 1e6:.1f} MFLOP per image "
+                          f"per step (FlopCounterMode; forward {rep['forward_flops_per_image'] / 1e6:.1f}) / matmul "
+                          f"{rep['matmul_gflops']:.0f} GFLOP/s")
 
     if args.suite in ("ops", "all"):
         try:
@@ -112,6 +136,14 @@ def main(argv=None) -> int:
             ops_rows = ops_suite.run(devices, **kw)
             result["ops"] = ops_rows
             print(ops_suite.format_table(ops_rows))
+
+    if args.suite == "profile":
+        from benchmarks import profile_suite
+
+        profiles = profile_suite.run(tuple(args.size), (args.batch_size or [64])[0], args.precision,
+                                     args.steps or 20, args.warmup, threads=args.threads)
+        result["profile"] = profiles
+        print(profile_suite.format_profiles(profiles))
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

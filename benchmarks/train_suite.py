@@ -2,19 +2,23 @@
 
 A step is everything a training run does per batch: getting the batch, forward, loss, backward,
 optimizer step.
-- baseline (benchmarks/baseline.py): DataLoader over per-sample tensors, noise drawn on the CPU,
-  sigmoid + binary_cross_entropy, ~10-op Gumbel-Softmax, torch.optim.Adam defaults, loss.item() per step.
+- baseline (benchmarks/baseline.py): the paper's training step as its code runs it at its best: float
+  batches sliced from one in-memory tensor, noise drawn on the CPU, separate heads, sigmoid +
+  binary_cross_entropy, ~10-op Gumbel-Softmax with EPS logs, torch.optim.Adam defaults, loss.item() per
+  step, float32, the process's default allocator. "baseline-dataloader": the same step fed by a DataLoader
+  over per-sample tensors (the previous, slower baseline; a second, labelled column).
 - fast (what `train` uses): the images resident on the device as uint8 and gathered there in the loop's
   seeded order (jointvae_fast.training.batches.TrainImages), TrainStep + make_optimizer defaults (fused ops,
   fused Adam, channels_last and the allocator setting on CPU, CUDA graph on CUDA), each step's loss
-  terms appended to a device buffer as the loop does, no host sync until the end.
+  terms appended to a device buffer as the loop does, no host sync until the end; at each of
+  `precisions` ("fp32", "bf16": training/precision.py). The baselines are float32, as the paper's code.
 
 On the CPU each measurement runs in its own fresh process (`--worker`), so process-wide settings of
 one variant (the fast path's allocator setting) never reach the other (on CUDA, where no such setting
 exists, baseline and fast run in the suite's own process), and baseline and fast processes
 alternate round by round (the machine may be shared). In a worker: `warmup` steps untimed, then
 `steps` timed steps -> img/s. A row's img/s is the median over `repeats` rounds; ratio = fast / baseline
-of those medians. Each run also reports images per CPU second of its process (`*_img_per_cpu_s`):
+of those medians; one row per precision (the baselines' runs are shared by the rows). Each run also reports images per CPU second of its process (`*_img_per_cpu_s`):
 on a machine shared with other jobs that number moves much less than wall-clock img/s (with one
 thread it is the img/s the run would reach alone). The models are the paper's:
 32x32 = mnist preset (10 continuous, one 10-way; lr 5e-4),
@@ -42,8 +46,9 @@ PRESETS = {  # size -> (cont, disc, lr, (c_max_cont, iters, gamma_cont), (c_max_
     32: (10, [10], 5e-4, (5.0, 25000, 30.0), (5.0, 25000, 30.0)),
     64: (32, [10], 1e-4, (30.0, 100000, 300.0), (5.0, 100000, 300.0)),
 }
-VARIANTS = ("baseline", "fast")
-# ablation variants: the fast path with one part switched off (see `worker_fast`)
+VARIANTS = ("baseline", "baseline-dataloader", "fast")
+BASELINES = ("baseline", "baseline-dataloader", "baseline-tuned-allocator")  # float32 only
+# ablation variants: the fast path with one part switched off (see `fast_runner`)
 ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops", "eager",
              "baseline-tuned-allocator")
 N_IMAGES = 2048
@@ -65,44 +70,47 @@ def _images(size: int, n: int):
 
 
 def worker_baseline(size: int, batch: int, device: str, warmup: int, steps: int,
-                    tuned_allocator: bool = False) -> tuple[float, float, str]:
+                    variant: str = "baseline") -> tuple[float, float, str]:
     """(img per wall second, img per CPU second of this process, step mode) of `steps` paper-style steps
-    after `warmup` untimed ones (optionally with the fast path's
-    allocator setting, to show how much of the difference that setting alone makes)."""
+    after `warmup` untimed ones. variant: "baseline" (in-memory batches), "baseline-dataloader" (a DataLoader
+    over per-sample tensors), "baseline-tuned-allocator" (in-memory, with the fast path's allocator setting,
+    to show how much of the difference that setting alone makes)."""
     import torch
 
-    if tuned_allocator:
+    if variant == "baseline-tuned-allocator":
         from jointvae_fast.training.allocator import tune_cpu_allocator
 
         tune_cpu_allocator()
 
-    from benchmarks.baseline import baseline_loader, make_baseline
+    from benchmarks.baseline import baseline_loader, in_memory_batches, make_baseline
 
     torch.manual_seed(0)
     cont, disc, lr, cc, dc = PRESETS[size]
     dev = torch.device(device)
     _, trainer = make_baseline((1, size, size), cont, disc, lr, (0.0, *cc), (0.0, *dc), device=dev)
-    batches = itertools.chain.from_iterable(
-        baseline_loader(_images(size, max(N_IMAGES, 2 * batch)), batch, seed=e) for e in itertools.count()
-    )
+    images = _images(size, max(N_IMAGES, 2 * batch))
+    if variant == "baseline-dataloader":
+        batches = (b[0] for b in itertools.chain.from_iterable(
+            baseline_loader(images, batch, seed=e) for e in itertools.count()))
+    else:
+        batches = in_memory_batches(images, batch)
     for _ in range(warmup):
-        trainer.step(next(batches)[0])
+        trainer.step(next(batches))
     _sync(dev)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
-        trainer.step(next(batches)[0])
+        trainer.step(next(batches))
     _sync(dev)
     return batch * steps / (time.perf_counter() - t0), batch * steps / (time.process_time() - c0), BASELINE_MODE
 
 
-def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
-                variant: str = "fast") -> tuple[float, float, str]:
-    """(img per wall second, img per CPU second of this process, TrainStep.step_mode of the last timed step:
-    "cuda-graph" or "eager (why)") of `steps` steps of the training loop's path after `warmup` untimed ones.
+def fast_runner(size: int, batch: int, device: str, variant: str = "fast", precision: str = "fp32"):
+    """(run(first_step, n), TrainStep) of the training loop's path: `run` does n steps from `first_step`.
 
     variant: "fast" (defaults), or one part off: "fast-no-allocator", "fast-no-channels-last",
     "fast-default-adam", "fast-composite-ops" (JOINTVAE_FAST_BACKEND=composite must be set before import,
     the caller does that), "eager" (all of them off: composite ops, default Adam, no layout/allocator change).
+    precision: "fp32" or "bf16" (TrainStep's precision).
     """
     import torch
 
@@ -123,7 +131,7 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
     gen = torch.Generator(device=dev).manual_seed(0)
     if dev.type == "cpu" and not (eager or variant == "fast-no-allocator"):
         tune_cpu_allocator()  # as the training CLI does at its start
-    kw = {}
+    kw = {"precision": precision}
     if eager or variant == "fast-no-channels-last":
         kw["channels_last"] = False
     if eager:
@@ -146,6 +154,15 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
                            t.capacity_loss.detach().reshape(1),
                            t.kl_cont.detach().reshape(-1), t.kl_disc.detach().reshape(-1)], out=buf[step % 64])
 
+    return run, step_fn
+
+
+def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
+                variant: str = "fast", precision: str = "fp32") -> tuple[float, float, str]:
+    """(img per wall second, img per CPU second of this process, TrainStep.step_mode of the last timed step:
+    "cuda-graph" or "eager (why)") of `steps` steps of `fast_runner`'s path after `warmup` untimed ones."""
+    run, step_fn = fast_runner(size, batch, device, variant, precision)
+    dev = step_fn.device
     if step_fn.cuda_graph:  # capture happens on call warmup + 1 of TrainStep: keep it out of the timing
         warmup = max(warmup, step_fn.warmup + 2)
     run(1, warmup)
@@ -157,35 +174,51 @@ def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,
             step_fn.step_mode)
 
 
+def worker(variant: str, size: int, batch: int, device: str, warmup: int, steps: int,
+           precision: str = "fp32") -> dict:
+    """One measurement in this process: {img_per_s, img_per_cpu_s, step_mode, allocator_tuned (whether this
+    process made the allocator setting: False for the baselines but baseline-tuned-allocator)}."""
+    from jointvae_fast.training import allocator
+
+    if variant in BASELINES:
+        wall, cpu, mode = worker_baseline(size, batch, device, warmup, steps, variant)
+    else:
+        wall, cpu, mode = worker_fast(size, batch, device, warmup, steps, variant, precision)
+    return {"img_per_s": wall, "img_per_cpu_s": cpu, "step_mode": mode,
+            "allocator_tuned": bool(allocator._ALLOCATOR_TUNED)}
+
+
 def measure_in_subprocess(variant: str, size: int, batch: int, device: str, warmup: int, steps: int,
-                          threads: int | None = None, timeout: float = 600.0) -> tuple[float, float, str]:
-    """Run one worker in a fresh Python process; returns its (img/s, img per CPU second, step mode)."""
+                          threads: int | None = None, timeout: float = 600.0, precision: str = "fp32") -> dict:
+    """Run one worker in a fresh Python process; returns its `worker` dict."""
     env = dict(os.environ)
     if variant in ("eager", "fast-composite-ops"):
         env["JOINTVAE_FAST_BACKEND"] = "composite"
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", "benchmarks.train_suite", "--worker", variant, "--size", str(size),
-           "--batch-size", str(batch), "--device", device, "--warmup", str(warmup), "--steps", str(steps)]
+           "--batch-size", str(batch), "--device", device, "--warmup", str(warmup), "--steps", str(steps),
+           "--precision", precision]
     if threads:
         cmd += ["--threads", str(threads)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"train-suite worker {variant} size={size} batch={batch} failed:\n{proc.stderr[-3000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    return float(res["img_per_s"]), float(res["img_per_cpu_s"]), str(res["step_mode"])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_in_process(variant: str, size: int, batch: int, device: str, warmup: int, steps: int):
-    """(img/s, img per CPU second, step mode) of the baseline or the fast path, in this process (used on CUDA)."""
-    if variant == "baseline":
-        return worker_baseline(size, batch, device, warmup, steps)
-    return worker_fast(size, batch, device, warmup, steps, variant)
+def _measure(variant, precision, size, batch, device, warmup, n, threads) -> dict:
+    if device != "cpu" and variant in ("baseline", "fast"):  # no process-wide CPU setting involved: in process
+        return worker(variant, size, batch, device, warmup, n, precision)
+    return measure_in_subprocess(variant, size, batch, device, warmup, n, threads, precision=precision)
 
 
 def run(sizes=(32, 64), batch_sizes=(64, 256), device: str = "cpu", steps: int | None = None, warmup: int = 3,
-        repeats: int = 3, variants=VARIANTS, log=None, threads: int | None = None) -> list[dict]:
-    """Rows {device, size, batch, <variant>_img_s, <variant>_runs, <variant>_step_mode (how its steps ran:
-    "cuda-graph" or "eager (why)"), ratio (fast/baseline)}; rounds alternate variants."""
+        repeats: int = 3, variants=VARIANTS, log=None, threads: int | None = None,
+        precisions=("fp32",)) -> list[dict]:
+    """Rows {device, size, batch, precision, <variant>_img_s, <variant>_runs, <variant>_img_per_cpu_s,
+    <variant>_step_mode (how its steps ran: "cuda-graph" or "eager (why)"), <variant>_allocator_tuned,
+    ratio (fast/baseline), ratio_dataloader (fast/baseline-dataloader)}, one per precision; rounds
+    alternate the measurements (the baselines, float32, once per round for all precisions)."""
     rows = []
     for size in sizes:
         for batch in batch_sizes:
@@ -195,30 +228,29 @@ def run(sizes=(32, 64), batch_sizes=(64, 256), device: str = "cpu", steps: int |
                 n = max(5, min(30, 2560 // batch))
             else:
                 n = max(50, 25600 // batch)
-            runs = {v: [] for v in variants}
-            cpu_runs = {v: [] for v in variants}
-            modes = {v: [] for v in variants}
+            units = [(v, "fp32") for v in variants if v in BASELINES]
+            units += [(v, p) for p in precisions for v in variants if v not in BASELINES]
+            got = {u: [] for u in units}
             for _ in range(repeats):
+                for v, p in units:
+                    got[(v, p)].append(_measure(v, p, size, batch, device, warmup, n, threads))
+            for p in precisions:
+                row = {"device": device, "size": size, "batch": batch, "precision": p, "steps": n, "warmup": warmup,
+                       "repeats": repeats, "threads": threads}
                 for v in variants:
-                    if device != "cpu" and v in ("baseline", "fast"):  # no process-wide CPU setting involved:
-                        wall, cpu, mode = measure_in_process(v, size, batch, device, warmup, n)  # no start-up
-                    else:
-                        wall, cpu, mode = measure_in_subprocess(v, size, batch, device, warmup, n, threads)
-                    runs[v].append(wall)
-                    cpu_runs[v].append(cpu)
-                    modes[v].append(mode)
-            row = {"device": device, "size": size, "batch": batch, "steps": n, "warmup": warmup, "repeats": repeats,
-                   "threads": threads}
-            for v in variants:
-                row[f"{v}_img_s"] = statistics.median(runs[v])
-                row[f"{v}_runs"] = runs[v]
-                row[f"{v}_img_per_cpu_s"] = statistics.median(cpu_runs[v])
-                row[f"{v}_step_mode"] = " | ".join(dict.fromkeys(modes[v]))  # the distinct modes of its runs
-            if "baseline" in variants and "fast" in variants:
-                row["ratio"] = row["fast_img_s"] / row["baseline_img_s"]
-            rows.append(row)
-            if log:
-                log(format_table([row], variants, header=False))
+                    res = got[(v, "fp32" if v in BASELINES else p)]
+                    row[f"{v}_img_s"] = statistics.median(r["img_per_s"] for r in res)
+                    row[f"{v}_runs"] = [r["img_per_s"] for r in res]
+                    row[f"{v}_img_per_cpu_s"] = statistics.median(r["img_per_cpu_s"] for r in res)
+                    row[f"{v}_step_mode"] = " | ".join(dict.fromkeys(r["step_mode"] for r in res))
+                    row[f"{v}_allocator_tuned"] = any(r["allocator_tuned"] for r in res)
+                if "fast" in variants:
+                    for base, key in (("baseline", "ratio"), ("baseline-dataloader", "ratio_dataloader")):
+                        if base in variants:
+                            row[key] = row["fast_img_s"] / row[f"{base}_img_s"]
+                rows.append(row)
+                if log:
+                    log(format_table([row], variants, header=False))
     return rows
 
 
@@ -226,18 +258,29 @@ def format_table(rows: list[dict], variants=VARIANTS, header: bool = True, key: 
     """One line per row; key "img_s" (wall clock) or "img_per_cpu_s" (per CPU second of the run's process)."""
     unit = " img/s" if key == "img_s" else " img/cpu-s"
     cols = "".join(f" {v + unit:>28}" for v in variants)
-    head = f"{'device':6} {'size':>5} {'batch':>6}{cols} {'ratio':>6}"
+    head = f"{'device':6} {'size':>5} {'batch':>6} {'prec':>5}{cols} {'fast/base':>9}"
     lines = [head, "-" * len(head)] if header else []
     for r in rows:
         vals = "".join(f" {r[v + '_' + key]:28.0f}" for v in variants)
-        ratio = f"{r[f'fast_{key}'] / r[f'baseline_{key}']:6.2f}" if "ratio" in r else f"{'':6}"
-        lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6}{vals} {ratio}")
+        ratio = f"{r[f'fast_{key}'] / r[f'baseline_{key}']:9.2f}" if "ratio" in r else f"{'':9}"
+        lines.append(f"{r['device']:6} {r['size']:>5} {r['batch']:>6} {r['precision']:>5}{vals} {ratio}")
     return "\n".join(lines)
+
+
+def parse_precisions(text: str) -> tuple[str, ...]:
+    """"fp32,bf16" -> ("fp32", "bf16"); argparse type (an unknown name is a one-line usage error)."""
+    from jointvae_fast.training.precision import PRECISIONS
+
+    out = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in out if p not in PRECISIONS]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(f"precisions must be a comma list of {', '.join(PRECISIONS)}, got {text!r}")
+    return tuple(dict.fromkeys(out))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--worker", choices=("baseline",) + ABLATIONS, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=("baseline", "baseline-dataloader") + ABLATIONS, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, nargs="+", default=[32, 64], choices=[32, 64])
     ap.add_argument("--batch-size", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--device", default="cpu")
@@ -246,6 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads in each run (default: torch's own)")
+    ap.add_argument("--precision", type=parse_precisions, default=("fp32",),
+                    help="comma list of the fast path's precisions, one row each (default fp32; e.g. fp32,bf16)")
     ap.add_argument("--ablation", action="store_true", help="also time the fast path with each part switched off")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -254,21 +299,18 @@ def main(argv=None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        size, batch = args.size[0], args.batch_size[0]
         steps = args.steps if args.steps is not None else 10
-        if args.worker in ("baseline", "baseline-tuned-allocator"):
-            wall, cpu, mode = worker_baseline(size, batch, args.device, args.warmup, steps, args.worker != "baseline")
-        else:
-            wall, cpu, mode = worker_fast(size, batch, args.device, args.warmup, steps, args.worker)
-        print(json.dumps({"img_per_s": wall, "img_per_cpu_s": cpu, "step_mode": mode}))
+        res = worker(args.worker, args.size[0], args.batch_size[0], args.device, args.warmup, steps,
+                     args.precision[0])
+        print(json.dumps(res))
         return 0
-    variants = ("baseline",) + ABLATIONS if args.ablation else VARIANTS
+    variants = ("baseline", "baseline-dataloader") + ABLATIONS if args.ablation else VARIANTS
     from benchmarks.machine import describe, one_line
 
     print("#", one_line(describe()))
     print(format_table([], variants))
     rows = run(tuple(args.size), tuple(args.batch_size), args.device, args.steps, args.warmup, args.repeats,
-               variants, log=print, threads=args.threads)
+               variants, log=print, threads=args.threads, precisions=args.precision)
     print("# the same runs, images per CPU second of each run's process:")
     print(format_table(rows, variants, key="img_per_cpu_s"))
     if args.json:

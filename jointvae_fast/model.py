@@ -117,9 +117,12 @@ class JointVAE(nn.Module):
         return self.img_size[1] * self.img_size[2]
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x [B, C, H, W] in [0, 1] -> (mu [B, D], logvar [B, D], logits [B, sum K])."""
+        """x [B, C, H, W] in [0, 1] -> (mu [B, D], logvar [B, D], logits [B, sum K]) in the weights' dtype.
+
+        Under bf16 autocast the head computes in bfloat16; its output is cast back to the weights' dtype
+        (float32), so the latent and KL ops always see full-precision inputs (a no-op without autocast)."""
         h = self.features_to_hidden(self.img_to_features(x).flatten(1))
-        params = self.to_posterior(h)
+        params = self.to_posterior(h).to(self.to_posterior.weight.dtype)
         d = self.cont
         return params[:, :d], params[:, d : 2 * d], params[:, 2 * d :]
 

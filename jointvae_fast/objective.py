@@ -89,8 +89,10 @@ def argmax_class_counts(logits: torch.Tensor, disc_dims: Sequence[int]) -> torch
 
 
 def bernoulli_nll(x: torch.Tensor, x_logits: torch.Tensor) -> torch.Tensor:
-    """sum over pixels of BCE-with-logits(x_logits, x), averaged over the batch. x, x_logits [B, C, H, W]."""
-    return F.binary_cross_entropy_with_logits(x_logits, x, reduction="sum") / x.shape[0]
+    """sum over pixels of BCE-with-logits(x_logits, x), averaged over the batch. x, x_logits [B, C, H, W].
+
+    Computed in x's dtype: bfloat16 logits (a bf16-autocast decoder's output) are upcast first."""
+    return F.binary_cross_entropy_with_logits(x_logits.to(x.dtype), x, reduction="sum") / x.shape[0]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import reference
-from benchmarks.baseline import BaselineTrainer, PerSampleImages, PaperStyleVAE, baseline_loader, make_baseline
+from benchmarks.baseline import (BaselineTrainer, PerSampleImages, PaperStyleVAE, baseline_loader, in_memory_batches,
+                                 make_baseline)
 from jointvae_fast import ops
 from jointvae_fast.objective import Capacity, Objective
 from jointvae_fast.paper_checkpoints import model_from_state_dict
@@ -130,3 +131,16 @@ def test_per_sample_images():
         PerSampleImages(images.float())
     with pytest.raises(ValueError, match="img_size"):
         PaperStyleVAE((1, 48, 48), 2, [3])
+
+
+def test_in_memory_batches_cover_each_epoch_once_in_a_shuffled_order():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous()
+    batches = in_memory_batches(images, 3, seed=0)
+    epoch = [next(batches) for _ in range(3)]  # 10 // 3 = 3 batches per epoch, the last image dropped
+    assert all(b.shape == (3, 1, 2, 2) and b.dtype == torch.float32 for b in epoch)
+    seen = torch.cat([b[:, 0, 0, 0] for b in epoch]) * 255
+    assert len(set(seen.round().tolist())) == 9 and seen.round().tolist() != list(range(9))
+    with pytest.raises(ValueError, match="batch_size must be in"):
+        next(in_memory_batches(images, 11))
+    with pytest.raises(ValueError, match="uint8"):
+        next(in_memory_batches(images.float(), 2))

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks import flops
 from jointvae_fast.model import JointVAE
+from jointvae_fast.objective import Capacity, Objective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_run_py_train_suite_smoke(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "benchmarks/run.py", "--suite", "train", "--device", "cpu", "--size", "32",
-           "--batch-size", "4", "--steps", "1", "--warmup", "1", "--repeats", "1", "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+           "--batch-size", "4", "--steps", "1", "--warmup", "1", "--repeats", "1", "--precision", "fp32,bf16",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fast/base" in proc.stdout
     data = json.loads(out.read_text())
@@ -26,23 +29,53 @@ def test_run_py_train_suite_smoke(tmp_path):
     for key in ("cpu", "cores", "gpu", "torch", "backend", "date"):
         assert key in m, key
     assert m["torch"] == torch.__version__ and m["cores"] >= 1
-    (row,) = data["train"]
-    assert (row["device"], row["size"], row["batch"]) == ("cpu", 32, 4)
-    assert row["baseline_img_s"] > 0 and row["fast_img_s"] > 0
-    assert abs(row["ratio"] - row["fast_img_s"] / row["baseline_img_s"]) < 1e-9
-    assert (row["baseline_step_mode"], row["fast_step_mode"]) == ("eager (paper-style baseline)", "eager (cpu)")
-    floor = data["floor"]["cpu"]["32"]
-    assert floor["floor_img_per_s"] > 0 and floor["matmul_gflops"] > 0
+    rows = data["train"]
+    assert [(r["device"], r["size"], r["batch"], r["precision"]) for r in rows] == [
+        ("cpu", 32, 4, "fp32"), ("cpu", 32, 4, "bf16")]
+    for row in rows:
+        assert row["baseline_img_s"] > 0 and row["baseline-dataloader_img_s"] > 0 and row["fast_img_s"] > 0
+        assert abs(row["ratio"] - row["fast_img_s"] / row["baseline_img_s"]) < 1e-9
+        assert abs(row["ratio_dataloader"] - row["fast_img_s"] / row["baseline-dataloader_img_s"]) < 1e-9
+        assert (row["baseline_step_mode"], row["fast_step_mode"]) == ("eager (paper-style baseline)", "eager (cpu)")
+        # each measurement is its own process: the fast path's allocator setting never reaches a baseline
+        assert row["fast_allocator_tuned"] and not row["baseline_allocator_tuned"]
+        assert not row["baseline-dataloader_allocator_tuned"]
+        floor = data["floor"]["cpu"][row["precision"]]["32"]
+        assert floor["precision"] == row["precision"] and floor["matmul_gflops"] > 0
+        assert row["fast_over_floor"] == pytest.approx(row["fast_img_s"] / floor["floor_img_per_s"])
+    assert rows[0]["baseline_runs"] == rows[1]["baseline_runs"]  # the float32 baseline is shared by both rows
 
 
-def test_flop_count_of_the_32px_model():
-    """Hand count (Appendix B, mnist latent 10 + [10]), MACs per image:
-    convs 32x16x16x(1x16) + 64x8x8x(32x16) + 64x4x4x(64x16) = 131072 + 2097152 + 1048576;
-    linears 1024x256 + 256x30 + 20x256 + 256x1024; transposed convs: inputs 64x4x4, 32x8x8, 32x16x16
-    times Cout x 16 = 1024x32x16 + 2048x32x16 + 8192x1x16."""
-    model = JointVAE((1, 32, 32), 10, [10])
-    convs = 131072 + 2097152 + 1048576
-    linears = 1024 * 256 + 256 * 30 + 20 * 256 + 256 * 1024
-    tconvs = 1024 * 32 * 16 + 2048 * 32 * 16 + 8192 * 1 * 16
-    assert sum(m for _, m in flops.layer_macs(model, (1, 32, 32))) == convs + linears + tconvs
-    assert flops.step_flops_per_image(model, (1, 32, 32)) == 6 * (convs + linears + tconvs)
+def _model_and_objective(size, cont):
+    return JointVAE((1, size, size), cont, [10]), Objective((10,), Capacity(0.0, 5.0, 100, 30.0),
+                                                           Capacity(0.0, 5.0, 100, 30.0))
+
+
+# Hand count of the forward MACs per image (Appendix B, latent cont + [10]), the cross-check of FlopCounterMode:
+# a conv: output elements x Cin x 16; a transposed conv: input elements x Cout x 16; a linear: in x out.
+HAND_MACS = {
+    # convs 32x16x16x(1x16) + 64x8x8x(32x16) + 64x4x4x(64x16); linears 1024x256 + 256x30 + 20x256 + 256x1024;
+    # transposed convs: inputs 64x4x4, 32x8x8, 32x16x16 times Cout x 16
+    (32, 10): (131072 + 2097152 + 1048576) + (1024 * 256 + 256 * 30 + 20 * 256 + 256 * 1024)
+    + (1024 * 32 * 16 + 2048 * 32 * 16 + 8192 * 1 * 16),
+    # convs 32x32x32x(1x16) + 32x16x16x(32x16) + 64x8x8x(32x16) + 64x4x4x(64x16); linears 1024x256 + 256x74
+    # + 42x256 + 256x1024; transposed convs: inputs 64x4x4, 64x8x8, 32x16x16, 32x32x32 times Cout x 16
+    (64, 32): (524288 + 4194304 + 2097152 + 1048576) + (1024 * 256 + 256 * 74 + 42 * 256 + 256 * 1024)
+    + (1024 * 64 * 16 + 4096 * 32 * 16 + 8192 * 32 * 16 + 32768 * 1 * 16),
+}
+
+
+@pytest.mark.parametrize("size,cont", sorted(HAND_MACS))
+def test_flop_counter_forward_is_twice_the_hand_macs(size, cont):
+    """FlopCounterMode's forward count (convolutions and linear layers only: the loss and latent ops have no
+    FLOP formula) equals 2 x the hand-counted MACs; the backward skips the first convolution's input gradient,
+    so a step is a little less than 3 x forward."""
+    model, objective = _model_and_objective(size, cont)
+    counted = flops.step_flops(model, objective, (1, size, size))
+    assert counted["forward"] == 2 * HAND_MACS[(size, cont)]
+    assert 2 * counted["forward"] < counted["step"] < 3 * counted["forward"]
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_matmul_rate_is_measured_at_the_precision():
+    assert flops.matmul_flops_per_second("cpu", n=64, repeats=1, precision="bf16") > 0

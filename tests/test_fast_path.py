@@ -316,9 +316,12 @@ def test_cuda_graph_step_follows_eager_trajectory(monkeypatch):
 
 
 @pytest.mark.cuda
-def test_cuda_graph_draws_fresh_noise_from_the_generator():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_graph_draws_fresh_noise_from_the_generator(precision):
     """Generator-drawn noise: the graphed steps equal eager fused steps started from the same generator state,
-    sample for sample, under the capacity ramp and the annealed temperature."""
+    sample for sample, under the capacity ramp and the annealed temperature; with bf16 the autocast region is
+    captured with the forward (the same bf16 kernels replayed: float32 rounding, cuDNN's summation order
+    aside, hence the looser bound)."""
     steps = 12
     temps = _temperatures(steps)
 
@@ -327,7 +330,7 @@ def test_cuda_graph_draws_fresh_noise_from_the_generator():
         model = RecordingVAE((1, SIZE, SIZE), CONT, DISC).cuda()
         gen = torch.Generator(device="cuda").manual_seed(5)
         step_fn = TrainStep(model, make_optimizer(model, 1e-3), _ramp_objective(), generator=gen,
-                            cuda_graph=cuda_graph)
+                            cuda_graph=cuda_graph, precision=precision)
         losses, seen = [], []
         for step, x in enumerate(_batches(steps), start=1):
             model.temperature = temps[step - 1]
@@ -340,5 +343,6 @@ def test_cuda_graph_draws_fresh_noise_from_the_generator():
     graph, graph_z, m1, o1 = run(True)
     assert (m0, m1) == ("eager (cuda_graph=False)", "cuda-graph")
     assert o0 == o1  # the same draws were reserved
-    torch.testing.assert_close(graph_z, eager_z, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(graph, eager, rtol=2e-4, atol=1e-5)
+    tol = {"fp32": (1e-4, 1e-4, 2e-4, 1e-5), "bf16": (1e-2, 1e-2, 1e-2, 1e-3)}[precision]
+    torch.testing.assert_close(graph_z, eager_z, rtol=tol[0], atol=tol[1])
+    torch.testing.assert_close(graph, eager, rtol=tol[2], atol=tol[3])

@@ -56,6 +56,9 @@ def _build_key(kdir: Path, cuda: bool, arch: str) -> str:
     import torch
 
     h = hashlib.sha256()
+    # torch's build.ninja names the sources by absolute path: two checkouts sharing one build folder
+    # would rebuild each other's library on every import, so the folder is part of the key.
+    h.update(str(kdir.resolve()).encode())
     for f in sorted(p for p in kdir.rglob("*") if p.suffix in {".h", ".cuh", ".cpp", ".cu"}):
         h.update(str(f.relative_to(kdir)).encode())
         h.update(f.read_bytes())

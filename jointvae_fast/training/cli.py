@@ -5,7 +5,7 @@ Settings resolve as DEFAULTS < the dataset's preset (see jointvae_fast.training.
 directory (--out, default runs/<dataset>-<UTC time>) receives:
 
     config.json       the resolved settings (usable as --config for a rerun)
-    run.json          derived facts: world size, steps per epoch, total steps,
+    run.json          derived facts: precision, world size, steps per epoch, total steps,
                       training images, image size, versions, command line; when
                       training ends, step_mode ("cuda-graph" or "eager (why)") and
                       step_modes (each change of mode, with its first step)
@@ -48,6 +48,7 @@ from .batches import RunLength, TrainImages, derive_seed, limit_images, run_leng
 from .config import add_setting_flags, preset_table, read_config_file, resolve_config
 from .distributed import World, broadcast_from_writer, cleanup, setup, wait_for_all
 from .loop import train
+from .precision import precision_note
 from .run_dir import ResumeError, RunDirError, check_resume_shapes, check_run_dir, default_out, prepare_run_dir, \
     read_latest_checkpoint, remove_stale_temporaries, truncate_log
 
@@ -189,6 +190,7 @@ def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_image
     run_info = {
         "world_size": world.size,
         "device": str(world.device),
+        "precision": config["precision"],
         "train_images": n_images,
         "image_size": list(img_size),
         "steps_per_epoch": length.steps_per_epoch,
@@ -202,8 +204,11 @@ def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_image
     atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
     print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
           f"{f' x{world.size}' if world.distributed else ''}: {n_images} images {img_size}, "
-          f"{length.total} steps{f', resuming at step {start}' if resume else ''}; "
+          f"{length.total} steps, precision {config['precision']}{f', resuming at step {start}' if resume else ''}; "
           f"run directory {run_dir}", file=sys.stderr, flush=True)
+    note = precision_note(config["precision"], world.device)
+    if note is not None:
+        print(note, file=sys.stderr, flush=True)
 
 
 def record_step_modes(run_dir: Path, step_modes: list[dict[str, Any]]) -> None:

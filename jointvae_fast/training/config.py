@@ -101,6 +101,8 @@ SCHEMA: dict[str, Setting] = {
     "device": Setting("str?", None, "torch device", _LENGTH, "cuda if available, else cpu"),
     "threads": Setting("int?", None, "CPU threads for torch's intra-op parallelism", _LENGTH,
                        "torch's default, one per core"),
+    "precision": Setting("str", "fp32", "arithmetic of the convolutions and linear layers: fp32, or bf16 "
+                         "autocast (weights, Adam state and loss stay float32)", _LENGTH, choices=("fp32", "bf16")),
     "limit": Setting("int?", None, "train on a seeded random subset of this many training images", _LENGTH,
                      "all images", metavar="N"),
     "cont": Setting("int", 10, "number of continuous latent units", _MODEL, _PRESET),
@@ -256,6 +258,7 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         need(cfg[key] is None or cfg[key] >= 1, key, "an integer >= 1 (or unset)")
     need(cfg["threads"] is None or 1 <= cfg["threads"] <= MAX_THREADS, "threads", f"an integer in 1..{MAX_THREADS} (or unset)")
     need(0 <= cfg["seed"] < 2**63, "seed", "an integer in 0..2**63-1")
+    need(cfg["precision"] in SCHEMA["precision"].choices, "precision", " or ".join(SCHEMA["precision"].choices))
     if cfg["steps"] is None and cfg["epochs"] is None:
         raise ConfigError("give either epochs or steps")
     need(cfg["cont"] >= 0, "cont", "an integer >= 0")

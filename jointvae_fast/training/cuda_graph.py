@@ -6,7 +6,8 @@ later call copies the batch into the graph's input, refills the capacities C_z(s
 scalars: `Objective.at_capacities`) and the temperature (a device scalar the model's fused op reads while
 the graph runs: it stands in for the float `model.temperature` during capture) and replays. The sampling
 noise advances through the generator's graph-safe Philox state, so each replay draws fresh noise as the
-eager step would. The graph is dropped for good (the caller runs eagerly from then on, after one warning)
+eager step would. With precision bf16 the autocast region is entered inside the capture (casts and bf16
+kernels are recorded like any other; no cast cache outlives it). The graph is dropped for good (the caller runs eagerly from then on, after one warning)
 when capture fails, or when the batch shape, dtype or device, the train/eval mode or the learning rate
 changes.
 """
@@ -100,7 +101,7 @@ class CapturedStep:
         if s.generator is not None:
             graph.register_generator_state(s.generator)
         with torch.cuda.graph(graph), _temperature(s.model, self._tau):
-            out = s.forward(self._static_x, s.generator)
+            out = s.run_forward(self._static_x)  # autocast (bf16) inside the captured region
             terms = s.objective.at_capacities(self._static_x, out, self._c_cont, self._c_disc)
             terms.total.backward()
             s.optimizer.step()

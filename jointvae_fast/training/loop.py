@@ -192,7 +192,8 @@ def train(
     sampling.manual_seed(derive_seed("sampling", config["seed"], world.rank))
     start = restore(resume, model, optimizer, sampling, world, config["seed"]) if resume is not None else 0
     model.train()
-    step_fn = TrainStep(model, optimizer, objective, forward=_forward_module(model, world), generator=sampling)
+    step_fn = TrainStep(model, optimizer, objective, forward=_forward_module(model, world), generator=sampling,
+                        precision=config["precision"])
     progress = Progress(length.total, "step", unit="step", initial=start, every_s=PLAIN_LINE_SECONDS,
                         enable=None if show_progress and world.is_writer else False)
     log = TermLog(model, objective, world, length, config["log_every"], run_dir / "log.jsonl", progress)

@@ -28,6 +28,10 @@ how it runs, and each part can be switched off:
   replay live in `cuda_graph.CapturedStep`; `TrainStep.step_mode` says which
   path ran and why.
 
+- `precision` ("fp32" default, or "bf16"): the forward pass under bfloat16 autocast (precision.py);
+  parameters, gradients, Adam state, the latent ops' inputs and the loss stay float32. In a CUDA graph
+  the autocast region is captured with the forward.
+
 The process-wide CPU allocator setting is not made here: the training CLI
 makes it at its start (`allocator.tune_cpu_allocator`).
 
@@ -41,6 +45,7 @@ import torch
 from ..model import JointVAE
 from ..objective import LossTerms, Objective
 from .cuda_graph import CapturedStep
+from .precision import autocast, check_precision
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, *, fused: bool | None = None) -> torch.optim.Optimizer:
@@ -69,7 +74,7 @@ class TrainStep:
     `forward` is the module called for the forward pass (the model itself, or a
     DistributedDataParallel wrapper of it); `generator` drives the sampling noise.
     Keyword options (module docstring): channels_last (None: on for a CPU model), cuda_graph (None: on
-    when possible on CUDA), warmup (eager steps before capture).
+    when possible on CUDA), warmup (eager steps before capture), precision ("fp32" or "bf16").
     With a CUDA graph the returned tensors are the graph's outputs: read them before the next call.
     `mode` says how the last step ran: "eager" or "cuda-graph"; `step_mode` the same with the reason for an
     eager step ("eager (cpu)", "eager (warm-up ...)", "eager (CUDA graph capture failed: ...)"...);
@@ -87,6 +92,7 @@ class TrainStep:
         channels_last: bool | None = None,
         cuda_graph: bool | None = None,
         warmup: int = 3,
+        precision: str = "fp32",
     ):
         self.model = model
         self.optimizer = optimizer
@@ -96,6 +102,8 @@ class TrainStep:
         self.mode = "eager"
         params = list(model.parameters())
         self.device = params[0].device if params else torch.device("cpu")
+        check_precision(precision, self.device)
+        self.precision = precision
         if channels_last is None:
             channels_last = self.device.type == "cpu" and self.forward is model
         self.channels_last = bool(channels_last)
@@ -158,12 +166,17 @@ class TrainStep:
                 return terms
         return self.eager(x, step)
 
+    def run_forward(self, x: torch.Tensor):
+        """The model's forward at this step's precision (the loss is formed outside, in float32)."""
+        with autocast(self.precision, self.device):
+            return self.forward(x, self.generator)
+
     def eager(self, x: torch.Tensor, step: int) -> LossTerms:
         """zero_grad; forward; Eq. 7 at `step`; backward; optimizer step."""
         self.mode = "eager"
         x = self.prepare(x)
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.forward(x, self.generator)
+        out = self.run_forward(x)
         terms = self.objective(x, out, step)
         terms.total.backward()
         self.optimizer.step()
