@@ -33,6 +33,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Replace `path` by `text` (UTF-8) atomically, as `atomic_write`."""
-    with atomic_write(path) as f:
+    """Replace `path` by `text` (UTF-8) atomically, as `atomic_write`; a full or read-only disk is a
+    StorageError naming `path`."""
+    from .errors import storage
+
+    with storage(path), atomic_write(path) as f:
         f.write(text.encode("utf-8"))

@@ -19,6 +19,9 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
+from .errors import UserInputError
+from .resources import check_latent_limits
+
 HIDDEN = 256
 FEATURES = (64, 4, 4)  # encoder output / decoder input, for both image sizes
 
@@ -44,15 +47,16 @@ def _decoder_channels(channels: int, size: int) -> list[int]:
 def validate_latent_spec(cont, disc) -> tuple[int, tuple[int, ...]]:
     """Check a latent spec: cont >= 0 units, disc a list of class counts >= 2, not both empty."""
     if isinstance(cont, bool) or not isinstance(cont, int) or cont < 0:
-        raise ValueError(f"cont must be an int >= 0, got {cont!r}")
+        raise UserInputError(f"cont must be an int >= 0, got {cont!r}")
     if isinstance(disc, (str, bytes)) or not isinstance(disc, Sequence):
         raise TypeError(f"disc must be a list of class counts, got {disc!r}")
     disc = tuple(disc)
     for k in disc:
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-            raise ValueError(f"disc must hold class counts >= 2, got {list(disc)!r}")
+            raise UserInputError(f"disc must hold class counts >= 2, got {list(disc)!r}")
     if cont == 0 and not disc:
-        raise ValueError("the latent is empty: give cont > 0 or at least one discrete variable")
+        raise UserInputError("the latent is empty: give cont > 0 or at least one discrete variable")
+    check_latent_limits(disc)
     return cont, disc
 
 
@@ -61,9 +65,9 @@ def validate_image_size(img_size) -> tuple[int, int, int]:
     try:
         c, h, w = (int(v) for v in img_size)
     except (TypeError, ValueError):
-        raise ValueError(f"img_size must be (C, H, W), got {img_size!r}") from None
+        raise UserInputError(f"img_size must be (C, H, W), got {img_size!r}") from None
     if c not in (1, 3) or h != w or h not in (32, 64):
-        raise ValueError(
+        raise UserInputError(
             f"img_size must be (C, H, W) with C in {{1, 3}} and H == W in {{32, 64}} "
             f"(the paper's architectures), got {tuple(img_size)!r}"
         )
@@ -82,7 +86,7 @@ class JointVAE(nn.Module):
         self.cont, self.disc = validate_latent_spec(cont, disc)
         temperature = float(temperature)
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+            raise UserInputError(f"temperature must be > 0, got {temperature!r}")
         self.temperature = temperature
         self.latent_dim = self.cont + sum(self.disc)
         c, size, _ = self.img_size

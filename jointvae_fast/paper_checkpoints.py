@@ -27,12 +27,13 @@ from typing import Any
 
 import torch
 
+from .errors import UserInputError
 from .model import JointVAE
 
 PAPER_TEMPERATURE = 0.67  # the published code's default; specs.json does not record it
 
 
-class PaperCheckpointError(ValueError):
+class PaperCheckpointError(UserInputError):
     """A state dict that is not a checkpoint of the published code's VAE."""
 
 
@@ -41,14 +42,14 @@ def _resolve_paths(model_pt, specs_json) -> tuple[Path, Path | None]:
     if model_pt.is_dir():
         model_pt = model_pt / "model.pt"
     if not model_pt.is_file():
-        raise FileNotFoundError(
+        raise PaperCheckpointError(
             f"no paper checkpoint at {model_pt} (expected the model.pt of a github.com/Schlumberger/joint-vae run)"
         )
     if specs_json is None:
         beside = model_pt.parent / "specs.json"
         specs_json = beside if beside.is_file() else None
     elif not Path(specs_json).is_file():
-        raise FileNotFoundError(f"specs_json {specs_json} does not exist")
+        raise PaperCheckpointError(f"specs_json {specs_json} does not exist")
     return model_pt, (Path(specs_json) if specs_json is not None else None)
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from jointvae_fast.errors import UserInputError
 from jointvae_fast.paper_checkpoints import PaperCheckpointError, import_paper_checkpoint, read_paper_checkpoint
 from jointvae_fast.analysis.figures.traversal import mode_latent
 
@@ -186,5 +187,5 @@ def test_unsupported_architecture_and_unreadable_files(tmp_path):
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(Path("x"), protocol=2))
     with pytest.raises(PaperCheckpointError):
         import_paper_checkpoint(tmp_path / "evil.pt")
-    with pytest.raises(FileNotFoundError, match="no paper checkpoint"):
+    with pytest.raises(UserInputError, match="no paper checkpoint"):
         import_paper_checkpoint(tmp_path / "nowhere")

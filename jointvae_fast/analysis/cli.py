@@ -57,8 +57,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
+from ..errors import ArgumentParser, run_cli
+from ..resources import check_device
 from .figures.editing import parse_edit
 from .report import INACTIVE_KL, jsonable, evaluate
 from .sources import EvaluationError, load_source
@@ -67,7 +67,7 @@ from .sweep import sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m jointvae_fast.evaluate",
         description="Evaluate a trained Joint-VAE: metrics.json, the paper's figures and index.html.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -91,48 +91,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None, dataset=None) -> int:
-    """CLI entry; `dataset` (an object as jointvae_fast.data.load_dataset returns) skips loading by name."""
-    args = build_parser().parse_args(argv)
-    try:
-        if not (math.isfinite(args.inactive_kl) and args.inactive_kl >= 0):
-            raise EvaluationError(f"--inactive-kl must be a finite number >= 0, got {args.inactive_kl}")
-        if args.limit is not None and args.limit < 2:
-            raise EvaluationError(f"--limit must be >= 2, got {args.limit}")
-        edits = [parse_edit(e) for group in args.edit for e in group]
-        try:
-            device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except RuntimeError as e:
-            raise EvaluationError(f"--device {args.device!r} is not a torch device: {e}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise EvaluationError(f"--device {args.device!r}: no CUDA GPU is visible")
-        source = load_source(args.source)
-        name = args.dataset or source.dataset
-        if dataset is None:
-            if name is None:
-                raise EvaluationError(f"{args.source} does not record its dataset: give --dataset NAME")
-            dataset = load_named_dataset(name, args.data_dir or source.data_dir)
-        data = eval_split(dataset, name, args.limit)
-        src = Path(args.source)
-        if args.out:
-            out = Path(args.out)
-        elif source.kind == "run":
-            out = src / "eval"
-        elif source.kind == "pretrained":
-            out = Path(f"pretrained-{source.path.name}_eval")
-        else:
-            out = src.parent / f"{src.stem if src.is_file() else src.name}_eval"
-        if args.sweep:
-            if source.kind != "run":
-                raise EvaluationError(f"--sweep needs a run directory, got {args.source}")
-            result = sweep(src, data, out, device, progress=not args.no_progress, inactive_kl=args.inactive_kl)
-            print(f"evaluated {len(result['checkpoints'])} checkpoints; {out / 'sweep.json'}, {out / 'sweep.png'}")
-            return 0
-        metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,
-                           inactive_kl=args.inactive_kl)
-    except (EvaluationError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _check_args(args) -> None:
+    if not (math.isfinite(args.inactive_kl) and args.inactive_kl >= 0):
+        raise EvaluationError(f"--inactive-kl must be a finite number >= 0, got {args.inactive_kl}")
+    if args.limit is not None and args.limit < 2:
+        raise EvaluationError(f"--limit must be >= 2, got {args.limit}")
+    if not 0 <= args.seed < 2**63:
+        raise EvaluationError(f"--seed must be an integer in 0..2**63-1, got {args.seed}")
+
+
+def _report_dir(args, source) -> Path:
+    src = Path(args.source)
+    if args.out:
+        return Path(args.out)
+    if source.kind == "run":
+        return src / "eval"
+    if source.kind == "pretrained":
+        return Path(f"pretrained-{source.path.name}_eval")
+    return src.parent / f"{src.stem if src.is_file() else src.name}_eval"
+
+
+def _evaluate(args, dataset) -> int:
+    _check_args(args)
+    edits = [parse_edit(e) for group in args.edit for e in group]
+    device = check_device(args.device)
+    source = load_source(args.source)
+    name = args.dataset or source.dataset
+    if dataset is None:
+        if name is None:
+            raise EvaluationError(f"{args.source} does not record its dataset: give --dataset NAME")
+        dataset = load_named_dataset(name, args.data_dir or source.data_dir)
+    data = eval_split(dataset, name, args.limit)
+    out = _report_dir(args, source)
+    if args.sweep:
+        if source.kind != "run":
+            raise EvaluationError(f"--sweep needs a run directory, got {args.source}")
+        result = sweep(Path(args.source), data, out, device, progress=not args.no_progress,
+                       inactive_kl=args.inactive_kl)
+        print(f"evaluated {len(result['checkpoints'])} checkpoints; {out / 'sweep.json'}, {out / 'sweep.png'}")
+        return 0
+    metrics = evaluate(source, data, out, edits, device, progress=not args.no_progress, seed=args.seed,
+                       inactive_kl=args.inactive_kl)
     print(f"evaluated {metrics['n_test']} test images in {metrics['encode_seconds']:.2f} s "
           f"({metrics['images_per_second']:.0f} img/s); report: {out / 'index.html'}")
     for w in metrics["warnings"]:
@@ -147,3 +146,10 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         summary["azimuth_r"] = metrics["azimuth"]["circular_linear_r"]
     print(json.dumps(jsonable(summary)))
     return 0
+
+
+def main(argv: Sequence[str] | None = None, dataset=None) -> int:
+    """CLI entry; `dataset` (an object as jointvae_fast.data.load_dataset returns) skips loading by name.
+    A bad input is one line `error: ...` (exit status 2); anything else is a bug with its traceback (1)."""
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: _evaluate(args, dataset))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..errors import storage
 from ..model import JointVAE
 from .encoding import Encoded, classes, encode_split, kl_per_latent, recon_nll
 from .figures.editing import Edit, check_edit
@@ -160,10 +161,7 @@ def _check_request(model: JointVAE, data: EvalSplit, edits: Sequence[Edit]) -> N
             f"{tuple(data.images.shape[1:])}"
         )
     for e in edits:
-        try:
-            check_edit(model, e)
-        except ValueError as err:
-            raise EvaluationError(str(err)) from None
+        check_edit(model, e)
 
 
 def _ranking(model: JointVAE, kl_cont: np.ndarray, kl_disc: np.ndarray, inactive_kl: float):
@@ -235,8 +233,11 @@ def evaluate(
     """Run every analysis the data allows; write metrics.json, figures and index.html into `out`; return the metrics."""
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out {out} exists and is not a directory")
     _check_request(source.model, data, edits)
+    with storage(out, "create"):
+        out.mkdir(parents=True, exist_ok=True)
     r = measure(source, data, device, progress, inactive_kl)
     metrics = r.metrics
     ctx = FigureContext(source.model, data, r.enc, out, r.kl_cont, r.kl_disc, r.unit_order, r.active, inactive_kl,

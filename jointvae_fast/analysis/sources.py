@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserInputError, storage
 from ..model import JointVAE
 from ..training import checkpoint as ckpt
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserInputError):
     """A source, dataset or option that cannot be evaluated."""
 
 
@@ -59,16 +60,17 @@ def load_source(path) -> Source:
             for p in reversed(found):  # newest readable
                 try:
                     src = _from_checkpoint(p, "run", path)
-                except (ckpt.CheckpointError, OSError) as e:
+                except ckpt.CheckpointError as e:
                     problems.append(str(e))
                     continue
                 if src.dataset is None and (path / "config.json").is_file():
-                    cfg = json.loads((path / "config.json").read_text())
+                    cfg = _read_run_config(path / "config.json")
                     src.dataset, src.data_dir = cfg.get("dataset"), cfg.get("data_dir")
                 src.path = path
                 src.meta["checkpoint"] = str(p)
                 return src
-            raise EvaluationError(f"run directory {path} has no readable checkpoint in {ckpt_dir}: {problems or 'none found'}")
+            raise EvaluationError(f"run directory {path} has no readable checkpoint in {ckpt_dir}: "
+                                  + ("; ".join(problems) or "none found"))
         if (path / "model.pt").is_file():
             return _from_paper_checkpoint(path)
         raise EvaluationError(f"{path} is neither a run directory (checkpoints/, config.json) nor a folder of the paper's code (model.pt)")
@@ -92,6 +94,17 @@ def _from_pretrained(name: str) -> Source:
     step = c.get("step")
     return Source(model, "pretrained", Path(meta["folder"]), c, None, c.get("dataset"), None,
                   int(step) if isinstance(step, int) else None)
+
+
+def _read_run_config(path: Path) -> dict[str, Any]:
+    try:
+        with storage(path, "read"):
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvaluationError(f"{path} is not valid JSON ({e}); give --dataset NAME or restore it") from None
+    if not isinstance(cfg, dict):
+        raise EvaluationError(f"{path} must hold a JSON object of settings")
+    return cfg
 
 
 def _from_paper_checkpoint(path: Path) -> Source:

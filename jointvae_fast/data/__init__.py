@@ -9,6 +9,8 @@ loader accepts and does: docs/datasets.md and each module's docstring.
 """
 from __future__ import annotations
 
+from ..errors import UserInputError
+
 from .dataset import Dataset, as_float_images, gather_batch
 from .locations import CorruptDatasetError, DatasetNotFoundError, cache_root, search_roots
 
@@ -66,7 +68,7 @@ def load_dataset(name: str, data_dir=None, **options) -> Dataset:
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise UserInputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[key](data_dir=data_dir, **options)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +51,7 @@ def load_cache(path: Path, meta: dict) -> dict[str, np.ndarray] | None:
             if got != json.loads(json.dumps(want)):
                 return None
             return {k: z[k] for k in z.files if k != "__meta__"}
-    except Exception as e:  # unreadable or truncated cache: rebuild it
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as e:  # damaged: rebuild it
         warnings.warn(f"ignoring unreadable cache {path} ({type(e).__name__}: {e}); rebuilding it", stacklevel=2)
         return None
 

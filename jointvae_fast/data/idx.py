@@ -25,12 +25,14 @@ import struct
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .cache import cache_path, fingerprint, load_cache, save_cache
+from ..errors import UserInputError
 from .dataset import Dataset
 from .locations import CorruptDatasetError, DatasetNotFoundError, cache_root, candidate_dirs, search_roots
 from ..progress import Progress
@@ -71,7 +73,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-class DownloadError(OSError):
+class DownloadError(UserInputError, OSError):
     """A download that failed on every mirror (network error, HTTP error or checksum mismatch)."""
 
 
@@ -89,7 +91,7 @@ def read_idx(path) -> np.ndarray:
         opener = gzip.open if head == b"\x1f\x8b" else open
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         if isinstance(e, FileNotFoundError):
             raise
         raise CorruptDatasetError(path, f"cannot read ({type(e).__name__}: {e}); the file is truncated or corrupt") from e

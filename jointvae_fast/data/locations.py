@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import UserInputError
+
 ENV_DATA = "JOINTVAE_DATA"
 ENV_CACHE = "JOINTVAE_CACHE"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserInputError, FileNotFoundError):
     """A dataset whose files were not found; the message lists the folders searched, the file names
     expected and where to get them."""
 
@@ -33,7 +35,7 @@ class DatasetNotFoundError(FileNotFoundError):
         super().__init__("\n".join(lines))
 
 
-class CorruptDatasetError(ValueError):
+class CorruptDatasetError(UserInputError):
     """A dataset file that exists but cannot be used (bad magic, wrong size, truncated, unreadable).
     `path` names the file."""
 

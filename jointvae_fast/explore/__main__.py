@@ -13,12 +13,13 @@ from typing import Sequence
 
 from ..analysis.report import INACTIVE_KL
 from ..analysis.sources import EvaluationError
+from ..errors import ArgumentParser, run_cli
 from .load import KL_IMAGES, build_explorer
 from .server import serve
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jointvae_fast.explore",
+    p = ArgumentParser(prog="python -m jointvae_fast.explore",
                                 description="Explore a trained Joint-VAE's latents in the browser (a local server).")
     p.add_argument("source", help="run directory, checkpoint file, the paper's model folder, or pretrained:NAME")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -35,22 +36,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _start(args):
+    """(explorer, listening server) for the parsed arguments; UserInputError for a bad one."""
+    if not 0 <= args.port <= 65535:
+        raise EvaluationError(f"--port must be in 0..65535, got {args.port}")
+    if args.kl_images < 2:
+        raise EvaluationError(f"--kl-images must be >= 2, got {args.kl_images}")
+    explorer = build_explorer(args.source, args.dataset, args.data_dir, not args.no_dataset,
+                              kl_images=args.kl_images, inactive_kl=args.inactive_kl)
     try:
-        if not 0 <= args.port <= 65535:
-            raise EvaluationError(f"--port must be in 0..65535, got {args.port}")
-        if args.kl_images < 2:
-            raise EvaluationError(f"--kl-images must be >= 2, got {args.kl_images}")
-        explorer = build_explorer(args.source, args.dataset, args.data_dir, not args.no_dataset,
-                                  kl_images=args.kl_images, inactive_kl=args.inactive_kl)
-        try:
-            server = serve(explorer, args.host, args.port, quiet=not args.verbose)
-        except OSError as e:
-            raise EvaluationError(f"cannot listen on {args.host}:{args.port}: {e}") from None
-    except (EvaluationError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        server = serve(explorer, args.host, args.port, quiet=not args.verbose)
+    except OSError as e:
+        raise EvaluationError(f"cannot listen on {args.host}:{args.port}: {e}") from None
+    return explorer, server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """A bad input is one line `error: ...` (exit status 2); anything else a bug with its traceback (1)."""
+    args = build_parser().parse_args(argv)
+    started = []
+    status = run_cli(lambda: started.append(_start(args)) or 0)
+    if status:
+        return status
+    explorer, server = started[0]
     info = explorer.info()
     print(f"KL per unit from: {info['kl_source']}; test images: {info['test_images']['note']}", file=sys.stderr)
     print(f"explorer of {args.source} at {server.url} (Ctrl-C to stop)", flush=True)

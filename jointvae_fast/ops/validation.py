@@ -11,12 +11,16 @@ import math
 
 import torch
 
+from ..resources import MAX_CLASSES, MAX_DISC_VARS
+
 _UPCAST = (torch.float16, torch.bfloat16)
 FLOATS = (torch.float32, torch.float64)  # computed in their own precision
 
 
 @functools.lru_cache(maxsize=512)
 def _disc_layout(dims: tuple) -> tuple[list[int], int]:
+    if len(dims) > MAX_DISC_VARS:  # the compiled ops' limit, enforced on the composite path too
+        raise ValueError(f"at most {MAX_DISC_VARS} discrete variables are supported, got {len(dims)}")
     out = []
     for i, k in enumerate(dims):
         if isinstance(k, bool) or not isinstance(k, int):
@@ -26,8 +30,8 @@ def _disc_layout(dims: tuple) -> tuple[list[int], int]:
                 k = None
             if k is None:
                 raise TypeError(f"disc_dims[{i}] must be an int, got {dims[i]!r}")
-        if k < 2:
-            raise ValueError(f"disc_dims[{i}] must be >= 2 classes, got {k}")
+        if not 2 <= k <= MAX_CLASSES:
+            raise ValueError(f"disc_dims[{i}] must be 2..{MAX_CLASSES} classes, got {k}")
         out.append(k)
     return out, sum(out)
 

@@ -20,6 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserInputError
+
 ENV = "JOINTVAE_PRETRAINED_DIR"
 PREFIX = "pretrained:"
 WEIGHTS, CARD, METRICS = "model.pt", "card.md", "metrics.json"
@@ -27,7 +29,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_ROOT = Path(__file__).resolve().parent / "models"
 
 
-class PretrainedError(ValueError):
+class PretrainedError(UserInputError):
     """An unknown or unreadable pretrained model name."""
 
 

@@ -11,16 +11,15 @@ Machine-local values (absolute paths, the interpreter's path) are not copied int
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import ArgumentParser, run_cli
 from . import CARD, METRICS, NAME_RE, WEIGHTS, PretrainedError, registry_root
 
 # (key in the card's evaluation table, dotted path into metrics.json, meaning)
@@ -204,7 +203,7 @@ def pack(run_dir, name: str, eval_dir=None, root=None, commit: str | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jointvae_fast.pretrained.pack",
+    p = ArgumentParser(prog="python -m jointvae_fast.pretrained.pack",
                                 description="Make a pretrained model folder from an evaluated training run.")
     p.add_argument("run_dir", help="run directory of jointvae_fast.train (its newest checkpoint is packed)")
     p.add_argument("name", help="model name: pretrained:NAME (lowercase letters, digits, '-')")
@@ -213,13 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--commit", help="the commit that trained the model (default: this checkout's HEAD)")
     p.add_argument("--force", action="store_true", help="replace an existing model folder")
     a = p.parse_args(argv)
-    try:
+
+    def work() -> int:
         dest = pack(a.run_dir, a.name, a.eval_dir, a.root, a.commit, a.force)
-    except PretrainedError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"packed {dest}; complete the TODO lines of {dest / CARD}")
-    return 0
+        print(f"packed {dest}; complete the TODO lines of {dest / CARD}")
+        return 0
+
+    return run_cli(work)  # a PretrainedError (a UserInputError) is one line, anything else a bug
 
 
 if __name__ == "__main__":

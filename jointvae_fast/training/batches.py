@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ..errors import UserInputError
+
 
 def derive_seed(purpose: str, seed: int, index: int) -> int:
     """A 63-bit seed for one use of the run's seed: first 8 bytes of sha256("purpose:seed:index")."""
@@ -45,7 +47,8 @@ class TrainImages:
         self.device = torch.device(device)
         if isinstance(source, torch.Tensor):
             if source.dtype != torch.uint8 or source.dim() != 4:
-                raise ValueError(f"training images must be uint8 [N, C, H, W], got {source.dtype} {tuple(source.shape)}")
+                raise UserInputError(f"training images must be uint8 [N, C, H, W], got {source.dtype} "
+                                     f"{tuple(source.shape)}")
             self.images = source.to(self.device)
             self._gather = lambda idx: self.images.index_select(0, idx)
             self.image_size = tuple(source.shape[1:])
@@ -59,9 +62,10 @@ class TrainImages:
             self.image_size = tuple(shape[-3:]) if shape is not None else tuple(self._gather(
                 torch.zeros(1, dtype=torch.long, device=self.device)).shape[1:])
         else:
-            raise TypeError(f"training images must be a uint8 tensor or have a gather(indices) method, got {type(source).__name__}")
+            raise UserInputError(f"training images must be a uint8 tensor or have a gather(indices) method, "
+                                 f"got {type(source).__name__}")
         if self.n < 1:
-            raise ValueError("the training split is empty")
+            raise UserInputError("the training split is empty")
 
     def __len__(self) -> int:
         return self.n
@@ -99,9 +103,10 @@ def run_length(config: dict[str, Any], n_images: int, world_size: int) -> RunLen
     """RunLength of `config` on `n_images` training images; ValueError for a batch that does not fit."""
     batch = config["batch_size"]
     if batch % world_size:
-        raise ValueError(f"batch_size {batch} must be divisible by the number of processes {world_size}")
+        raise UserInputError(f"batch_size {batch} must be divisible by the number of processes {world_size}")
     steps_per_epoch = n_images // batch
     if steps_per_epoch < 1:
-        raise ValueError(f"batch_size {batch} is larger than the training split ({n_images} images)")
+        raise UserInputError(f"batch_size {batch} is larger than the training split ({n_images} images): "
+                             "lower --batch-size or raise --limit")
     total = config["steps"] if config["steps"] is not None else config["epochs"] * steps_per_epoch
     return RunLength(batch, batch // world_size, steps_per_epoch, total)

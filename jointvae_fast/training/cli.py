@@ -18,8 +18,9 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
                       over the prior's 5%..95% quantiles, then one row per
                       discrete variable over its classes (at the end)
 
-Exit codes: 0 done, 1 stopped on a non-finite loss, 2 bad input, 130 stopped
-by Ctrl-C after saving a resumable checkpoint.
+Exit codes: 0 done, 1 stopped on a non-finite loss (or a bug: then a traceback
+and a line saying so), 2 bad input (one line `error: ...`; nothing in the run
+directory changed), 130 stopped by Ctrl-C after saving a resumable checkpoint.
 
 Multi-GPU: torchrun --nproc_per_node K -m jointvae_fast.train ... (--batch-size
 is the global batch, split evenly across ranks; rank 0 writes all files; for
@@ -38,24 +39,25 @@ import torch
 
 from .. import __version__
 from ..atomic_write import atomic_write_text
+from ..errors import ArgumentParser, UserInputError, run_cli, storage
 from ..model import JointVAE, validate_image_size
+from ..resources import check_memory
 from . import checkpoint as ckpt
 from .allocator import tune_cpu_allocator
 from .batches import RunLength, TrainImages, derive_seed, limit_images, run_length
-from .checkpoint import CheckpointError
-from .config import ConfigError, add_setting_flags, preset_table, read_config_file, resolve_config
-from .distributed import World, broadcast_from_writer, cleanup, setup
+from .config import add_setting_flags, preset_table, read_config_file, resolve_config
+from .distributed import World, broadcast_from_writer, cleanup, setup, wait_for_all
 from .loop import train
 from .precision import precision_note
-from .run_dir import ResumeError, RunDirError, check_resume_shapes, default_out, prepare_run_dir, \
-    read_latest_checkpoint, truncate_log
+from .run_dir import ResumeError, RunDirError, check_resume_shapes, check_run_dir, default_out, prepare_run_dir, \
+    read_latest_checkpoint, remove_stale_temporaries, truncate_log
 
-EXIT_OK, EXIT_NONFINITE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The settings' flags (generated from config.SCHEMA) plus the run-control flags."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m jointvae_fast.train",
         description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -94,8 +96,7 @@ def load_training_data(config: dict[str, Any], dataset=None):
     size = getattr(dataset, "image_size", None)
     if size is None:
         size = tuple(source.shape[1:])
-    validate_image_size(size)
-    return source, tuple(int(s) for s in size)
+    return source, validate_image_size(size)
 
 
 @torch.no_grad()
@@ -132,23 +133,20 @@ def write_first_look(model: JointVAE, run_dir: Path, seed: int, kl_cont: Sequenc
     return paths
 
 
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    return EXIT_USAGE
-
-
 def resolve_run_config(flags: dict[str, Any], control: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
     """(config, the run directory to resume or None) from the layers the flags name (module docstring)."""
     layers = []
     resume_dir = None
     if control.get("resume"):
         resume_dir = Path(control["resume"])
-        if not (resume_dir / "config.json").is_file():
+        cfg_path = resume_dir / "config.json"
+        if not cfg_path.is_file():
             raise ResumeError(f"--resume {resume_dir}: no run there (no config.json)")
         try:
-            saved = json.loads((resume_dir / "config.json").read_text())
-        except json.JSONDecodeError as e:
-            raise ResumeError(f"{resume_dir / 'config.json'} is not valid JSON: {e}") from e
+            with storage(cfg_path, "read"):
+                saved = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ResumeError(f"{cfg_path} is not valid JSON ({e}): restore it or start a new run") from None
         layers.append((f"{resume_dir / 'config.json'}", saved))
         if "out" in flags and Path(flags["out"]) != resume_dir:
             raise RunDirError("--resume continues in its own run directory; do not combine it with --out")
@@ -164,16 +162,16 @@ def resolve_run_config(flags: dict[str, Any], control: dict[str, Any]) -> tuple[
 
 
 def claim_run_dir(world: World, run_dir: Path, resume_dir: Path | None, overwrite: bool) -> str | None:
-    """Prepare the run directory, or find the checkpoint to resume (path or None): decided by rank 0,
-    the verdict shared with every rank."""
+    """Check the new run directory (changing nothing), or find the checkpoint to resume (path or None):
+    decided by rank 0, the verdict shared with every rank."""
     verdict = resume_path = None
     if world.is_writer:
         try:
             if resume_dir is None:
-                prepare_run_dir(run_dir, overwrite)
+                check_run_dir(run_dir, overwrite)
             else:
                 resume_path = str(read_latest_checkpoint(resume_dir)[0])
-        except (RunDirError, ResumeError) as e:
+        except UserInputError as e:
             verdict = str(e)
     verdict, resume_path = broadcast_from_writer((verdict, resume_path), world)
     if verdict is not None:
@@ -188,6 +186,7 @@ def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_image
     start = int(resume[1]["training"]["step"]) if resume else 0
     if resume:
         truncate_log(run_dir / "log.jsonl", start)
+        remove_stale_temporaries(run_dir)
     run_info = {
         "world_size": world.size,
         "device": str(world.device),
@@ -238,16 +237,21 @@ def run(config: dict[str, Any], control: dict[str, Any], resume_dir: Path | None
         argv: Sequence[str] | None, dataset=None) -> int:
     """Set up the run directory, data and model, train, and write the first-look images; the exit code."""
     run_dir = Path(config["out"])
-    resume_path = claim_run_dir(world, run_dir, resume_dir, bool(control.get("overwrite")))
+    overwrite = bool(control.get("overwrite"))
+    resume_path = claim_run_dir(world, run_dir, resume_dir, overwrite)
     source, img_size = load_training_data(config, dataset)
-    model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
     data = TrainImages(source, world.device)
     length = run_length(config, len(data), world.size)
+    check_memory(img_size, config["cont"], config["disc"], length.local_batch, world.device)
+    model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
     resume = None
     if resume_path is not None:
         resume = (Path(resume_path), ckpt.read(resume_path, "cpu"))
-        check_resume_shapes(resume[1], model, resume[0])  # before anything in the run directory changes
-    if world.is_writer:
+        ckpt.check_training_state(resume[1], resume[0])
+        check_resume_shapes(resume[1], model, resume[0])
+    if world.is_writer:  # every check passed: only now does the run directory change
+        if resume is None:
+            prepare_run_dir(run_dir, overwrite)
         write_run_files(config, run_dir, world, len(data), img_size, length, resume, argv)
     result = train(config, model, data, world, run_dir, resume=resume, show_progress=control.get("progress", True))
     if world.is_writer:
@@ -264,20 +268,25 @@ def run(config: dict[str, Any], control: dict[str, Any], resume_dir: Path | None
 
 def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     """The CLI. `dataset` (for tests and notebooks): an object with .train (uint8 [N, C, H, W]) and
-    .image_size used instead of loading config["dataset"] from disk."""
+    .image_size used instead of loading config["dataset"] from disk. A bad input is one line `error: ...`
+    and exit status 2; any other exception is a bug: its traceback, a line saying so, exit status 1."""
     args = vars(build_parser().parse_args(argv))
     control = {k: args.pop(k) for k in RUN_CONTROL if k in args}
     flags = args  # only the flags given on the command line (argument_default=SUPPRESS)
-    world = None
-    try:
-        config, resume_dir = resolve_run_config(flags, control)
-        world = start_process(config)
-        return run(config, control, resume_dir, world, argv, dataset)
-    except (ConfigError, RunDirError, ResumeError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
-        return _error(str(e))
-    except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
-        print("\naborted by Ctrl-C (checkpoints written before remain)", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    finally:
-        if world is not None:
-            cleanup(world)
+
+    def work() -> int:
+        world = None
+        try:
+            config, resume_dir = resolve_run_config(flags, control)
+            world = start_process(config)
+            status = run(config, control, resume_dir, world, argv, dataset)
+            wait_for_all(world)
+            return status
+        except KeyboardInterrupt:  # before training started, or a second Ctrl-C during it
+            print("\naborted by Ctrl-C (checkpoints written before remain)", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        finally:
+            if world is not None:
+                cleanup(world)
+
+    return run_cli(work)

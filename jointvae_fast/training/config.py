@@ -33,6 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserInputError
+from ..resources import check_latent_limits
+
+
 def _preset(cont, disc, lr, cz, cc, epochs, **extra):
     return {
         "cont": cont, "disc": disc, "lr": lr, "epochs": epochs, "batch_size": 64, "temperature": 0.67,
@@ -164,7 +168,10 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> dict[str | None, Any]:
     return groups
 
 
-class ConfigError(ValueError):
+MAX_THREADS = 4096
+
+
+class ConfigError(UserInputError):
     """A configuration that cannot be used: unknown key, wrong type, bad value."""
 
 
@@ -186,7 +193,10 @@ def _check_type(key: str, value: Any, source: str) -> Any:
     elif kind == "float":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ConfigError(f"config key {key!r} in {source} must be a finite number, got {value!r}") from None
     elif kind == "str":
         ok = isinstance(value, str)
     elif kind == "bool":
@@ -214,8 +224,13 @@ def read_config_file(path) -> dict[str, Any]:
     """Settings from a JSON (.json) or TOML (.toml) file; keys as in SCHEMA (dashes allowed for underscores)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
+        raise ConfigError(f"config file {path} does not exist" if not path.exists() else f"config file {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}): give a JSON or TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
@@ -239,8 +254,10 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"unknown preset {cfg['preset']!r}; choose one of {', '.join(PRESETS)}")
     for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep"):
         need(cfg[key] >= 1, key, "an integer >= 1")
-    for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "threads", "keep_every"):
+    for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "keep_every"):
         need(cfg[key] is None or cfg[key] >= 1, key, "an integer >= 1 (or unset)")
+    need(cfg["threads"] is None or 1 <= cfg["threads"] <= MAX_THREADS, "threads", f"an integer in 1..{MAX_THREADS} (or unset)")
+    need(0 <= cfg["seed"] < 2**63, "seed", "an integer in 0..2**63-1")
     need(cfg["precision"] in SCHEMA["precision"].choices, "precision", " or ".join(SCHEMA["precision"].choices))
     if cfg["steps"] is None and cfg["epochs"] is None:
         raise ConfigError("give either epochs or steps")
@@ -248,6 +265,7 @@ def _validate_values(cfg: dict[str, Any]) -> None:
     need(all(k >= 2 for k in cfg["disc"]), "disc", "a list of class counts >= 2")
     if cfg["cont"] == 0 and not cfg["disc"]:
         raise ConfigError("the latent is empty: give cont > 0 or at least one discrete variable (disc)")
+    check_latent_limits(cfg["disc"])
     for key in ("lr", "temperature"):
         need(math.isfinite(cfg[key]) and cfg[key] > 0, key, "a finite number > 0")
     for key in ("cont_min", "cont_max", "disc_min", "disc_max", "cont_gamma", "disc_gamma", "recon_weight"):

@@ -15,6 +15,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..errors import UserInputError
+from ..resources import check_device
+
 
 @dataclass(frozen=True)
 class World:
@@ -41,11 +44,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+        raise UserInputError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
 def setup(device: str | None = None) -> World:
@@ -57,22 +56,22 @@ def setup(device: str | None = None) -> World:
     size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", rank)
-    name = device or default_device()
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device must be a torch device such as cpu or cuda, got {name!r}") from None
+    dev = check_device(device, local_rank, size > 1)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but no CUDA GPU is visible")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank if size > 1 else torch.cuda.current_device())
         torch.cuda.set_device(dev)
     if size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
         dist.init_process_group(backend=backend, rank=rank, world_size=size, **kwargs)
     return World(rank, size, local_rank, dev)
+
+
+def wait_for_all(world: World) -> None:
+    """Every rank reaches this point before any goes on (a no-op in a world of one). Called before a
+    normal exit: a rank that tore its process group down while rank 0 was still finishing (the last
+    checkpoint's gather, the images) sometimes aborted with "terminate called without an active exception"."""
+    if world.distributed and dist.is_initialized():
+        dist.barrier()
 
 
 def cleanup(world: World) -> None:

@@ -7,6 +7,7 @@ world size continues bit for bit on the CPU.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from ..atomic_write import atomic_write_text
+from ..errors import UserInputError, storage
 from ..model import JointVAE
 from . import checkpoint as ckpt
 from .batches import derive_seed
@@ -29,11 +31,11 @@ CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
 RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
 
 
-class RunDirError(ValueError):
+class RunDirError(UserInputError):
     """A run directory that cannot be used as asked."""
 
 
-class ResumeError(ValueError):
+class ResumeError(UserInputError):
     """A run directory that cannot be resumed (no readable checkpoint, shapes that do not match)."""
 
 
@@ -41,18 +43,39 @@ def default_out(dataset: str) -> str:
     return str(Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Create `run_dir`; an existing non-empty one is refused unless `overwrite` (then our run files go)."""
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """RunDirError unless `run_dir` can become a new run's directory (changes nothing on disk)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"--out {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
-                              "--overwrite to start over in it, or another --out")
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise RunDirError(f"run directory {run_dir} already exists; use --resume {run_dir} to continue it, "
+                          "--overwrite to start over in it, or another --out")
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RunDirError(f"--out {run_dir}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirError(f"--out {run_dir}: {parent} is not writable")
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Create `run_dir` (checked by check_run_dir); with `overwrite` our run files in it go first."""
+    check_run_dir(run_dir, overwrite)
+    with storage(run_dir, "create"):
+        if run_dir.is_dir() and overwrite:
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files a killed process left beside its checkpoints (never renamed into place)."""
+    folder = run_dir / CHECKPOINT_DIR
+    if folder.is_dir():
+        for p in folder.glob(".step-*.tmp"):
+            p.unlink(missing_ok=True)
 
 
 def truncate_log(log_path: Path, step: int) -> None:
@@ -60,7 +83,7 @@ def truncate_log(log_path: Path, step: int) -> None:
     if not log_path.is_file():
         return
     kept = []
-    for line in log_path.read_text().splitlines():
+    for line in log_path.read_text(errors="replace").splitlines():  # a torn or damaged line is dropped
         try:
             if json.loads(line)["step"] <= step:
                 kept.append(line)
@@ -95,9 +118,8 @@ def read_latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict[str,
     for _, path in reversed(found):
         try:
             obj = ckpt.read(path, map_location)
-            if "training" not in obj:
-                raise ckpt.CheckpointError(f"{path} holds no training state")
-        except (ckpt.CheckpointError, OSError) as e:
+            ckpt.check_training_state(obj, path)
+        except ckpt.CheckpointError as e:
             problems.append(str(e))
             warnings.warn(f"skipping unreadable checkpoint {path}: {e}", stacklevel=2)
             continue
@@ -134,12 +156,8 @@ def check_resume_shapes(obj: dict[str, Any], model: JointVAE, path) -> None:
             f"but this run builds img_size={want[0]}, cont={want[1]}, disc={list(want[2])}: "
             "resume with the run's own settings (drop --cont/--disc/--dataset overrides)"
         )
-    sd = obj["model"]
-    ours = model.state_dict()
-    bad = [k for k in ours if k not in sd or tuple(sd[k].shape) != tuple(ours[k].shape)]
-    extra = [k for k in sd if k not in ours]
-    if bad or extra:
-        raise ResumeError(f"checkpoint {path} does not match the model: mismatched or missing {bad}, unexpected {extra}")
+    ckpt.check_weights(obj["model"], model, path)
+    ckpt.check_optimizer_state(obj["training"]["optimizer"], model, path)
 
 
 def restore(resume: tuple[Path, dict[str, Any]], model: JointVAE, optimizer: torch.optim.Optimizer,

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..errors import storage
 from ..model import JointVAE
 from ..objective import Objective
 from ..progress import Progress, format_seconds
@@ -88,7 +89,7 @@ class TermLog:
         if bad is None:
             self.last_record = self._record(vals.mean(dim=0), step)
             if self.log_path is not None:
-                with open(self.log_path, "a") as f:
+                with storage(self.log_path), open(self.log_path, "a") as f:
                     f.write(json.dumps(self.last_record) + "\n")
             self.progress.update(step - self.progress.done, _progress_status(self.last_record, self.length),
                                  force=step == self.length.total)

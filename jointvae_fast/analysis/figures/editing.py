@@ -16,6 +16,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from ...errors import UserInputError
 from ...model import JointVAE
 from .traversal import mode_latent, set_class, set_unit
 
@@ -35,29 +36,29 @@ def parse_edit(text: str) -> Edit:
     """'UNIT=VALUE' -> Edit: '3=1.5' / 'z3=1.5' set unit 3 to 1.5; 'c0=2' sets discrete variable 0 to class 2."""
     m = _EDIT_RE.match(str(text))
     if not m:
-        raise ValueError(f"edit must look like z3=1.5, 3=1.5 or c0=2, got {text!r}")
+        raise UserInputError(f"edit must look like z3=1.5, 3=1.5 or c0=2, got {text!r}")
     kind, index, value = m.group(1) or "z", int(m.group(2)), m.group(3)
     try:
         v = float(value)
     except ValueError:
-        raise ValueError(f"edit value must be a number, got {text!r}") from None
+        raise UserInputError(f"edit value must be a number, got {text!r}") from None
     if not math.isfinite(v):
-        raise ValueError(f"edit value must be finite, got {text!r}")
+        raise UserInputError(f"edit value must be finite, got {text!r}")
     if kind == "c" and v != int(v):
-        raise ValueError(f"a discrete edit sets a class index (an integer), got {text!r}")
+        raise UserInputError(f"a discrete edit sets a class index (an integer), got {text!r}")
     return Edit(kind, index, v)
 
 
 def check_edit(model: JointVAE, edit: Edit) -> None:
-    """Raise ValueError if `edit` names a unit/variable/class the model does not have."""
+    """Raise UserInputError if `edit` names a unit/variable/class the model does not have."""
     if edit.kind == "z" and not 0 <= edit.index < model.cont:
-        raise ValueError(f"edit {edit}: the model has continuous units z0..z{model.cont - 1}" if model.cont
+        raise UserInputError(f"edit {edit}: the model has continuous units z0..z{model.cont - 1}" if model.cont
                          else f"edit {edit}: the model has no continuous units")
     if edit.kind == "c":
         if not 0 <= edit.index < len(model.disc):
-            raise ValueError(f"edit {edit}: the model has {len(model.disc)} discrete variable(s)")
+            raise UserInputError(f"edit {edit}: the model has {len(model.disc)} discrete variable(s)")
         if not 0 <= int(edit.value) < model.disc[edit.index]:
-            raise ValueError(f"edit {edit}: variable c{edit.index} has classes 0..{model.disc[edit.index] - 1}")
+            raise UserInputError(f"edit {edit}: variable c{edit.index} has classes 0..{model.disc[edit.index] - 1}")
 
 
 def apply_edit(model: JointVAE, latents: torch.Tensor, edit: Edit) -> torch.Tensor:
