@@ -74,7 +74,8 @@ def sample_latent(
     inside a captured graph too), e.g. an annealed temperature refilled every step."""
     if noise is None and type(tau) is not torch.Tensor and _fast_path(mu, logvar, logits):
         # Hot path (every training step): the op's TORCH_CHECKs validate; on any error fall through to the
-        # Python checks below, which raise ValueError/TypeError naming the argument (or upcast and retry).
+        # Python checks below, which raise ValueError/TypeError naming the argument (half inputs never get here:
+        # _fast_path sends them to the checked path, which upcasts).
         # The op validates before it draws from the generator, so a failed call consumes no randomness.
         try:
             return _sample_latent_op(mu, logvar, logits, disc_dims, tau, training, None, None, generator)[0]
