@@ -44,9 +44,10 @@ from ..model import JointVAE, validate_image_size
 from ..resources import check_memory
 from . import checkpoint as ckpt
 from .allocator import tune_cpu_allocator
-from .batches import RunLength, TrainImages, derive_seed, limit_images, run_length
+from .batches import RunLength, TrainImages, limit_images, run_length
 from .config import add_setting_flags, preset_table, read_config_file, resolve_config
 from .distributed import World, broadcast_from_writer, cleanup, setup, wait_for_all
+from .first_look import write_first_look
 from .loop import train
 from .precision import precision_note
 from .run_dir import ResumeError, RunDirError, check_resume_shapes, check_run_dir, default_out, prepare_run_dir, \
@@ -97,40 +98,6 @@ def load_training_data(config: dict[str, Any], dataset=None):
     if size is None:
         size = tuple(source.shape[1:])
     return source, validate_image_size(size)
-
-
-@torch.no_grad()
-def write_first_look(model: JointVAE, run_dir: Path, seed: int, kl_cont: Sequence[float] | None) -> list[Path]:
-    """samples.png (64 prior draws) and traversal.png (top continuous units, then discrete variables)."""
-    from ..analysis.figures.images import save_image_grid
-    from ..analysis.figures.traversal import continuous_traversal, discrete_traversal, prior_latents
-
-    was_training = model.training
-    model.eval()
-    g = torch.Generator().manual_seed(derive_seed("images", seed, 0))
-    paths = []
-    lat = prior_latents(model, 64, g)
-    paths.append(save_image_grid(model.probabilities(lat), run_dir / "samples.png", nrow=8))
-    steps = max([10, *model.disc])
-    base = prior_latents(model, 1, g)
-    if model.disc:  # start every row from class 0 of every discrete variable
-        start = model.cont
-        for k in model.disc:
-            base[:, start : start + k] = 0.0
-            base[:, start] = 1.0
-            start += k
-    units = list(range(model.cont))
-    if kl_cont is not None and len(kl_cont) == model.cont:
-        units.sort(key=lambda d: -kl_cont[d])
-    rows = [continuous_traversal(model, d, steps=steps, base=base).images[0] for d in units[:10]]
-    for v, k in enumerate(model.disc):
-        imgs = discrete_traversal(model, v, base=base).images[0]
-        if k < steps:
-            imgs = torch.cat([imgs, imgs.new_zeros(steps - k, *imgs.shape[1:])])
-        rows.append(imgs)
-    paths.append(save_image_grid(torch.cat(rows), run_dir / "traversal.png", nrow=steps))
-    model.train(was_training)
-    return paths
 
 
 def resolve_run_config(flags: dict[str, Any], control: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
