@@ -7,6 +7,8 @@
 - step.py         one optimisation step (eager); cuda_graph.py replays it as one CUDA graph
 - loop.py         the training loop: schedules, stop requests, log and checkpoint cadence
 - term_log.py     loss terms on the device, flushed to log.jsonl and the progress display
+- tensorboard_log.py  --tensorboard: the log's scalars and the first_look.py grids as TensorBoard events
+- first_look.py   the sample and traversal grids (samples.png, traversal.png, TensorBoard)
 - run_dir.py      a run directory's files and checkpoints; resuming from them
 - checkpoint.py   our checkpoint file format (atomic save, load)
 - distributed.py  torch.distributed setup and the few collectives the loop needs

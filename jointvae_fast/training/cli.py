@@ -10,6 +10,9 @@ directory (--out, default runs/<dataset>-<UTC time>) receives:
                       training ends, step_mode ("cuda-graph" or "eager (why)") and
                       step_modes (each change of mode, with its first step)
     log.jsonl         one JSON line every --log-every steps (fields: see term_log.py)
+    tensorboard/      with --tensorboard: TensorBoard events of the same records' scalars, and the
+                      sample and traversal grids every --tensorboard-images-every steps
+                      (tags: see tensorboard_log.py); view with tensorboard --logdir RUN_DIR/tensorboard
     checkpoints/step-XXXXXXXX.pt   the last --keep checkpoints (checkpoint.py format,
                       with optimizer, step, RNG states and config for --resume),
                       and every one whose step is a multiple of --keep-every
@@ -52,6 +55,7 @@ from .loop import train
 from .precision import precision_note
 from .run_dir import ResumeError, RunDirError, check_resume_shapes, check_run_dir, default_out, prepare_run_dir, \
     read_latest_checkpoint, remove_stale_temporaries, truncate_log
+from .tensorboard_log import require_tensorboard
 
 EXIT_OK, EXIT_NONFINITE, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -245,6 +249,8 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         world = None
         try:
             config, resume_dir = resolve_run_config(flags, control)
+            if config["tensorboard"]:  # an optional package: missing, one line before anything is written
+                require_tensorboard()
             world = start_process(config)
             status = run(config, control, resume_dir, world, argv, dataset)
             wait_for_all(world)

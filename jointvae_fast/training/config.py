@@ -137,6 +137,10 @@ SCHEMA: dict[str, Setting] = {
                           "evaluate --sweep; checkpoints are written every save_every steps)", _LOG, "unset",
                           metavar="N"),
     "images": Setting("bool", True, "write sample and traversal grids at the end", _LOG, "on"),
+    "tensorboard": Setting("bool", False, "also write the log's scalars and the sample and traversal grids as "
+                           "TensorBoard events in RUN_DIR/tensorboard (needs the tensorboard package)", _LOG, "off"),
+    "tensorboard_images_every": Setting("int", 2000, "steps between the sample and traversal grids in TensorBoard "
+                                        "(also written at the end)", _LOG, metavar="N"),
 }
 
 DEFAULTS: dict[str, Any] = {k: s.default for k, s in SCHEMA.items() if not s.required}
@@ -252,7 +256,8 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         raise ConfigError(f"unknown dataset {cfg['dataset']!r}; choose one of {', '.join(DATASET_PRESETS)}")
     if cfg["preset"] not in PRESETS:
         raise ConfigError(f"unknown preset {cfg['preset']!r}; choose one of {', '.join(PRESETS)}")
-    for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep"):
+    for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep",
+                "tensorboard_images_every"):
         need(cfg[key] >= 1, key, "an integer >= 1")
     for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "keep_every"):
         need(cfg[key] is None or cfg[key] >= 1, key, "an integer >= 1 (or unset)")

@@ -3,7 +3,11 @@
 The loop. Each optimizer step gathers this rank's batch (batches.py), sets the
 temperature, runs TrainStep and appends its loss terms to the device log
 (term_log.py); at log steps the log is flushed, at checkpoint steps (and at the
-end, and when Ctrl-C was pressed) a checkpoint is written (run_dir.py). How
+end, and when Ctrl-C was pressed) a checkpoint is written (run_dir.py). With
+--tensorboard, rank 0 also writes each log record's scalars and, every
+tensorboard_images_every steps and at the end, the sample and traversal grids
+(tensorboard_log.py; the grids draw from a generator of their own, so training
+is the same with and without it). How
 each step ran (TrainStep.step_mode: "cuda-graph" or "eager (why)") is noted
 too; the changes come back in LoopResult.step_modes ([{"step", "mode"}], the
 CLI adds them to run.json).
@@ -42,6 +46,7 @@ from .batches import TrainImages, derive_seed, epoch_permutation, run_length
 from .distributed import World, any_rank
 from .run_dir import list_checkpoints, restore, save_checkpoint
 from .step import TrainStep, make_optimizer
+from .tensorboard_log import TensorBoardLog
 from .term_log import TermLog
 
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line per this many seconds
@@ -106,6 +111,7 @@ class _Run:
     def __init__(self, config, model, data, world, run_dir, length, step_fn, log, sampling):
         self.config, self.model, self.data, self.world, self.run_dir = config, model, data, world, run_dir
         self.length, self.step_fn, self.log, self.sampling = length, step_fn, log, sampling
+        self.tensorboard = log.tensorboard
         self.epoch, self.perm = -1, None
 
     def batch(self, step: int) -> torch.Tensor:
@@ -141,6 +147,8 @@ class _Run:
                                   self.sampling, self.world)
         if bad is not None:
             return "nonfinite", bad
+        if self.tensorboard is not None and self.tensorboard.images_due(step):
+            self.tensorboard.images(self.model, step, self.log.last_record)
         if stopping and step < total:
             return "interrupted", f"interrupted: checkpoint saved at step {step}; continue with --resume {self.run_dir}"
         return None
@@ -194,14 +202,18 @@ def train(
     model.train()
     step_fn = TrainStep(model, optimizer, objective, forward=_forward_module(model, world), generator=sampling,
                         precision=config["precision"])
+    tensorboard = TensorBoardLog(run_dir, start, config["seed"], config["tensorboard_images_every"], length.total) \
+        if config["tensorboard"] and world.is_writer else None
     progress = Progress(length.total, "step", unit="step", initial=start, every_s=PLAIN_LINE_SECONDS,
                         enable=None if show_progress and world.is_writer else False)
-    log = TermLog(model, objective, world, length, config["log_every"], run_dir / "log.jsonl", progress)
+    log = TermLog(model, objective, world, length, config["log_every"], run_dir / "log.jsonl", progress, tensorboard)
     try:
         status, message, step = _Run(config, model, data, world, run_dir, length, step_fn, log, sampling).run(
             start, step_hook)
     finally:
         progress.close()
+        if tensorboard is not None:
+            tensorboard.close()
     if status == "nonfinite":
         kept = list_checkpoints(run_dir)
         message += (f"; training stopped. The last good checkpoint is {kept[-1][1]} (step {kept[-1][0]})"

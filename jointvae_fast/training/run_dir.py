@@ -23,6 +23,7 @@ from ..model import JointVAE
 from . import checkpoint as ckpt
 from .batches import derive_seed
 from .distributed import World, gather_to_writer
+from .tensorboard_log import TENSORBOARD_DIR
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -67,6 +68,7 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
             for name in RUN_FILES:
                 (run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+            shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
 
 

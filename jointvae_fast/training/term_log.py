@@ -2,7 +2,8 @@
 
 Each step only appends its loss terms to a device buffer; every --log-every steps (and at checkpoints, at
 the end and on Ctrl-C) the buffer is copied to the host once ("a flush"): that is where the log line is
-written, the progress display updated, and non-finite values detected, naming the exact step and term.
+written (and, with --tensorboard, the same record's scalars: tensorboard_log.py), the progress display
+updated, and non-finite values detected, naming the exact step and term.
 
 Log (log.jsonl in the run directory, one JSON object per flush; loss terms and
 KLs are means over the steps since the previous line, and over DDP ranks):
@@ -34,6 +35,7 @@ from ..objective import Objective
 from ..progress import Progress, format_seconds
 from .batches import RunLength
 from .distributed import World, all_reduce_mean_
+from .tensorboard_log import TensorBoardLog
 
 def _progress_status(record: dict[str, Any], length: RunLength) -> str:
     step, epochs = record["step"], math.ceil(length.total / length.steps_per_epoch)
@@ -53,7 +55,7 @@ class TermLog:
     """
 
     def __init__(self, model: JointVAE, objective: Objective, world: World, length: RunLength, rows: int,
-                 log_path: Path | None, progress: Progress):
+                 log_path: Path | None, progress: Progress, tensorboard: TensorBoardLog | None = None):
         self.model, self.objective, self.world, self.length = model, objective, world, length
         self.columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
             [f"{name}[{i}]" for name in ("kl_disc", "info_disc", "agg_kl_disc") for i in range(len(model.disc))] + \
@@ -62,6 +64,7 @@ class TermLog:
         self.rows = 0
         self.log_path = log_path if world.is_writer else None
         self.progress = progress
+        self.tensorboard = tensorboard if world.is_writer else None
         self.t_start = self.t_last = time.perf_counter()
         self.last_record: dict[str, Any] | None = None
         self.step_modes: list[dict[str, Any]] = []  # [{"step": first step, "mode": step mode}] at each change
@@ -91,6 +94,8 @@ class TermLog:
             if self.log_path is not None:
                 with storage(self.log_path), open(self.log_path, "a") as f:
                     f.write(json.dumps(self.last_record) + "\n")
+            if self.tensorboard is not None:
+                self.tensorboard.scalars(self.last_record)
             self.progress.update(step - self.progress.done, _progress_status(self.last_record, self.length),
                                  force=step == self.length.total)
         self.rows = 0
