@@ -74,8 +74,9 @@ setup(
     package_data={"jointvae_fast.explore": ["static/*"], "jointvae_fast.pretrained": ["models/*.md", "models/*/*"]},
     install_requires=["torch>=2.4", "numpy", "scipy", "tqdm", "pillow", "matplotlib", "ninja"],
     # pybind11: the CUDA-emulation tests' binding; selenium drives Debian's chromium + chromedriver in the
-    # explorer's browser test (skips without them)
-    extras_require={"test": ["pytest", "hypothesis", "pybind11", "selenium>=4.11"]},
+    # explorer's browser test (skips without them); tensorboard: train --tensorboard (optional), and its test
+    extras_require={"test": ["pytest", "hypothesis", "pybind11", "selenium>=4.11", "tensorboard"],
+                    "tensorboard": ["tensorboard"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )
