@@ -92,6 +92,14 @@ def test_keep_every_keeps_multiples_besides_the_last(tmp_path):
     assert main(args(tmp_path / "bad", "--keep-every", "0"), dataset=tiny_dataset()) == 2
 
 
+def test_keep_every_steps_are_saved_even_off_the_save_interval(tmp_path):
+    """--keep-every 3 with --save-every 4: steps 3, 6, 9 are written (and kept) although 4 does not divide them."""
+    out = tmp_path / "run"
+    assert main(args(out, "--keep", "1", "--keep-every", "3", "--save-every", "4", steps=10),
+                dataset=tiny_dataset()) == 0
+    assert [s for s, _ in run_dir.list_checkpoints(out)] == [3, 6, 9, 10]
+
+
 def test_step_mode_changes_reach_log_and_run_json(tmp_path, monkeypatch):
     """Each change of TrainStep.step_mode is kept with its first step (run.json); every log line carries the
     mode of its last step. (Modes forced here: on the CPU every step is "eager (cpu)".)"""

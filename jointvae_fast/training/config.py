@@ -133,8 +133,8 @@ SCHEMA: dict[str, Setting] = {
     "log_every": Setting("int", 100, "steps between log lines (the only host sync of the loop)", _LOG),
     "save_every": Setting("int", 2000, "steps between checkpoints (one is also written at the end)", _LOG),
     "keep": Setting("int", 3, "number of most recent checkpoints kept", _LOG),
-    "keep_every": Setting("int?", None, "also keep every checkpoint whose step is a multiple of N (for "
-                          "evaluate --sweep; checkpoints are written every save_every steps)", _LOG, "unset",
+    "keep_every": Setting("int?", None, "also write and keep a checkpoint at every multiple of N steps (for "
+                          "evaluate --sweep), besides the save_every ones", _LOG, "unset",
                           metavar="N"),
     "images": Setting("bool", True, "write sample and traversal grids at the end", _LOG, "on"),
     "tensorboard": Setting("bool", False, "also write the log's scalars and the sample and traversal grids as "

@@ -138,7 +138,8 @@ class _Run:
     def after_step(self, step: int, stop: StopRequest) -> tuple[str, str] | None:
         """Log, save and stop as due after `step`; (status, message) when the run ends here."""
         total = self.length.total
-        at_save = step % self.config["save_every"] == 0 or step == total
+        keep_every = self.config.get("keep_every")
+        at_save = step % self.config["save_every"] == 0 or step == total or bool(keep_every and step % keep_every == 0)
         at_log = at_save or step % self.config["log_every"] == 0
         stopping = self.stopping(stop, at_log)
         bad = self.log.flush(step) if at_log or stopping else None
