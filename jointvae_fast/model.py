@@ -119,12 +119,22 @@ class JointVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, C, H, W] in [0, 1] -> (mu [B, D], logvar [B, D], logits [B, sum K]) in the weights' dtype.
 
-        Under bf16 autocast the head computes in bfloat16; its output is cast back to the weights' dtype
-        (float32), so the latent and KL ops always see full-precision inputs (a no-op without autocast)."""
+        Under bf16 autocast the convolutions and the hidden layer compute in bfloat16, but the head (to_posterior)
+        runs in the weights' dtype on the features cast up: bf16 rounding of the logits (~3e-4 near 0) is as large
+        as their spread over images at initialisation (~1e-3) and could hold the discrete code at the uniform
+        point, where dI/dlogits = 0. The head is 1% of the encoder's FLOPs."""
         h = self.features_to_hidden(self.img_to_features(x).flatten(1))
-        params = self.to_posterior(h).to(self.to_posterior.weight.dtype)
+        params = self._posterior_head(h)
         d = self.cont
         return params[:, :d], params[:, d : 2 * d], params[:, 2 * d :]
+
+    def _posterior_head(self, h: torch.Tensor) -> torch.Tensor:
+        """to_posterior(h) in the weights' dtype; under autocast (h in bf16) with autocast off for this layer."""
+        dtype = self.to_posterior.weight.dtype
+        if h.dtype == dtype:
+            return self.to_posterior(h)
+        with torch.autocast(h.device.type, enabled=False):
+            return self.to_posterior(h.to(dtype))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """latent [B, D + sum K] -> image logits [B, C, H, W]; sigmoid gives probabilities."""

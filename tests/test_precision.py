@@ -97,6 +97,21 @@ def test_fused_ops_see_float32_inputs_under_bf16(monkeypatch):
     assert all(dtype == torch.float32 for s in seen for dtype in s[1:]), seen
 
 
+def test_posterior_head_is_float32_under_bf16():
+    """The last encoder layer (to_posterior) runs in float32 on the bf16 features: its output equals the float32
+    layer applied to them exactly. (In bf16 its rounding, ~3e-4 on logits near 0, was as large as their spread
+    over images at initialisation, ~1e-3, and one chairs seed's discrete code never left the uniform point.)"""
+    model, x, _ = _setup(size=64, cont=32)
+    seen = {}
+    model.features_to_hidden.register_forward_hook(lambda m, i, o: seen.update(h=o))
+    with autocast("bf16", torch.device("cpu")), torch.no_grad():
+        mu, logvar, logits = model.encode(x)
+    assert seen["h"].dtype == torch.bfloat16  # the features before the head are bf16
+    with torch.no_grad():
+        expected = model.to_posterior(seen["h"].float())
+    assert torch.equal(torch.cat([mu, logvar, logits], 1), expected)
+
+
 @pytest.mark.parametrize("size,cont,seed", [(32, 10, 0), (32, 10, 1), (64, 32, 2)])
 def test_bf16_step_loss_is_close_to_fp32(size, cont, seed):
     """Same weights, batch and noise (same generator seed): the bf16 loss within u = 2^-8 of the fp32 loss."""
@@ -107,7 +122,7 @@ def test_bf16_step_loss_is_close_to_fp32(size, cont, seed):
     assert abs(b.recon.item() - a.recon.item()) <= U_BF16 * abs(a.recon.item())
     assert b.kl_cont.sum().item() == pytest.approx(a.kl_cont.sum().item(), rel=2e-2)
     assert b.kl_disc.sum().item() == pytest.approx(a.kl_disc.sum().item(), rel=2e-2, abs=1e-6)
-    assert a.total.item() != b.total.item()  # the bf16 step did compute differently
+    assert a.recon.item() != b.recon.item()  # the bf16 step did compute differently (the total can round equal)
 
 
 def test_bad_precision_is_rejected():
