@@ -66,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m jointvae_fast.train",
         description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="presets (the paper's Appendix C; every value can be overridden):\n" + preset_table()
-        + "\n  (synthetic-chairs uses the chairs preset; celeba's recon_weight 1/3 reproduces the published"
-        "\n  code's RGB reshape, which divides the per-image reconstruction sum by the channel count)"
+        epilog="presets (every value can be overridden):\n" + preset_table()
+        + "\n  (the first five are the paper's Appendix C; synthetic-chairs is this project's choice for the"
+        "\n  built-in chairs, on which the paper's chairs preset collapses the discrete code: --preset chairs"
+        "\n  gives the paper's; celeba's recon_weight 1/3 reproduces the published code's RGB reshape, which"
+        "\n  divides the per-image reconstruction sum by the channel count)"
         "\n\nsettings resolve as: defaults < preset < resumed run's config.json < --config FILE < flags."
         "\nThe first optimizer step uses step = 1 in the capacity schedule C(step), as the paper's published"
         "\ncode does (it increments its step counter before computing C)."
