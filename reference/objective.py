@@ -10,9 +10,10 @@ A capacity spec of None removes that term entirely (c = 0, loss 0, no gradient).
 disc_capacity_on="information" (issue 13's variant) replaces the discrete term by
   cap_loss_disc = gamma_c * |sum_i info_disc[i] - C_disc| + lambda_agg * sum_i agg_kl_disc[i]
 with info_disc = batch_information (I_i) and agg_kl_disc = kl_aggregate (A_i = KL(qbar || p)), so that
-kl_disc = info_disc + agg_kl_disc (reference/information.py); lambda_agg = disc_aggregate_weight, gamma_c when
-None. With lambda_agg = gamma_c the variant equals Eq. 7 wherever I >= C_c, and below the capacity it penalises
-the aggregate KL instead of rewarding it.
+kl_disc = info_disc + agg_kl_disc (reference/information.py); lambda_agg = disc_aggregate_weight, gamma_c / 10
+(AGGREGATE_WEIGHT_FRACTION) when None. With lambda_agg = gamma_c the variant equals Eq. 7 wherever I >= C_c, and
+below the capacity it penalises the aggregate KL instead of rewarding it; the default is smaller because that
+weight kept the posterior at the uniform point for whole runs on some seeds (jointvae_fast/objective.py).
 """
 from .array_namespace import array_namespace
 from .capacity import capacity
@@ -48,16 +49,17 @@ def _inputs(x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, dis
 
 
 DISC_CAPACITY_ON = ("kl", "information")
+AGGREGATE_WEIGHT_FRACTION = 0.1
 
 
 def _disc_mode(disc_capacity_on, disc_aggregate_weight, disc):
-    """(mode, lambda_agg): the validated mode and the aggregate weight (gamma_c when None; 0 without the term)."""
+    """(mode, lambda_agg): the validated mode and the aggregate weight (gamma_c / 10 when None; 0 without the term)."""
     if disc_capacity_on not in DISC_CAPACITY_ON:
         raise ValueError(f"disc_capacity_on must be one of {DISC_CAPACITY_ON}, got {disc_capacity_on!r}")
     if not disc:
         return disc_capacity_on, 0.0
     if disc_aggregate_weight is None:
-        return disc_capacity_on, disc[3]
+        return disc_capacity_on, disc[3] * AGGREGATE_WEIGHT_FRACTION
     return disc_capacity_on, check_real("disc_aggregate_weight", disc_aggregate_weight, minimum=0)
 
 

@@ -110,6 +110,19 @@ def test_real_chairs_missing_error_and_synthetic_fallback(tmp_path, isolated, ca
     assert "synthetic chairs" in err and len(err.strip().splitlines()) == 1
 
 
+def test_chairs_or_synthetic_searches_folders_and_shares_the_notice(tmp_path, isolated, capsys):
+    """The training CLI's decision: real chairs found -> "chairs", silently; none -> "synthetic-chairs" and the
+    same one-line notice load_chairs gives."""
+    assert chairsmod.chairs_or_synthetic(tmp_path / "none") == "synthetic-chairs"
+    notice = capsys.readouterr().err
+    assert notice.strip() == chairsmod.fallback_notice(chairsmod.find_real_chairs(tmp_path / "none")[3])
+    load_dataset("chairs", data_dir=tmp_path / "none", train_count=4, test_count=2, cache=False, progress=False)
+    assert capsys.readouterr().err == notice
+    make_tree(tmp_path / "data", chairs=CHAIRS[:2], size=64)
+    assert chairsmod.chairs_or_synthetic(tmp_path / "data") == "chairs"
+    assert capsys.readouterr().err == ""
+
+
 def test_split_groups_holds_out_whole_groups():
     g = np.repeat(np.arange(30), 4).astype(str)
     m = split_groups(g)

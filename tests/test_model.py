@@ -12,7 +12,7 @@ from jointvae_fast.training.config import PRESETS
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "official-jointvae"
 PRESET_IMAGES = {"mnist": (1, 32, 32), "fashion-mnist": (1, 32, 32), "chairs": (1, 64, 64),
-                 "celeba": (3, 64, 64), "dsprites": (1, 64, 64)}
+                 "celeba": (3, 64, 64), "dsprites": (1, 64, 64), "synthetic-chairs": (1, 64, 64)}
 
 
 def conv_params(cin, cout):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reference
-from jointvae_fast.objective import Capacity, Objective, argmax_class_counts, jointvae_loss
+from jointvae_fast.objective import AGGREGATE_WEIGHT_FRACTION, Capacity, Objective, argmax_class_counts, jointvae_loss
 from jointvae_fast.train import main
 from tests.test_train_cli import args, tiny_dataset
 
@@ -76,13 +76,15 @@ def test_matches_the_reference_float64(p, as_tensors):
 
 
 def test_information_mode_equals_eq7_above_capacity_and_differs_below():
-    """lambda_agg = gamma_c: gamma |I - C| + gamma A = gamma (KL - C) when I >= C; below C, A is penalised."""
+    """lambda_agg = gamma_c (given: the default is gamma_c / 10): gamma |I - C| + gamma A = gamma (KL - C) when
+    I >= C; below C, A is penalised."""
     rng = np.random.default_rng(0)
     logits = torch.tensor(rng.normal(0, 3, (32, 10)))
     x = torch.zeros(32, 1, 2, 2)
     out = type("Out", (), dict(x_logits=torch.zeros(32, 1, 2, 2, dtype=torch.float64), mu=torch.zeros(32, 0,
                                dtype=torch.float64), logvar=torch.zeros(32, 0, dtype=torch.float64), logits=logits))
-    kl, info = (Objective((10,), None, Capacity(0.0, 5.0, 100, 30.0), 1.0, mode) for mode in ("kl", "information"))
+    kl, info = (Objective((10,), None, Capacity(0.0, 5.0, 100, 30.0), 1.0, mode, 30.0)
+                for mode in ("kl", "information"))
     low = kl.at_capacities(x.double(), out, 0.0, 0.01)  # I > C
     assert low.info_disc.sum() > 0.01
     assert info.at_capacities(x.double(), out, 0.0, 0.01).capacity_loss.item() == pytest.approx(
@@ -115,11 +117,29 @@ def test_objective_and_loss_function_validate_the_mode():
         Objective((3,), None, Capacity(0.0, 1.0, 10, 1.0), 1.0, "entropy")
     with pytest.raises(ValueError, match="disc_aggregate_weight"):
         Objective((3,), None, Capacity(0.0, 1.0, 10, 1.0), 1.0, "information", -1.0)
-    assert Objective((3,), None, Capacity(0.0, 1.0, 10, 7.0), 1.0, "information").aggregate_weight == 7.0
+    assert Objective((3,), None, Capacity(0.0, 1.0, 10, 7.0), 1.0, "information", 7.0).aggregate_weight == 7.0
     z = torch.zeros(2, 1, 2, 2)
     terms = jointvae_loss(z, z, torch.zeros(2, 0), torch.zeros(2, 0), torch.zeros(2, 3), (3,), 5, None,
                           Capacity(0.0, 1.0, 10, 7.0), disc_capacity_on="information", disc_aggregate_weight=2.0)
     assert terms.capacity_loss.item() == pytest.approx(7.0 * 0.5)  # uniform rows: I = A = 0, C = 0.5
+
+
+def test_default_aggregate_weight_is_a_tenth_of_gamma_c():
+    """disc_aggregate_weight None: lambda_agg = gamma_c / 10, in the property and in the loss (against the oracle
+    given that weight explicitly)."""
+    assert AGGREGATE_WEIGHT_FRACTION == 0.1
+    objective = Objective((3,), None, Capacity(0.0, 1.0, 10, 300.0), 1.0, "information")
+    assert objective.aggregate_weight == pytest.approx(30.0, rel=1e-15)
+    assert Objective((3,), None, None, 1.0, "information").aggregate_weight == 0.0
+    rng = np.random.default_rng(2)
+    p = dict(x=(rng.random((8, 1, 4, 4)) < 0.5).astype(np.float64), x_logits=rng.normal(0, 1, (8, 1, 4, 4)),
+             mu=rng.normal(0, 1, (8, 2)), logvar=rng.normal(0, 1, (8, 2)), logits=rng.normal(0, 2, (8, 7)),
+             disc=[3, 4], step=50, cont=(0.0, 3.0, 200, 20.0), disc_cap=(0.0, 3.0, 200, 300.0), mode="information",
+             weight=None)
+    terms, _ = _ours(p)
+    ref = _oracle({**p, "weight": 30.0})[0]
+    assert float(ref["agg_kl_disc"].sum()) > 0.01  # A matters
+    assert terms.total.item() == pytest.approx(float(ref["total"]), rel=1e-12)
 
 
 def test_flags_reach_the_config_and_the_log(tmp_path):

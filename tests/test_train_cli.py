@@ -228,6 +228,7 @@ def test_help_documents_every_flag_with_defaults():
         assert flag in text
     assert text.count("(default:") >= len(SCHEMA)
     assert "chairs" in text and "recon_weight 0.3333" in text
+    assert "synthetic-chairs cont 32 disc [7] lr 0.0005" in text and "disc_capacity_on information" in text
 
 
 class LazyImages:

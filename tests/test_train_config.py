@@ -19,7 +19,6 @@ def test_every_schema_key_has_a_default_and_presets_use_known_keys():
         ("mnist", 10, [10], 5e-4, (5, 25000, 30), (5, 25000, 30), 100),
         ("fashion-mnist", 10, [10], 5e-4, (5, 50000, 100), (10, 50000, 100), 100),
         ("chairs", 32, [10], 1e-4, (30, 100000, 300), (5, 100000, 300), 100),
-        ("synthetic-chairs", 32, [10], 1e-4, (30, 100000, 300), (5, 100000, 300), 100),
         ("celeba", 32, [10], 5e-4, (50, 100000, 100), (10, 100000, 100), 100),
         ("dsprites", 6, [3], 5e-4, (40, 300000, 150), (1.1, 300000, 150), 30),
     ],
@@ -31,7 +30,32 @@ def test_presets_are_the_papers_table(dataset, cont, disc, lr, cz, cc, epochs):
     assert (cfg["disc_min"], cfg["disc_max"], cfg["disc_iters"], cfg["disc_gamma"]) == (0, *cc)
     assert cfg["temperature"] == 0.67 and cfg["temperature_final"] is None
     assert cfg["recon_weight"] == (1 / 3 if dataset == "celeba" else 1.0)
+    assert cfg["disc_capacity_on"] == "kl" and cfg["disc_aggregate_weight"] is None
     assert cfg["preset"] == DATASET_PRESETS[dataset]
+
+
+PAPER_CHAIRS = dict(cont=32, disc=[10], lr=1e-4, epochs=100, batch_size=64, temperature=0.67, cont_min=0.0,
+                    cont_max=30.0, cont_iters=100000, cont_gamma=300.0, disc_min=0.0, disc_max=5.0, disc_iters=100000,
+                    disc_gamma=300.0, recon_weight=1.0, disc_capacity_on="kl", disc_aggregate_weight=None)
+
+
+def test_synthetic_chairs_preset_is_the_projects_choice():
+    """The paper's chairs preset but seven classes, lr 5e-4, C_c over 10,000 steps and the information variant."""
+    cfg = resolve_config(("flags", {"dataset": "synthetic-chairs"}))
+    assert cfg["preset"] == "synthetic-chairs"
+    assert cfg == {**cfg, **PAPER_CHAIRS, "disc": [7], "lr": 5e-4, "disc_iters": 10000,
+                   "disc_capacity_on": "information"}
+    assert PRESETS["synthetic-chairs"]["disc_capacity_on"] == "information"
+
+
+@pytest.mark.parametrize("layer", ["flags", "file"])
+def test_synthetic_chairs_with_the_chairs_preset_is_the_papers(layer):
+    layers = [("flags", {"dataset": "synthetic-chairs"})]
+    layers.insert(0 if layer == "file" else 1, (layer, {"preset": "chairs"}))
+    cfg = resolve_config(*layers)
+    assert cfg["preset"] == "chairs" and cfg["dataset"] == "synthetic-chairs"
+    assert cfg == {**cfg, **PAPER_CHAIRS}
+    assert cfg == {**resolve_config(("flags", {"dataset": "chairs"})), "dataset": "synthetic-chairs"}
 
 
 def test_layers_override_in_order(tmp_path):

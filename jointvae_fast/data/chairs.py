@@ -15,8 +15,9 @@ test split. With a single group, a seeded 10% of the images.
 Factors (when every file name carries them): azimuth and elevation, float32 degrees.
 
 `load_chairs` falls back to the built-in synthetic chairs (with a one-line notice on stderr) when no real
-chairs are found; `load_synthetic_chairs` asks for them directly (see synthetic_chairs; generated once and
-cached).
+chairs are found; `chairs_or_synthetic` makes the same decision from a folder search alone (the training CLI
+runs a new `--dataset chairs` run as synthetic-chairs with it); `load_synthetic_chairs` asks for them directly
+(see synthetic_chairs; generated once and cached).
 """
 from __future__ import annotations
 
@@ -83,6 +84,22 @@ def find_real_chairs(data_dir=None):
             if items:
                 return layout, d, items, searched
     return None, None, None, searched
+
+
+def fallback_notice(searched) -> str:
+    """The one line said on stderr when no real chairs are found in the folders `searched`."""
+    return (f"chairs: no rendered chairs found in {len(searched)} folders (see --data-dir); using the built-in "
+            "synthetic chairs (--dataset synthetic-chairs)")
+
+
+def chairs_or_synthetic(data_dir=None) -> str:
+    """"chairs" when real chairs are found (a folder search, nothing read), else "synthetic-chairs" after the
+    fallback notice on stderr."""
+    layout, _, _, searched = find_real_chairs(data_dir)
+    if layout is not None:
+        return "chairs"
+    print(fallback_notice(searched), file=sys.stderr, flush=True)
+    return "synthetic-chairs"
 
 
 def _preprocess_one(args) -> np.ndarray:
@@ -233,6 +250,5 @@ def load_chairs(data_dir=None, cache: bool = True, cache_dir=None, progress: boo
     try:
         return load_real_chairs(data_dir, cache=cache, cache_dir=cache_dir, progress=progress)
     except DatasetNotFoundError as e:
-        print(f"chairs: no rendered chairs found in {len(e.searched)} folders (see --data-dir); using the built-in "
-              "synthetic chairs (--dataset synthetic-chairs)", file=sys.stderr, flush=True)
+        print(fallback_notice(e.searched), file=sys.stderr, flush=True)
         return load_synthetic_chairs(data_dir, cache=cache, cache_dir=cache_dir, progress=progress, **synthetic)
