@@ -150,3 +150,22 @@ def test_worker_processes_give_the_same_data():
 def test_loader_rejects_bad_counts_naming_the_argument(isolated, arg, value):
     with pytest.raises(ValueError, match=arg):
         load_dataset("synthetic-chairs", **{arg: value})
+
+
+def test_test_split_does_not_depend_on_the_training_count():
+    """What lets evaluate and explore render the test chairs alone (analysis.split.load_named_dataset)."""
+    _, _, te, tef = sc.generate_synthetic_chairs(150, 40, seed=3, progress=False)
+    tr0, _, te0, tef0 = sc.generate_synthetic_chairs(0, 40, seed=3, progress=False)
+    assert tr0.shape == (0, 1, 64, 64) and np.array_equal(te, te0)
+    assert all(np.array_equal(tef[k], tef0[k]) for k in tef)
+
+
+def test_evaluation_loads_the_built_in_chairs_without_training_images(monkeypatch):
+    import jointvae_fast.data as data
+    from jointvae_fast.analysis.split import load_named_dataset
+
+    calls = []
+    monkeypatch.setattr(data, "load_dataset", lambda name, **kw: calls.append((name, kw)))
+    load_named_dataset("synthetic-chairs", None)
+    load_named_dataset("fashion-mnist", "/x")
+    assert calls == [("synthetic-chairs", {"data_dir": None, "train_count": 0}), ("fashion-mnist", {"data_dir": "/x"})]
