@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from jointvae_fast.analysis.cli import main as evaluate_main
-from jointvae_fast.analysis.encoding import encode_split, kl_per_latent
-from jointvae_fast.analysis.report import INACTIVE_KL, METRIC_FIELDS
+from jointvae_fast.analysis.encoding import Encoded, encode_split, kl_per_latent
+from jointvae_fast.analysis.metrics.information import class_table, table_information
+from jointvae_fast.analysis.report import INACTIVE_KL, METRIC_FIELDS, discrete_blocks
+from jointvae_fast.analysis.report_html import _contingency_tables
 from jointvae_fast.analysis.split import eval_split
 from jointvae_fast.training import checkpoint
 from jointvae_fast.analysis.metrics.accuracy import hungarian_accuracy
@@ -135,6 +137,21 @@ def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
     assert m["factor_information"]["c0"]["chair_type"]["information"] == pytest.approx(direct, rel=1e-6, abs=1e-9)
     assert m["factor_information"]["c0"]["azimuth"]["bins"] == 12
     assert "What each discrete variable captures" in index
+    # the contingency tables: argmax class x factor bin, counted directly; I(c; f) is the MI of the posterior mass
+    cls, az_bins = logits.argmax(1).numpy(), np.linspace(0, 360, 13)
+    ct, classes_edges = m["factor_contingency"]["c0"], np.arange(4) - 0.5
+    assert ct["chair_type"]["bins"] == ["0", "1", "2"] and ct["azimuth"]["bins"][:2] == ["[0, 30)", "[30, 60)"]
+    by_type = np.histogram2d(cls, ds.test_labels, bins=[classes_edges, classes_edges])[0]
+    np.testing.assert_array_equal(ct["chair_type"]["counts"], by_type)
+    by_az = np.histogram2d(cls, ds.test_factors["azimuth"], bins=[classes_edges, az_bins])[0]
+    np.testing.assert_array_equal(ct["azimuth"]["counts"], by_az)
+    for f in ("chair_type", "azimuth"):
+        np.testing.assert_allclose(np.sum(ct[f]["counts"], 1), np.array(d["class_usage"]) * 300, rtol=0, atol=1e-9)
+    az_codes = np.floor(ds.test_factors["azimuth"] / 30).astype(int)
+    assert table_information(class_table(p.numpy(), az_codes, 12)) == pytest.approx(
+        m["factor_information"]["c0"]["azimuth"]["information"], rel=1e-9, abs=1e-12)
+    assert "Classes against factors" in index and "<caption>c0</caption>" in index
+    assert '<th class=g colspan="12">azimuth</th>' in index
     rule = d["kl"] > 0.5 and d["information"] < 0.25 * d["kl"]
     assert d["confident_but_uninformative"] == rule and len(m["warnings"]) == int(rule)
     assert m["azimuth"]["candidates"] == [f"z{j}" for j in m["active_units"]]
@@ -183,6 +200,27 @@ def test_paper_checkpoint_folder_source(run_dir, tmp_path):
     assert ref["source_kind"] == "paper" and ref["dataset"] == "mnist" and ref["step"] is None
     np.testing.assert_allclose(ref["kl_cont"], ours["kl_cont"], rtol=1e-5, atol=1e-7)
     assert ref["accuracy"]["hungarian"] == ours["accuracy"]["hungarian"]
+
+
+def test_a_code_equal_to_the_type_gives_a_diagonal_contingency_table():
+    """Hand-made logits whose argmax is the type, on a split whose types have names (label_names, no labels): a
+    diagonal table with named columns, I(c; type) = H(type), and the HTML table with the diagonal in bold."""
+    ds = make_dataset(90, seed=12, labels=False)
+    ds.label_names = ("short", "mid", "long")
+    split = eval_split(ds, "bars")
+    assert split.value_names == {"chair_type": ("short", "mid", "long")}
+    t = split.factors["chair_type"]
+    enc = Encoded(torch.zeros(90, 0), torch.zeros(90, 0), torch.from_numpy(40.0 * np.eye(3)[t]).float(), 0.0)
+    info, fi, ct, _ = discrete_blocks(enc, [3], np.zeros(1), split.factors, split.value_names)
+    table, n = ct["c0"]["chair_type"], np.bincount(t, minlength=3)
+    assert table["bins"] == ["short", "mid", "long"] and n.min() > 0
+    np.testing.assert_array_equal(table["counts"], np.diag(n))
+    assert np.sum(ct["c0"]["azimuth"]["counts"]) == 90
+    assert fi["c0"]["chair_type"]["normalized"] == pytest.approx(1.0, abs=1e-9)
+    assert table_information(table["counts"]) == pytest.approx(fi["c0"]["chair_type"]["information"], rel=1e-9)
+    page = _contingency_tables({"factor_contingency": ct, "discrete_information": info})
+    assert f"<th>1 ({100 * n[1] / 90:.1f}%)</th><td class=g>0</td><td><b>{n[1]}</b></td><td>0</td>" in page
+    assert "<th class=g>short</th><th>mid</th><th>long</th>" in page
 
 
 def test_bad_inputs_exit_2_with_message(run_dir, tmp_path, capsys):
@@ -303,6 +341,10 @@ def test_with_the_data_module_synthetic_chairs(tmp_path):
     fi = m["factor_information"]["c0"]
     assert set(fi) == set(ds.factor_names) and fi["type"]["bins"] == 7 and fi["azimuth"]["bins"] == 12
     assert fi["elevation"]["bins"] == 2 and fi["seat_width"]["bins"] == 10
+    ct = m["factor_contingency"]["c0"]
+    present = sorted(set(ds.test_factors["type"].tolist()))
+    assert ct["type"]["bins"] == [data.synthetic_chairs.CHAIR_TYPES[v] for v in present]
+    assert all(np.sum(ct[f]["counts"]) == 120 for f in ds.factor_names)
 
 
 def test_confident_but_uninformative_code_warns(tmp_path, capsys):

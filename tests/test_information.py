@@ -7,9 +7,10 @@ from scipy.special import softmax
 from scipy.stats import entropy
 
 from jointvae_fast.analysis.metrics.information import (
-    AZIMUTH_BINS, QUANTILE_BINS, USAGE_THRESHOLD, code_information, confident_but_uninformative, factor_codes,
-    factor_information, grouped_information,
+    AZIMUTH_BINS, QUANTILE_BINS, USAGE_THRESHOLD, class_table, code_information, confident_but_uninformative,
+    factor_bins, factor_codes, factor_contingency, factor_information, grouped_information, table_information,
 )
+from jointvae_fast.analysis.metrics.mig import mutual_information
 
 
 def _direct(logits):
@@ -117,6 +118,68 @@ def test_factor_codes():
     assert AZIMUTH_BINS == 12
 
 
+def test_factor_bin_labels():
+    codes, labels = factor_bins(np.array([0.0, 29.9, 30.0, 359.9, -15.0]), circular=True)
+    assert codes.tolist() == [0, 0, 1, 11, 11] and labels[:2] == ["[0, 30)", "[30, 60)"] and len(labels) == 12
+    codes, labels = factor_bins(np.array([2, 0, 2]), names=("a", "b", "c"))
+    assert codes.tolist() == [1, 0, 1] and labels == ["a", "c"]  # the values present, by name
+    assert factor_bins(np.array([0, 5]), names=("a", "b"))[1] == ["0", "5"]  # 5 names nothing: the values
+    assert factor_bins(np.array([20.0, 30.0, 20.0]))[1] == ["20", "30"]
+    v = np.random.default_rng(3).normal(size=1000)
+    codes, labels = factor_bins(v)
+    np.testing.assert_array_equal(codes, factor_codes(v))  # one binning
+    assert len(labels) == QUANTILE_BINS and labels[0].startswith(f"[{v.min():.3g}, ") and labels[-1].endswith("]")
+
+
+def _hard_case(seed, m=400, k=5, bins=7):
+    rng = np.random.default_rng(seed)
+    c = rng.integers(0, k, m)
+    f = (c + (rng.random(m) < 0.4) * rng.integers(0, bins, m)) % bins  # f depends on c
+    return c, f
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_contingency_counts_match_a_direct_computation(seed):
+    c, f = _hard_case(seed)
+    n = factor_contingency(c, 5, f, 7)
+    assert n.dtype == np.int64 and n.shape == (5, 7)
+    direct, _, _ = np.histogram2d(c, f, bins=[np.arange(6) - 0.5, np.arange(8) - 0.5])
+    np.testing.assert_array_equal(n, direct)
+    np.testing.assert_array_equal(n.ravel(), np.bincount(c * 7 + f, minlength=35))
+    # rows: class usage * M of the argmax of logits with that class on top
+    logits = np.random.default_rng(seed).normal(size=(c.size, 5)) + 20.0 * np.eye(5)[c]
+    ci = code_information(logits)
+    np.testing.assert_array_equal(ci.classes, c)
+    np.testing.assert_allclose(n.sum(1), ci.usage * c.size, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(n.sum(0), np.bincount(f, minlength=7))
+
+
+def test_a_code_equal_to_the_type_gives_a_diagonal_table():
+    t = np.random.default_rng(4).integers(0, 7, 300)
+    n = factor_contingency(t, 7, t, 7)
+    np.testing.assert_array_equal(n, np.diag(np.bincount(t, minlength=7)))
+    assert table_information(n) == pytest.approx(entropy(np.bincount(t)), rel=1e-12)  # I = H(type)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_information_from_the_tables(seed):
+    """The count table's MI is the plug-in MI of the argmax class; factor_information is the MI of the table of
+    posterior mass (so of one-hot posteriors it is the count table's MI)."""
+    c, f = _hard_case(seed)
+    n = factor_contingency(c, 5, f, 7)
+    assert table_information(n) == pytest.approx(mutual_information(c, f), rel=1e-9)
+    assert table_information(n) == pytest.approx(factor_information(np.eye(5)[c], {"f": f})["f"]["information"],
+                                                 rel=1e-9)
+    p = softmax(np.random.default_rng(seed).normal(0, 2, (c.size, 5)) + 2.0 * np.eye(5)[c], axis=1)
+    soft = class_table(p, f, 7)
+    assert soft.shape == (5, 7) and soft.sum() == pytest.approx(c.size)
+    fi = factor_information(p, {"f": f})["f"]["information"]
+    assert table_information(soft) == pytest.approx(fi, rel=1e-12)
+    by_bin = np.stack([p[f == b].mean(0) for b in range(7)])  # independently: H(q(c)) - sum_b p(b) H(q(c|b))
+    assert fi == pytest.approx(entropy(p.mean(0)) - np.bincount(f) / c.size @ [entropy(q) for q in by_bin], rel=1e-9)
+    assert table_information(n) != pytest.approx(fi, rel=1e-3)  # argmax counts and posteriors differ
+
+
 def test_warning_rule():
     assert confident_but_uninformative(2.3, 0.03)
     assert not confident_but_uninformative(2.3, 0.61)  # 0.61 >= 0.25 * 2.3
@@ -128,3 +191,9 @@ def test_bad_inputs():
         code_information(np.zeros((4, 1)))
     with pytest.raises(ValueError, match="groups"):
         grouped_information(np.full((4, 2), 0.5), np.zeros(3))
+    with pytest.raises(ValueError, match="codes must lie"):
+        factor_contingency([0, 1], 2, [0, 3], 3)
+    with pytest.raises(ValueError, match="codes must lie"):
+        factor_contingency([0, 1], 2, [-1, 0], 3)  # a negative code would wrap silently
+    with pytest.raises(ValueError, match="classes must lie"):
+        factor_contingency([0, 2], 2, [0, 0], 3)

@@ -46,7 +46,8 @@ pair, by a least-squares map of the pair to (cos, sin); none without active unit
 count as discrete and get the accuracy of the best discrete variable.
 Discrete information: jointvae_fast.analysis.metrics.information (I(x; c), KL(q(c) || p(c)), class
 usage, classes in use; I(c; factor) with azimuth in 12 bins over the circle, integer factors as is,
-other factors in 10 quantile bins; a warning when KL_c > 0.5 nats but I(x; c) < 0.25 KL_c).
+other factors in 10 quantile bins; a warning when KL_c > 0.5 nats but I(x; c) < 0.25 KL_c); the
+contingency table of test images by argmax class and factor bin (the same bins) for each discrete variable.
 """
 from __future__ import annotations
 

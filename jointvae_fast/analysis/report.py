@@ -22,7 +22,7 @@ from .figures.editing import Edit, check_edit
 from .metrics.accuracy import hungarian_accuracy, majority_accuracy
 from .metrics.circular import azimuth_units
 from .metrics.information import (USAGE_THRESHOLD, WARN_INFO_SHARE, WARN_KL, code_information,
-                                  confident_but_uninformative, factor_codes, factor_information)
+                                  confident_but_uninformative, factor_bins, factor_contingency, factor_information)
 from .metrics.mig import mig
 from .report_figures import MAX_UNIT_FIGURES, FigureContext, write_figures
 from .report_html import write_html
@@ -62,6 +62,8 @@ METRIC_FIELDS = {
                              f"classes_in_use (usage >= {USAGE_THRESHOLD:g}), confident_but_uninformative "
                              f"(KL_c > {WARN_KL:g} nats and I < {WARN_INFO_SHARE:g} KL_c)"),
     "factor_information": "per discrete variable and factor: I(c; factor), H(factor), normalized = I / H, bins",
+    "factor_contingency": ("per discrete variable and factor: bins (labels) and counts [class][bin] of test images by "
+                           "argmax class and factor bin (the bins of factor_information)"),
     "warnings": "diagnostic warnings (also printed on stderr)",
     "edits": "edits shown in editing.png",
     "figures": "file -> one-line explanation",
@@ -134,10 +136,22 @@ def azimuth_block(enc: Encoded, factors: dict[str, np.ndarray], active: list[int
     return block, ((name, theta, r.unit, r.fit) if r.unit is not None else None)
 
 
-def discrete_blocks(enc: Encoded, disc: Sequence[int], kl_disc: np.ndarray, factors: dict[str, np.ndarray]):
-    """(metrics["discrete_information"], metrics["factor_information"] or None, warnings) per variable c<i>."""
-    info, per_factor, warnings = {}, {}, []
-    codes = {k: factor_codes(v, circular=k == azimuth_factor(factors)) for k, v in factors.items()}
+def _factor_blocks(probs: np.ndarray, classes: np.ndarray, binned: dict[str, tuple[np.ndarray, list[str]]]):
+    """(factor_information, factor_contingency) of one variable: posteriors probs [M, K], argmax classes [M];
+    binned: factor -> (codes [M], bin labels)."""
+    info = factor_information(probs, {f: codes for f, (codes, _) in binned.items()})
+    tables = {f: {"bins": labels, "counts": factor_contingency(classes, probs.shape[1], codes, len(labels)).tolist()}
+              for f, (codes, labels) in binned.items()}
+    return {f: {**v, "bins": len(binned[f][1])} for f, v in info.items()}, tables
+
+
+def discrete_blocks(enc: Encoded, disc: Sequence[int], kl_disc: np.ndarray, factors: dict[str, np.ndarray],
+                    value_names: dict[str, Sequence[str]] | None = None):
+    """(metrics["discrete_information"], metrics["factor_information"] or None, metrics["factor_contingency"] or
+    None, warnings) per variable c<i>; value_names: factor -> names of its values 0, 1, ..."""
+    info, per_factor, tables, warnings = {}, {}, {}, []
+    binned = {k: factor_bins(v, circular=k == azimuth_factor(factors), names=(value_names or {}).get(k))
+              for k, v in factors.items()}
     for i, block in enumerate(torch.split(enc.logits, list(disc), dim=1)):
         ci = code_information(block.double().numpy())
         flag = confident_but_uninformative(float(kl_disc[i]), ci.information)
@@ -147,11 +161,10 @@ def discrete_blocks(enc: Encoded, disc: Sequence[int], kl_disc: np.ndarray, fact
         if flag:
             warnings.append(f"c{i} is confident but uninformative: KL_c = {kl_disc[i]:.3f} nats but I(x; c) = "
                             f"{ci.information:.3f} nats (KL(q(c) || p(c)) = {ci.aggregate_kl:.3f})")
-        if codes:
+        if binned:
             probs = torch.softmax(block.double(), 1).numpy()
-            per_factor[f"c{i}"] = {k: {**v, "bins": int(codes[k].max()) + 1}
-                                   for k, v in factor_information(probs, codes).items()}
-    return info, per_factor or None, warnings
+            per_factor[f"c{i}"], tables[f"c{i}"] = _factor_blocks(probs, ci.classes, binned)
+    return info, per_factor or None, tables or None, warnings
 
 
 def _check_request(model: JointVAE, data: EvalSplit, edits: Sequence[Edit]) -> None:
@@ -207,8 +220,8 @@ def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True
         versions={"jointvae_fast": __version__, "torch": torch.__version__},
     )
     if model.disc:
-        metrics["discrete_information"], metrics["factor_information"], metrics["warnings"] = discrete_blocks(
-            enc, model.disc, kl_disc, data.factors)
+        (metrics["discrete_information"], metrics["factor_information"], metrics["factor_contingency"],
+         metrics["warnings"]) = discrete_blocks(enc, model.disc, kl_disc, data.factors, data.value_names)
     if data.labels is not None:
         metrics["accuracy"] = _accuracy_block(cls, data.labels)
     azimuth = None

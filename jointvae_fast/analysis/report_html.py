@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto} img{max-width:100%}\n"
-          "figure{margin:1.5em 0} td{padding:2px 10px}")
+          "figure{margin:1.5em 0} td{padding:2px 10px}\n"
+          ".ct{overflow-x:auto;margin:0.5em 0} .ct table{border-collapse:collapse;font-size:80%}\n"
+          ".ct td,.ct th{padding:1px 4px;text-align:right} .ct .g{border-left:1px solid #999}")
 
 
 def _summary_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -55,6 +57,36 @@ def _factor_table(metrics: dict[str, Any]) -> str:
             f"H(factor), 1 = the code determines the factor).</p><table><tr><th></th>{head}</tr>{body}</table>")
 
 
+def _count_cells(counts: list[int]) -> str:
+    """<td>s of one class's counts over one factor's bins, the largest in bold, the first opening the group."""
+    top = max(counts)
+    cells = [f"<b>{n}</b>" if n == top and top > 0 else str(n) for n in counts]
+    return "".join(f'<td{" class=g" if b == 0 else ""}>{c}</td>' for b, c in enumerate(cells))
+
+
+def _contingency_table(var: str, per_factor: dict[str, Any], usage: list[float]) -> str:
+    """<table> of one discrete variable: a row per class (its usage share), a column per factor bin."""
+    groups = "".join(f'<th class=g colspan="{len(t["bins"])}">{html.escape(f)}</th>' for f, t in per_factor.items())
+    bins = "".join(f'<th{" class=g" if b == 0 else ""}>{html.escape(str(label))}</th>'
+                   for t in per_factor.values() for b, label in enumerate(t["bins"]))
+    rows = "".join(f"<tr><th>{k} ({100 * share:.1f}%)</th>"
+                   f"{''.join(_count_cells(t['counts'][k]) for t in per_factor.values())}</tr>"
+                   for k, share in enumerate(usage))
+    return (f'<div class="ct"><table><caption>{html.escape(var)}</caption><tr><th rowspan="2">class (usage)</th>'
+            f"{groups}</tr><tr>{bins}</tr>{rows}</table></div>")
+
+
+def _contingency_tables(metrics: dict[str, Any]) -> str:
+    """One contingency table (class x factor bin counts) per discrete variable."""
+    ct = metrics.get("factor_contingency")
+    if not ct:
+        return ""
+    tables = "".join(_contingency_table(v, t, metrics["discrete_information"][v]["class_usage"]) for v, t in ct.items())
+    return ("<h2>Classes against factors</h2><p>Test images by argmax class (rows) and factor bin (columns, the bins "
+            "of the table above); the largest count of each row within a factor in bold. I(c; factor) above is "
+            f"computed from the posteriors q(c|x), not from these counts.</p>{tables}")
+
+
 def _img_tag(out: Path, name: str) -> str:
     """An <img>; small image grids are shown enlarged (up to 4x, to about 720 px) with sharp pixels."""
     from PIL import Image
@@ -86,6 +118,7 @@ def write_html(out: Path, metrics: dict[str, Any], figures: dict[str, str]) -> P
 <p>{source} ({html.escape(metrics['source_kind'])}); all numbers in metrics.json.</p>
 {warn}<table>{table}</table>
 {_factor_table(metrics)}
+{_contingency_tables(metrics)}
 {figs}
 </body></html>
 """

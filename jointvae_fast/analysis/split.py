@@ -1,7 +1,7 @@
 """The test split to evaluate: images (uint8 [M, C, H, W], materialised lazily), labels and factors."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ class EvalSplit:
     labels: np.ndarray | None
     factors: dict[str, np.ndarray]
     name: str | None
+    value_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # factor -> names of its values 0, 1, ...
 
 
 def _as_array(name: str, v, n: int) -> np.ndarray:
@@ -51,9 +52,19 @@ def _as_array(name: str, v, n: int) -> np.ndarray:
     return a
 
 
+def _value_names(dataset, factors: dict[str, np.ndarray], labels) -> dict[str, tuple[str, ...]]:
+    """A dataset's label_names name its labels; without labels, the values of its first factor (synthetic chairs:
+    type, dSprites: shape)."""
+    names = getattr(dataset, "label_names", None)
+    if not names or labels is not None or not factors:
+        return {}
+    return {next(iter(factors)): tuple(str(n) for n in names)}
+
+
 def eval_split(dataset, name: str | None = None, limit: int | None = None) -> EvalSplit:
     """The test split of a dataset object: attributes test (uint8 [M, C, H, W], or an object with __len__ and
-    gather(indices)), optional test_labels [M], test_factors {name: [M]}, factor_names; the first `limit` images."""
+    gather(indices)), optional test_labels [M], test_factors {name: [M]}, factor_names, label_names (`_value_names`);
+    the first `limit` images."""
     images = getattr(dataset, "test", None)
     if images is None:
         raise EvaluationError(f"dataset {name or type(dataset).__name__} has no test split (attribute `test`)")
@@ -77,7 +88,8 @@ def eval_split(dataset, name: str | None = None, limit: int | None = None) -> Ev
     for k in order:
         if k in raw:
             factors[k] = _as_array(f"test_factors[{k!r}]", cut(raw[k]), n)
-    return EvalSplit(images, labels, factors, name or getattr(dataset, "name", None))
+    return EvalSplit(images, labels, factors, name or getattr(dataset, "name", None),
+                     _value_names(dataset, factors, labels))
 
 
 def load_named_dataset(name: str, data_dir: str | None):

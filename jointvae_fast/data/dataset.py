@@ -17,6 +17,8 @@ class Dataset:
     train_factors, test_factors: {factor name: array [N]} ground-truth factors (integer dtype = discrete,
         float = continuous; azimuths in degrees, dSprites orientation in radians) or None.
     factor_names: the factor names in a fixed order (empty when there are none).
+    label_names: names of the label values 0, 1, ... or, without labels, of the first factor's values (synthetic
+        chairs: type, dSprites: shape); None when unnamed.
     image_size: (C, H, W). source: where the images came from (a path, or "procedural ...").
     notes: preprocessing and split, in words.
     """
