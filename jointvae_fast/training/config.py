@@ -132,8 +132,8 @@ SCHEMA: dict[str, Setting] = {
                                 "A = KL(mean posterior || uniform); issue 13)", _MODEL,
                                 "kl; the synthetic-chairs preset: information", choices=("kl", "information")),
     "disc_aggregate_weight": Setting("float?", None, "lambda_agg, the weight of A in the information mode (the "
-                                     "default is small because lambda_agg = disc_gamma kept the code at the uniform "
-                                     "posterior for whole runs on some seeds)", _MODEL, "disc_gamma / 10"),
+                                     "default is small because lambda_agg = disc_gamma held the code at the uniform "
+                                     "posterior on some seeds)", _MODEL, "disc_gamma / 10"),
     "recon_weight": Setting("float", 1.0, "weight of the reconstruction term (1/3 for celeba, see presets)", _MODEL,
                             "1; celeba 1/3"),
     "log_every": Setting("int", 100, "steps between log lines (the only host sync of the loop)", _LOG),
