@@ -122,7 +122,7 @@ class JointVAE(nn.Module):
         Under bf16 autocast the convolutions and the hidden layer compute in bfloat16, but the head (to_posterior)
         runs in the weights' dtype on the features cast up: bf16 rounding of the logits (~3e-4 near 0) is as large
         as their spread over images at initialisation (~1e-3) and could hold the discrete code at the uniform
-        point, where dI/dlogits = 0. The head is 1% of the encoder's FLOPs."""
+        point, where dI/dlogits = 0. The head is under 1% of the encoder's FLOPs."""
         h = self.features_to_hidden(self.img_to_features(x).flatten(1))
         params = self._posterior_head(h)
         d = self.cont
