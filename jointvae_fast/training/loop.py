@@ -44,7 +44,7 @@ from ..objective import Capacity, Objective
 from ..progress import Progress
 from .batches import TrainImages, derive_seed, epoch_permutation, run_length
 from .distributed import World, any_rank
-from .run_dir import list_checkpoints, restore, save_checkpoint
+from .run_dir import is_kept_step, list_checkpoints, restore, save_checkpoint
 from .step import TrainStep, make_optimizer
 from .tensorboard_log import TensorBoardLog
 from .term_log import TermLog
@@ -138,8 +138,8 @@ class _Run:
     def after_step(self, step: int, stop: StopRequest) -> tuple[str, str] | None:
         """Log, save and stop as due after `step`; (status, message) when the run ends here."""
         total = self.length.total
-        keep_every = self.config.get("keep_every")
-        at_save = step % self.config["save_every"] == 0 or step == total or bool(keep_every and step % keep_every == 0)
+        at_save = step % self.config["save_every"] == 0 or step == total \
+            or is_kept_step(step, self.config.get("keep_every"))
         at_log = at_save or step % self.config["log_every"] == 0
         stopping = self.stopping(stop, at_log)
         bad = self.log.flush(step) if at_log or stopping else None

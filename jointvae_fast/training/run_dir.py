@@ -129,11 +129,16 @@ def read_latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict[str,
     raise ResumeError(f"no readable checkpoint in {run_dir}: " + "; ".join(problems))
 
 
+def is_kept_step(step: int, keep_every: int | None) -> bool:
+    """Whether --keep-every keeps (and so the loop writes) the checkpoint of `step`."""
+    return bool(keep_every) and step % keep_every == 0
+
+
 def prune_checkpoints(run_dir, keep: int, keep_every: int | None = None) -> None:
     """Delete all but the `keep` newest checkpoint files and those whose step is a multiple of `keep_every`."""
     found = list_checkpoints(run_dir)
     for step, path in found[: max(0, len(found) - keep)]:
-        if keep_every and step % keep_every == 0:
+        if is_kept_step(step, keep_every):
             continue
         try:
             path.unlink()
