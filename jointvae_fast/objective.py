@@ -62,6 +62,7 @@ def max_discrete_capacity(disc_dims: Sequence[int]) -> float:
 
 
 DISC_CAPACITY_ON = ("kl", "information")
+CONT_CAPACITY_ON = ("kl", "information")
 AGGREGATE_WEIGHT_FRACTION = 0.1  # lambda_agg = this * gamma_c when disc_aggregate_weight is None (module docstring)
 
 
@@ -78,12 +79,16 @@ class LossTerms(NamedTuple):
     info_disc: torch.Tensor  # [V], I_i = KL_i - A_i, the batch estimate of I(x; c_i) (both modes)
     agg_kl_disc: torch.Tensor  # [V], A_i = KL(qbar_i || uniform(K_i)) (both modes)
     class_counts: torch.Tensor  # [sum K], images of the batch whose argmax of q(c_i|x) is each class
+    info_cont: torch.Tensor  # [D], I_d = KL_d - A_d = (log s_d^2 - mean_b logvar_bd) / 2 (both modes)
+    agg_kl_cont: torch.Tensor  # [D], A_d = KL(N(m_d, s_d^2) || N(0, 1)), moment-matched aggregate (both modes)
 
 
-def information_capacity_term(kl_disc: torch.Tensor, agg_kl_disc: torch.Tensor, c_disc, gamma: float,
+def information_capacity_term(kl: torch.Tensor, agg_kl: torch.Tensor, c, gamma: float,
                               aggregate_weight: float) -> torch.Tensor:
-    """The variant's discrete term: gamma |sum_i (KL_i - A_i) - C_c| + aggregate_weight sum_i A_i. [V], [V] -> []."""
-    return gamma * ((kl_disc - agg_kl_disc).sum() - c_disc).abs() + aggregate_weight * agg_kl_disc.sum()
+    """The variant's capacity term: gamma |sum_i (KL_i - A_i) - C| + aggregate_weight sum_i A_i. [n], [n] -> [].
+
+    The same form for the discrete variables (A_i exact) and the continuous units (A_d moment-matched)."""
+    return gamma * ((kl - agg_kl).sum() - c).abs() + aggregate_weight * agg_kl.sum()
 
 
 def argmax_class_counts(logits: torch.Tensor, disc_dims: Sequence[int]) -> torch.Tensor:
@@ -116,23 +121,29 @@ class Objective:
     recon_weight: float = 1.0
     disc_capacity_on: str = "kl"
     disc_aggregate_weight: float | None = None
+    cont_capacity_on: str = "kl"
+    cont_aggregate_weight: float | None = None
 
     def __post_init__(self):
-        if self.disc_capacity_on not in DISC_CAPACITY_ON:
-            raise ValueError(f"disc_capacity_on must be one of {DISC_CAPACITY_ON}, got {self.disc_capacity_on!r}")
-        w = self.disc_aggregate_weight
-        if w is not None and not (math.isfinite(w) and w >= 0):
-            raise ValueError(f"disc_aggregate_weight must be a finite number >= 0, got {w!r}")
+        for part, modes in (("disc", DISC_CAPACITY_ON), ("cont", CONT_CAPACITY_ON)):
+            mode = getattr(self, f"{part}_capacity_on")
+            if mode not in modes:
+                raise ValueError(f"{part}_capacity_on must be one of {modes}, got {mode!r}")
+            w = getattr(self, f"{part}_aggregate_weight")
+            if w is not None and not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"{part}_aggregate_weight must be a finite number >= 0, got {w!r}")
 
     @property
     def aggregate_weight(self) -> float:
         """lambda_agg: disc_aggregate_weight, or gamma_c * AGGREGATE_WEIGHT_FRACTION when it is None (0 without a
         discrete capacity)."""
-        if self.disc_capacity is None:
-            return 0.0
-        if self.disc_aggregate_weight is None:
-            return self.disc_capacity.gamma * AGGREGATE_WEIGHT_FRACTION
-        return float(self.disc_aggregate_weight)
+        return _aggregate_weight(self.disc_capacity, self.disc_aggregate_weight)
+
+    @property
+    def cont_weight(self) -> float:
+        """lambda_z of the continuous information mode: cont_aggregate_weight, or gamma_z *
+        AGGREGATE_WEIGHT_FRACTION when it is None (0 without a continuous capacity)."""
+        return _aggregate_weight(self.cont_capacity, self.cont_aggregate_weight)
 
     def capacities(self, step: int) -> tuple[float, float]:
         """(C_z(step), C_c(step)) as Python floats; C_c is capped at sum_i log K_i; an absent term gives 0."""
@@ -157,22 +168,39 @@ class Objective:
         g_cont = self.cont_capacity.gamma if self.cont_capacity is not None else 0.0
         g_disc = self.disc_capacity.gamma if self.disc_capacity is not None else 0.0
         information = self.disc_capacity_on == "information" and self.disc_capacity is not None
-        g_fused = 0.0 if information else g_disc  # the information mode forms its discrete term below
+        cont_information = self.cont_capacity_on == "information" and self.cont_capacity is not None
+        g_fused = 0.0 if information else g_disc  # the information modes form their terms below
+        g_fused_cont = 0.0 if cont_information else g_cont
         if isinstance(c_cont, torch.Tensor) or isinstance(c_disc, torch.Tensor):
             _, kl_cont, kl_disc = ops.kl_capacity_loss(out.mu, out.logvar, out.logits, self.disc_dims,
                                                        0.0, 0.0, 0.0, 0.0)
-            cap_loss = ops.composite.capacity_loss(kl_cont, kl_disc, c_cont, c_disc, g_cont, g_fused)
+            cap_loss = ops.composite.capacity_loss(kl_cont, kl_disc, c_cont, c_disc, g_fused_cont, g_fused)
         else:
             cap_loss, kl_cont, kl_disc = ops.kl_capacity_loss(
-                out.mu, out.logvar, out.logits, self.disc_dims, c_cont, c_disc, g_cont, g_fused
+                out.mu, out.logvar, out.logits, self.disc_dims, c_cont, c_disc, g_fused_cont, g_fused
             )
         agg_kl = self._aggregate_kl(out.logits, differentiable=information)
         if information:
             cap_loss = cap_loss + information_capacity_term(kl_disc, agg_kl, c_disc, g_disc, self.aggregate_weight)
+        agg_kl_cont = self._gaussian_aggregate_kl(out.mu, out.logvar, differentiable=cont_information)
+        if cont_information:
+            cap_loss = cap_loss + information_capacity_term(kl_cont, agg_kl_cont, c_cont, g_cont, self.cont_weight)
         recon = bernoulli_nll(x, out.x_logits)
         total = (recon * self.recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
         return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc, (kl_disc - agg_kl).detach(),
-                         agg_kl.detach(), argmax_class_counts(out.logits.detach(), self.disc_dims))
+                         agg_kl.detach(), argmax_class_counts(out.logits.detach(), self.disc_dims),
+                         (kl_cont - agg_kl_cont).detach(), agg_kl_cont.detach())
+
+    def _gaussian_aggregate_kl(self, mu: torch.Tensor, logvar: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        """A_d [D] (`ops.gaussian_aggregate_kl`); outside the graph unless the information mode differentiates it."""
+        from . import ops
+
+        if not mu.shape[1]:
+            return mu.new_zeros(0)
+        if differentiable:
+            return ops.gaussian_aggregate_kl(mu, logvar)
+        with torch.no_grad():
+            return ops.gaussian_aggregate_kl(mu.detach(), logvar.detach())
 
     def _aggregate_kl(self, logits: torch.Tensor, differentiable: bool) -> torch.Tensor:
         """A_i [V] (`ops.aggregate_kl`); outside the graph unless the information mode differentiates it."""
@@ -202,8 +230,17 @@ def jointvae_loss(
     recon_weight: float = 1.0,
     disc_capacity_on: str = "kl",
     disc_aggregate_weight: float | None = None,
+    cont_capacity_on: str = "kl",
+    cont_aggregate_weight: float | None = None,
 ) -> LossTerms:
     """Eq. 7 (or its information variant) for one batch at optimizer step `step`: `Objective` as a function."""
     out = SimpleNamespace(x_logits=x_logits, mu=mu, logvar=logvar, logits=logits)
     return Objective(tuple(disc_dims), cont_capacity, disc_capacity, recon_weight, disc_capacity_on,
-                     disc_aggregate_weight)(x, out, step)
+                     disc_aggregate_weight, cont_capacity_on, cont_aggregate_weight)(x, out, step)
+
+
+def _aggregate_weight(capacity: Capacity | None, weight: float | None) -> float:
+    """The aggregate term's weight: `weight`, or capacity.gamma * AGGREGATE_WEIGHT_FRACTION when it is None."""
+    if capacity is None:
+        return 0.0
+    return capacity.gamma * AGGREGATE_WEIGHT_FRACTION if weight is None else float(weight)

@@ -24,8 +24,13 @@ from .information import (
     aggregate_posterior,
     batch_information,
     batch_information_vjp,
+    gaussian_aggregate_moments,
+    gaussian_batch_information,
+    gaussian_batch_information_vjp,
     kl_aggregate,
     kl_aggregate_vjp,
+    kl_gaussian_aggregate,
+    kl_gaussian_aggregate_vjp,
 )
 from .latent import sample_latent, sample_latent_noise, sample_latent_vjp, theoretical_max_disc_capacity
 from .normal import kl_normal, kl_normal_vjp, normal_from_uniforms, sample_normal, sample_normal_vjp
@@ -47,6 +52,8 @@ __all__ = [
     "sample_normal", "sample_normal_vjp", "kl_normal", "kl_normal_vjp", "normal_from_uniforms",
     "gumbel_softmax", "gumbel_softmax_vjp", "kl_categorical", "kl_categorical_vjp",
     "aggregate_posterior", "kl_aggregate", "kl_aggregate_vjp", "batch_information", "batch_information_vjp",
+    "gaussian_aggregate_moments", "kl_gaussian_aggregate", "kl_gaussian_aggregate_vjp",
+    "gaussian_batch_information", "gaussian_batch_information_vjp",
     "one_hot_argmax", "log_softmax_blocks", "softmax_blocks",
     "capacity", "capacity_loss", "capacity_loss_vjp",
     "bernoulli_nll", "bernoulli_nll_vjp",

@@ -14,11 +14,19 @@ kl_disc = info_disc + agg_kl_disc (reference/information.py); lambda_agg = disc_
 (AGGREGATE_WEIGHT_FRACTION) when None. With lambda_agg = gamma_c the variant equals Eq. 7 wherever I >= C_c, and
 below the capacity it penalises the aggregate KL instead of rewarding it; the default is smaller because that
 weight kept the posterior at the uniform point for whole runs on some seeds (jointvae_fast/objective.py).
+
+cont_capacity_on="information" does the same for the continuous term:
+  cap_loss_cont = gamma_z * |sum_d info_cont[d] - C_cont| + lambda_z * sum_d agg_kl_cont[d]
+with info_cont = gaussian_batch_information (I_d) and agg_kl_cont = kl_gaussian_aggregate (A_d, the KL of the
+moment-matched aggregate posterior), kl_cont = info_cont + agg_kl_cont; lambda_z = cont_aggregate_weight, gamma_z / 10
+when None.
 """
 from .array_namespace import array_namespace
 from .capacity import capacity
 from .categorical import kl_categorical, kl_categorical_vjp
-from .information import batch_information, batch_information_vjp, kl_aggregate, kl_aggregate_vjp
+from .information import (batch_information, batch_information_vjp, gaussian_batch_information,
+                          gaussian_batch_information_vjp, kl_aggregate, kl_aggregate_vjp, kl_gaussian_aggregate,
+                          kl_gaussian_aggregate_vjp)
 from .latent import _parts, theoretical_max_disc_capacity
 from .normal import kl_normal, kl_normal_vjp
 from .reconstruction import bernoulli_nll, bernoulli_nll_vjp
@@ -48,19 +56,43 @@ def _inputs(x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, dis
     return xp, x, x_logits, mu, logvar, logits, dims, step, cont, disc, recon_weight, had_mu, had_logits
 
 
-DISC_CAPACITY_ON = ("kl", "information")
+CAPACITY_ON = ("kl", "information")
 AGGREGATE_WEIGHT_FRACTION = 0.1
 
 
-def _disc_mode(disc_capacity_on, disc_aggregate_weight, disc):
-    """(mode, lambda_agg): the validated mode and the aggregate weight (gamma_c / 10 when None; 0 without the term)."""
-    if disc_capacity_on not in DISC_CAPACITY_ON:
-        raise ValueError(f"disc_capacity_on must be one of {DISC_CAPACITY_ON}, got {disc_capacity_on!r}")
-    if not disc:
-        return disc_capacity_on, 0.0
-    if disc_aggregate_weight is None:
-        return disc_capacity_on, disc[3] * AGGREGATE_WEIGHT_FRACTION
-    return disc_capacity_on, check_real("disc_aggregate_weight", disc_aggregate_weight, minimum=0)
+def _mode(part, capacity_on, aggregate_weight, spec):
+    """(mode, lambda): the validated mode of `part` ("disc"/"cont") and its aggregate weight (gamma / 10 when None;
+    0 without the term)."""
+    if capacity_on not in CAPACITY_ON:
+        raise ValueError(f"{part}_capacity_on must be one of {CAPACITY_ON}, got {capacity_on!r}")
+    if not spec:
+        return capacity_on, 0.0
+    if aggregate_weight is None:
+        return capacity_on, spec[3] * AGGREGATE_WEIGHT_FRACTION
+    return capacity_on, check_real(f"{part}_aggregate_weight", aggregate_weight, minimum=0)
+
+
+def _cont_term(xp, kl_cont, info, agg, c_cont, cont, mode, lam):
+    """The continuous capacity term: gamma_z |sum KL - C| (kl) or gamma_z |sum I - C| + lambda sum A (information)."""
+    if not cont:
+        return xp.asarray(0.0)
+    if mode == "kl":
+        return cont[3] * xp.abs(xp.sum(kl_cont) - c_cont)
+    return cont[3] * xp.abs(xp.sum(info) - c_cont) + lam * xp.sum(agg)
+
+
+def _cont_term_vjp(xp, mu, logvar, c_cont, cont, mode, lam, scale):
+    """d(scale * _cont_term)/d(mu, logvar), each [B, D] (sign(0) = 0 at the kink)."""
+    if not cont:
+        return xp.zeros_like(mu), xp.zeros_like(logvar)
+    ones = xp.ones(mu.shape[1], dtype=xp.float64)
+    if mode == "kl":
+        g = scale * cont[3] * xp.sign(xp.sum(kl_normal(mu, logvar)) - c_cont)
+        return kl_normal_vjp(mu, logvar, g * ones)
+    g = scale * cont[3] * xp.sign(xp.sum(gaussian_batch_information(mu, logvar)) - c_cont)
+    d_mu, d_logvar = gaussian_batch_information_vjp(mu, logvar, g * ones)
+    a_mu, a_logvar = kl_gaussian_aggregate_vjp(mu, logvar, scale * lam * ones)
+    return d_mu + a_mu, d_logvar + a_logvar
 
 
 def _disc_term(xp, kl_disc, info, agg, c_disc, disc, mode, lam):
@@ -89,23 +121,27 @@ def _capacities(step, cont, disc, dims):
 
 
 def jointvae_objective(x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity,
-                       recon_weight=1.0, disc_capacity_on="kl", disc_aggregate_weight=None):
+                       recon_weight=1.0, disc_capacity_on="kl", disc_aggregate_weight=None, cont_capacity_on="kl",
+                       cont_aggregate_weight=None):
     """Joint-VAE loss terms -> dict (see module docstring for the formulas).
 
     x, x_logits [B, C, H, W]; mu, logvar [B, D] (or None); logits [B, sum K] (or None);
     capacities (c_min, c_max, num_iters, gamma) or None. Keys: total, recon, kl_cont [D],
-    kl_disc [V], info_disc [V], agg_kl_disc [V], c_cont, c_disc, cap_loss_cont, cap_loss_disc, num_pixels.
+    kl_disc [V], info_disc [V], agg_kl_disc [V], info_cont [D], agg_kl_cont [D], c_cont, c_disc, cap_loss_cont,
+    cap_loss_disc, num_pixels.
     """
     (xp, x, x_logits, mu, logvar, logits, dims, step, cont, disc, recon_weight, _, _) = _inputs(
         x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity, recon_weight)
-    mode, lam = _disc_mode(disc_capacity_on, disc_aggregate_weight, disc)
+    mode, lam = _mode("disc", disc_capacity_on, disc_aggregate_weight, disc)
+    cont_mode, lam_z = _mode("cont", cont_capacity_on, cont_aggregate_weight, cont)
     num_pixels = x.shape[2] * x.shape[3]
     recon = bernoulli_nll(x, x_logits)
     kl_cont = kl_normal(mu, logvar)
     kl_disc = kl_categorical(logits, dims)
     info, agg = batch_information(logits, dims), kl_aggregate(logits, dims)
+    info_cont, agg_cont = gaussian_batch_information(mu, logvar), kl_gaussian_aggregate(mu, logvar)
     c_cont, c_disc = _capacities(step, cont, disc, dims)
-    cap_cont = cont[3] * xp.abs(xp.sum(kl_cont) - c_cont) if cont else xp.asarray(0.0)
+    cap_cont = _cont_term(xp, kl_cont, info_cont, agg_cont, c_cont, cont, cont_mode, lam_z)
     cap_disc = _disc_term(xp, kl_disc, info, agg, c_disc, disc, mode, lam)
     total = (recon_weight * recon + cap_cont + cap_disc) / num_pixels
     return {
@@ -115,6 +151,8 @@ def jointvae_objective(x, x_logits, mu, logvar, logits, disc_dims, step, cont_ca
         "kl_disc": kl_disc,
         "info_disc": info,
         "agg_kl_disc": agg,
+        "info_cont": info_cont,
+        "agg_kl_cont": agg_cont,
         "c_cont": c_cont,
         "c_disc": c_disc,
         "cap_loss_cont": cap_cont,
@@ -124,7 +162,8 @@ def jointvae_objective(x, x_logits, mu, logvar, logits, disc_dims, step, cont_ca
 
 
 def jointvae_objective_vjp(x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity,
-                           grad=1.0, *, recon_weight=1.0, disc_capacity_on="kl", disc_aggregate_weight=None):
+                           grad=1.0, *, recon_weight=1.0, disc_capacity_on="kl", disc_aggregate_weight=None,
+                           cont_capacity_on="kl", cont_aggregate_weight=None):
     """Gradients of grad * total -> (d_x_logits [B,C,H,W], d_mu [B,D], d_logvar [B,D], d_logits [B,sum K]).
 
     d_mu/d_logvar (d_logits) are None where mu/logvar (logits) were None, and zero where the
@@ -132,17 +171,13 @@ def jointvae_objective_vjp(x, x_logits, mu, logvar, logits, disc_dims, step, con
     """
     (xp, x, x_logits, mu, logvar, logits, dims, step, cont, disc, recon_weight, had_mu, had_logits) = _inputs(
         x, x_logits, mu, logvar, logits, disc_dims, step, cont_capacity, disc_capacity, recon_weight)
-    mode, lam = _disc_mode(disc_capacity_on, disc_aggregate_weight, disc)
+    mode, lam = _mode("disc", disc_capacity_on, disc_aggregate_weight, disc)
+    cont_mode, lam_z = _mode("cont", cont_capacity_on, cont_aggregate_weight, cont)
     grad = as_float_array("grad", grad, xp, ndim=0)
     scale = grad / (x.shape[2] * x.shape[3])
     (d_x_logits,) = bernoulli_nll_vjp(x, x_logits, scale * recon_weight)
     c_cont, c_disc = _capacities(step, cont, disc, dims)
-    if cont:
-        kl_cont = kl_normal(mu, logvar)
-        g = scale * cont[3] * xp.sign(xp.sum(kl_cont) - c_cont)
-        d_mu, d_logvar = kl_normal_vjp(mu, logvar, xp.full(kl_cont.shape, g, dtype=xp.float64))
-    else:
-        d_mu, d_logvar = xp.zeros_like(mu), xp.zeros_like(logvar)
+    d_mu, d_logvar = _cont_term_vjp(xp, mu, logvar, c_cont, cont, cont_mode, lam_z, scale)
     if disc:
         d_logits = _disc_term_vjp(xp, logits, dims, c_disc, disc, mode, lam, scale)
     else:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as R
-from test_reference_gradients import H_STEP, _check, _logits, _target_away_from, _unit_directions
+from test_reference_gradients import H_STEP, _check, _gaussian, _logits, _target_away_from, _unit_directions
 
 batch_st = st.integers(1, 64)
 dims_st = st.lists(st.integers(2, 32), min_size=0, max_size=4)
@@ -157,3 +157,129 @@ def test_objective_modes(b, dims, c_max, seed):
         assert at_gamma["cap_loss_disc"] == pytest.approx(kl["cap_loss_disc"], rel=1e-12, abs=1e-12)
     for key in ("info_disc", "agg_kl_disc", "kl_disc", "recon"):
         np.testing.assert_array_equal(kl[key], info[key])
+
+
+# ---- the continuous part: KL_d = I_d + A_d with the moment-matched aggregate posterior ----
+
+cont_st = st.integers(1, 12)
+
+
+def _normal_kl(m1, v1, m2, v2):
+    """KL(N(m1, v1) || N(m2, v2)), the textbook form."""
+    return 0.5 * (np.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1.0)
+
+
+@given(batch_st, cont_st, st.floats(0.01, 4.0), seed_st)
+def test_gaussian_decomposition_and_definitions(b, d, scale, seed):
+    """KL_d = I_d + A_d; A_d = KL(N(m, s2) || N(0, 1)) and I_d = mean_b KL(N_b || N(m, s2)), each from the textbook
+    Gaussian KL with m, s2 the mixture's mean and variance computed independently; I_d >= 0."""
+    mu, logvar = _gaussian(np.random.default_rng(seed), b, d)
+    mu = mu * scale
+    kl, info = R.kl_normal(mu, logvar), R.gaussian_batch_information(mu, logvar)
+    agg = R.kl_gaussian_aggregate(mu, logvar)
+    np.testing.assert_allclose(info + agg, kl, rtol=1e-12, atol=1e-12)
+    v = np.exp(logvar)
+    m = mu.mean(axis=0)
+    s2 = np.mean(v + mu ** 2, axis=0) - m ** 2  # E[z^2] - E[z]^2 of the mixture
+    np.testing.assert_allclose(R.gaussian_aggregate_moments(mu, logvar)[1], s2, rtol=1e-9)
+    np.testing.assert_allclose(agg, _normal_kl(m, s2, 0.0, 1.0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(info, np.mean(_normal_kl(mu, v, m, s2), axis=0), rtol=1e-9, atol=1e-12)
+    assert np.all(info >= -1e-12) and np.all(agg >= -1e-12)
+
+
+@given(batch_st, cont_st, seed_st)
+def test_gaussian_information_zero_when_all_rows_equal(b, d, seed):
+    """Every image with the same posterior: no information, the whole KL is the aggregate's (the loophole)."""
+    mu, logvar = _gaussian(np.random.default_rng(seed), 1, d)
+    mu, logvar = np.tile(mu, (b, 1)), np.tile(logvar, (b, 1))
+    np.testing.assert_allclose(R.gaussian_batch_information(mu, logvar), 0.0, atol=1e-12)
+    np.testing.assert_allclose(R.kl_gaussian_aggregate(mu, logvar), R.kl_normal(mu, logvar), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("spread, width", [(1.0, 1e-3), (3.0, 0.1), (0.5, 0.5)])
+def test_gaussian_information_of_a_point_code(spread, width):
+    """mu = +-spread with equal counts, posterior std `width`: s2 = spread^2 + width^2, A = KL(N(0, s2) || N(0, 1)),
+    I = log(s2 / width^2) / 2 (a known answer)."""
+    mu = np.array([[spread], [-spread]] * 8)
+    logvar = np.full_like(mu, 2 * np.log(width))
+    s2 = spread ** 2 + width ** 2
+    assert R.gaussian_batch_information(mu, logvar)[0] == pytest.approx(0.5 * np.log(s2 / width ** 2), rel=1e-12)
+    assert R.kl_gaussian_aggregate(mu, logvar)[0] == pytest.approx(0.5 * (s2 - 1 - np.log(s2)), rel=1e-12)
+
+
+def test_gaussian_empty_batch_and_no_units():
+    assert R.gaussian_batch_information(np.zeros((0, 3)), np.zeros((0, 3))).tolist() == [0.0] * 3
+    assert R.kl_gaussian_aggregate(np.zeros((0, 3)), np.zeros((0, 3))).tolist() == [0.0] * 3
+    assert R.kl_gaussian_aggregate(np.zeros((4, 0)), np.zeros((4, 0))).shape == (0,)
+    for vjp in (R.gaussian_batch_information_vjp, R.kl_gaussian_aggregate_vjp):
+        d_mu, d_logvar = vjp(np.zeros((0, 3)), np.zeros((0, 3)), np.ones(3))
+        assert d_mu.shape == d_logvar.shape == (0, 3)
+    with pytest.raises(ValueError, match="grad"):
+        R.kl_gaussian_aggregate_vjp(np.zeros((2, 3)), np.zeros((2, 3)), np.ones(2))
+
+
+@pytest.mark.parametrize("forward, vjp", [(R.kl_gaussian_aggregate, R.kl_gaussian_aggregate_vjp),
+                                          (R.gaussian_batch_information, R.gaussian_batch_information_vjp)])
+@given(b=batch_st, d=cont_st, seed=seed_st)
+def test_gaussian_vjps_against_finite_differences(forward, vjp, b, d, seed):
+    rng = np.random.default_rng(seed)
+    mu, logvar = _gaussian(rng, b, d)
+    w = rng.standard_normal(d)
+    grads = vjp(mu, logvar, w)
+    if b == 1 and forward is R.gaussian_batch_information:  # I = 0 identically
+        for g in grads:
+            np.testing.assert_allclose(g, 0.0, atol=1e-14 * (1 + float(np.max(np.abs(w)))))
+        return
+    f = lambda m, lv: float(np.sum(w * forward(m, lv)))  # noqa: E731
+    _check(f, [mu, logvar], grads, _unit_directions(rng, [mu.shape, logvar.shape]))
+
+
+@given(st.integers(1, 16), cont_st, st.none() | st.floats(0.0, 50.0), seed_st)
+def test_objective_cont_information_mode_vjp(b, d, lam, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.uniform(size=(b, 1, 3, 4)) < 0.5).astype(np.float64)
+    x_logits = rng.uniform(-8, 8, x.shape)
+    mu, logvar = _gaussian(rng, b, d)
+    info_sum = float(np.sum(R.gaussian_batch_information(mu, logvar)))
+    cont = (0.0, _target_away_from(info_sum), 100, float(rng.uniform(1, 100)))
+    kw = dict(cont_capacity_on="information", cont_aggregate_weight=lam)
+    args = ([], 250, cont, None)
+    none = np.zeros((b, 0))
+    grads = R.jointvae_objective_vjp(x, x_logits, mu, logvar, none, *args, 1.3, **kw)
+    f = lambda xl, m, lv: 1.3 * float(R.jointvae_objective(x, xl, m, lv, none, *args, **kw)["total"])  # noqa: E731
+    params = [x_logits, mu, logvar]
+    directions = _unit_directions(rng, [p.shape for p in params])
+    for t in (-H_STEP, H_STEP):  # the finite-difference probes never cross the kink
+        probe = float(np.sum(R.gaussian_batch_information(mu + t * directions[1], logvar + t * directions[2])))
+        assert np.sign(probe - cont[1]) == np.sign(info_sum - cont[1])
+    _check(f, params, list(grads[:3]), directions)
+
+
+@given(st.integers(1, 16), cont_st, st.floats(0.0, 5.0), seed_st)
+def test_objective_cont_modes(b, d, c_max, seed):
+    """cont information: gamma |sum I - C| + lambda sum A (lambda = gamma / 10 by default); the kl mode is Eq. 7;
+    both report info_cont and agg_kl_cont; the discrete term is untouched."""
+    rng = np.random.default_rng(seed)
+    x = (rng.uniform(size=(b, 1, 2, 2)) < 0.5).astype(np.float64)
+    mu, logvar = _gaussian(rng, b, d)
+    logits = _logits(rng, b, [3])
+    cont, disc = (0.0, c_max, 10, 7.0), (0.0, 0.5, 10, 3.0)
+    run = lambda **kw: R.jointvae_objective(x, x, mu, logvar, logits, [3], 20, cont, disc, **kw)  # noqa: E731
+    kl, info = run(), run(cont_capacity_on="information")
+    weighted = run(cont_capacity_on="information", cont_aggregate_weight=2.5)
+    i_sum, a_sum = float(np.sum(info["info_cont"])), float(np.sum(info["agg_kl_cont"]))
+    assert info["cap_loss_cont"] == pytest.approx(7.0 * abs(i_sum - c_max) + 0.7 * a_sum, rel=1e-13, abs=1e-13)
+    assert weighted["cap_loss_cont"] == pytest.approx(7.0 * abs(i_sum - c_max) + 2.5 * a_sum, rel=1e-13, abs=1e-13)
+    assert kl["cap_loss_cont"] == pytest.approx(7.0 * abs(float(np.sum(kl["kl_cont"])) - c_max), rel=1e-13,
+                                                abs=1e-13)
+    for key in ("info_cont", "agg_kl_cont", "kl_cont", "cap_loss_disc", "recon"):
+        np.testing.assert_array_equal(kl[key], info[key])
+
+
+def test_cont_mode_errors_name_the_argument():
+    args = (np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), np.zeros((1, 2)), np.zeros((1, 2)), None, [], 0,
+            (0.0, 1.0, 10, 1.0), None)
+    with pytest.raises(ValueError, match="cont_capacity_on"):
+        R.jointvae_objective(*args, cont_capacity_on="tc")
+    with pytest.raises(ValueError, match="cont_aggregate_weight"):
+        R.jointvae_objective(*args, cont_capacity_on="information", cont_aggregate_weight=-1.0)

@@ -41,8 +41,11 @@ device (read when the op runs: an annealed temperature under a CUDA graph). Inpu
 compiled ops do not cover use the composite path.
 """
 
-from .composite import composite_aggregate_kl, composite_kl_capacity_loss, composite_sample_latent
+from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl, composite_kl_capacity_loss,
+                        composite_sample_latent)
 from .fused import aggregate_kl, backend, backend_info, kl_capacity_loss, philox_uniform, sample_latent
+
+gaussian_aggregate_kl = composite_gaussian_aggregate_kl  # prototype: no fused op yet
 
 __all__ = [
     "sample_latent",

@@ -64,6 +64,18 @@ def composite_aggregate_kl(logits, disc_dims):
     return torch.stack(aggs), torch.cat(qbars).detach()
 
 
+def composite_gaussian_aggregate_kl(mu, logvar):
+    """A_d = KL(N(m_d, s_d^2) || N(0, 1)) = (m^2 + s^2 - 1 - log s^2) / 2 per unit: [B, D], [B, D] -> [D].
+
+    N(m_d, s_d^2) matches the first two moments of the batch's aggregate posterior mean_b N(mu_bd, var_bd):
+    m = mean_b mu, s^2 = mean_b (exp(logvar) + mu^2) - m^2 (computed as mean_b exp(logvar) + var_b(mu)).
+    """
+    mu, logvar, _, _, _ = check_inputs(mu, logvar, mu.new_zeros(mu.shape[0], 0), ())
+    m = mu.mean(dim=0)
+    s2 = logvar.exp().mean(dim=0) + (mu - m).pow(2).mean(dim=0)
+    return 0.5 * (m.pow(2) + s2 - 1.0 - s2.log())
+
+
 def capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc) -> torch.Tensor:
     """gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|; kl_cont [D], kl_disc [V].
 

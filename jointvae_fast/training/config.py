@@ -134,6 +134,11 @@ SCHEMA: dict[str, Setting] = {
     "disc_aggregate_weight": Setting("float?", None, "lambda_agg, the weight of A in the information mode (the "
                                      "default is small because lambda_agg = disc_gamma held the code at the uniform "
                                      "posterior on some seeds)", _MODEL, "disc_gamma / 10"),
+    "cont_capacity_on": Setting("str", "kl", "what C_z constrains: kl (Eq. 7) or information (the batch "
+                                "information I = KL - A, plus cont_aggregate_weight * A, A = KL(moment-matched "
+                                "mean posterior || N(0, 1)) per unit)", _MODEL, "kl", choices=("kl", "information")),
+    "cont_aggregate_weight": Setting("float?", None, "lambda_z, the weight of A in the continuous information mode",
+                                     _MODEL, "cont_gamma / 10"),
     "recon_weight": Setting("float", 1.0, "weight of the reconstruction term (1/3 for celeba, see presets)", _MODEL,
                             "1; celeba 1/3"),
     "log_every": Setting("int", 100, "steps between log lines (the only host sync of the loop)", _LOG),
@@ -281,9 +286,11 @@ def _validate_values(cfg: dict[str, Any]) -> None:
         need(math.isfinite(cfg[key]) and cfg[key] > 0, key, "a finite number > 0")
     for key in ("cont_min", "cont_max", "disc_min", "disc_max", "cont_gamma", "disc_gamma", "recon_weight"):
         need(math.isfinite(cfg[key]) and cfg[key] >= 0, key, "a finite number >= 0")
-    need(cfg["disc_capacity_on"] in SCHEMA["disc_capacity_on"].choices, "disc_capacity_on", "kl or information")
-    w = cfg["disc_aggregate_weight"]
-    need(w is None or (math.isfinite(w) and w >= 0), "disc_aggregate_weight", "a finite number >= 0 (or unset)")
+    for part in ("disc", "cont"):
+        need(cfg[f"{part}_capacity_on"] in SCHEMA[f"{part}_capacity_on"].choices, f"{part}_capacity_on",
+             "kl or information")
+        w = cfg[f"{part}_aggregate_weight"]
+        need(w is None or (math.isfinite(w) and w >= 0), f"{part}_aggregate_weight", "a finite number >= 0 (or unset)")
     if (cfg["temperature_final"] is None) != (cfg["temperature_anneal_steps"] is None):
         raise ConfigError("temperature annealing needs both temperature_final and temperature_anneal_steps")
     if cfg["temperature_final"] is not None:

@@ -85,7 +85,8 @@ def make_objective(config: dict[str, Any], model: JointVAE) -> Objective:
     cont = Capacity(config["cont_min"], config["cont_max"], config["cont_iters"], config["cont_gamma"]) if model.cont else None
     disc = Capacity(config["disc_min"], config["disc_max"], config["disc_iters"], config["disc_gamma"]) if model.disc else None
     return Objective(tuple(model.disc), cont, disc, float(config["recon_weight"]),
-                     config["disc_capacity_on"], config["disc_aggregate_weight"])
+                     config["disc_capacity_on"], config["disc_aggregate_weight"],
+                     config["cont_capacity_on"], config["cont_aggregate_weight"])
 
 
 def temperature_at(config: dict[str, Any], step: int) -> float:

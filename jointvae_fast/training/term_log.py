@@ -11,7 +11,9 @@ KLs are means over the steps since the previous line, and over DDP ranks):
   (recon_weight*recon + capacity_loss)/(H*W)), recon (nats per image),
   capacity_loss, kl_cont_sum (KL_z), kl_disc_sum (KL_c), kl_cont [D],
   kl_disc [V], info_disc [V] (the batch estimate of I(x; c_i) = KL_i - A_i),
-  agg_kl_disc [V] (A_i = KL(mean_x q(c_i|x) || uniform)), classes_in_use [V]
+  agg_kl_disc [V] (A_i = KL(mean_x q(c_i|x) || uniform)), info_cont [D] (the batch
+  estimate of I(x; z_d) = KL_d - A_d), agg_kl_cont [D] (A_d = KL(N(m_d, s_d^2) || N(0, 1)),
+  the batch's aggregate posterior moment-matched), info_cont_sum, classes_in_use [V]
   (classes that are the argmax of q(c_i|x) for at least one image of the
   line's batches, all steps since the previous line and all ranks),
   c_cont (C_z), c_disc (C_c), temperature, img_per_s,
@@ -51,7 +53,7 @@ class TermLog:
     """The loss terms of each step, kept on the device; `flush` brings them to the host once (module docstring).
 
     Row layout: [loss, recon, capacity_loss, kl_cont (D), kl_disc (V), info_disc (V), agg_kl_disc (V),
-    class_counts (sum K)].
+    class_counts (sum K), info_cont (D), agg_kl_cont (D)].
     """
 
     def __init__(self, model: JointVAE, objective: Objective, world: World, length: RunLength, rows: int,
@@ -59,7 +61,8 @@ class TermLog:
         self.model, self.objective, self.world, self.length = model, objective, world, length
         self.columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
             [f"{name}[{i}]" for name in ("kl_disc", "info_disc", "agg_kl_disc") for i in range(len(model.disc))] + \
-            [f"class_counts[{j}]" for j in range(sum(model.disc))]
+            [f"class_counts[{j}]" for j in range(sum(model.disc))] + \
+            [f"{name}[{i}]" for name in ("info_cont", "agg_kl_cont") for i in range(model.cont)]
         self.buf = torch.zeros(rows, len(self.columns), device=world.device)
         self.rows = 0
         self.log_path = log_path if world.is_writer else None
@@ -80,7 +83,8 @@ class TermLog:
             torch.cat([terms.total.detach().reshape(1), terms.recon.detach().reshape(1),
                        terms.capacity_loss.detach().reshape(1), terms.kl_cont.detach().reshape(-1),
                        terms.kl_disc.detach().reshape(-1), terms.info_disc.reshape(-1),
-                       terms.agg_kl_disc.reshape(-1), terms.class_counts.reshape(-1)], out=self.buf[self.rows])
+                       terms.agg_kl_disc.reshape(-1), terms.class_counts.reshape(-1), terms.info_cont.reshape(-1),
+                       terms.agg_kl_cont.reshape(-1)], out=self.buf[self.rows])
         self.rows += 1
 
     def flush(self, step: int) -> str | None:
@@ -115,7 +119,9 @@ class TermLog:
         d, v = self.model.cont, len(self.model.disc)
         kl_cont, kl_disc = mean[3 : 3 + d].tolist(), mean[3 + d : 3 + d + v].tolist()
         info, agg = mean[3 + d + v : 3 + d + 2 * v].tolist(), mean[3 + d + 2 * v : 3 + d + 3 * v].tolist()
-        used = (mean[3 + d + 3 * v :] > 0).split(list(self.model.disc)) if v else ()
+        k = 3 + d + 3 * v + sum(self.model.disc)
+        used = (mean[3 + d + 3 * v : k] > 0).split(list(self.model.disc)) if v else ()
+        info_cont, agg_cont = mean[k : k + d].tolist(), mean[k + d : k + 2 * d].tolist()
         c_cont, c_disc = self.objective.capacities(step)
         elapsed = max(now - self.t_last, 1e-9)
         record = {
@@ -123,6 +129,7 @@ class TermLog:
             "loss": mean[0].item(), "recon": mean[1].item(), "capacity_loss": mean[2].item(),
             "kl_cont_sum": float(sum(kl_cont)), "kl_disc_sum": float(sum(kl_disc)),
             "kl_cont": kl_cont, "kl_disc": kl_disc, "info_disc": info, "agg_kl_disc": agg,
+            "info_cont_sum": float(sum(info_cont)), "info_cont": info_cont, "agg_kl_cont": agg_cont,
             "classes_in_use": [int(u.sum()) for u in used], "c_cont": c_cont, "c_disc": c_disc,
             "temperature": self.model.temperature,
             "img_per_s": self.rows * self.length.global_batch / elapsed, "steps_per_s": self.rows / elapsed,
