@@ -1,5 +1,6 @@
-"""The objective's information mode (issue 13) against reference.jointvae_objective(disc_capacity_on=...), its
-diagnostics (info_disc, agg_kl_disc, class_counts) in both modes, the config key and the training log."""
+"""The objective's information modes (issue 13) against reference.jointvae_objective(disc_capacity_on=...,
+cont_capacity_on=...), their diagnostics (info_disc, agg_kl_disc, class_counts, info_cont, agg_kl_cont) in both
+modes, the config keys and the training log."""
 import json
 
 import numpy as np
@@ -25,13 +26,15 @@ def problems(draw):
         mu=rng.normal(0, 1, (b, d)), logvar=rng.normal(0, 1, (b, d)), logits=rng.normal(0, scale, (b, sum(disc))),
         disc=list(disc), step=draw(st.integers(0, 400)), cont=(0.0, 3.0, 200, 20.0),
         disc_cap=(0.0, draw(st.floats(0.0, 3.0)), 200, draw(st.floats(0.5, 50.0))),
-        mode=draw(st.sampled_from(["kl", "information"])), weight=draw(st.none() | st.floats(0.0, 40.0)))
+        mode=draw(st.sampled_from(["kl", "information"])), weight=draw(st.none() | st.floats(0.0, 40.0)),
+        cont_mode=draw(st.sampled_from(["kl", "information"])), cont_weight=draw(st.none() | st.floats(0.0, 40.0)))
 
 
 def _ours(p, capacities_as_tensors=False):
     t = {k: torch.tensor(p[k], requires_grad=k != "x") for k in ("x", "x_logits", "mu", "logvar", "logits")}
     objective = Objective(tuple(p["disc"]), Capacity(*p["cont"][:3], p["cont"][3]),
-                          Capacity(*p["disc_cap"][:3], p["disc_cap"][3]), 1.0, p["mode"], p["weight"])
+                          Capacity(*p["disc_cap"][:3], p["disc_cap"][3]), 1.0, p["mode"], p["weight"],
+                          p.get("cont_mode", "kl"), p.get("cont_weight"))
     out = type("Out", (), {k: t[k] for k in ("x_logits", "mu", "logvar", "logits")})
     if capacities_as_tensors:  # the CUDA-graph form: capacities as device scalars
         c_cont, c_disc = (torch.tensor(c, dtype=torch.float64) for c in objective.capacities(p["step"]))
@@ -44,7 +47,8 @@ def _ours(p, capacities_as_tensors=False):
 
 def _oracle(p):
     a = (p["x"], p["x_logits"], p["mu"], p["logvar"], p["logits"], p["disc"], p["step"], p["cont"], p["disc_cap"])
-    kw = dict(disc_capacity_on=p["mode"], disc_aggregate_weight=p["weight"])
+    kw = dict(disc_capacity_on=p["mode"], disc_aggregate_weight=p["weight"], cont_capacity_on=p.get("cont_mode", "kl"),
+              cont_aggregate_weight=p.get("cont_weight"))
     return reference.jointvae_objective(*a, **kw), reference.jointvae_objective_vjp(*a, 1.0, **kw)
 
 
@@ -52,7 +56,8 @@ def _away_from_kinks(p, ref):
     """The capacity terms' signs are decided (float rounding cannot flip them)."""
     c_cont, c_disc = ref["c_cont"], ref["c_disc"]
     disc_sum = ref["kl_disc"].sum() if p["mode"] == "kl" else ref["info_disc"].sum()
-    return abs(ref["kl_cont"].sum() - c_cont) > 1e-9 and abs(disc_sum - c_disc) > 1e-9
+    cont_sum = ref["kl_cont"].sum() if p.get("cont_mode", "kl") == "kl" else ref["info_cont"].sum()
+    return abs(cont_sum - c_cont) > 1e-9 and abs(disc_sum - c_disc) > 1e-9
 
 
 @settings(max_examples=40)
@@ -65,7 +70,7 @@ def test_matches_the_reference_float64(p, as_tensors):
     torch.testing.assert_close(terms.capacity_loss.double(),
                                torch.tensor(float(ref["cap_loss_cont"] + ref["cap_loss_disc"]), dtype=torch.float64),
                                rtol=1e-10, atol=1e-12)
-    for name in ("info_disc", "agg_kl_disc", "kl_disc"):
+    for name in ("info_disc", "agg_kl_disc", "kl_disc", "info_cont", "agg_kl_cont", "kl_cont"):
         got = getattr(terms, name).detach().numpy()
         np.testing.assert_allclose(got, ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
     if not _away_from_kinks(p, ref):
@@ -164,3 +169,45 @@ def test_bad_values_are_one_line_errors(tmp_path, capsys):
     config.write_text(json.dumps({"disc_capacity_on": "entropy"}))
     assert main(args(tmp_path / "c", "--config", str(config)), dataset=tiny_dataset()) != 0
     assert "disc_capacity_on must be kl or information" in capsys.readouterr().err
+
+
+def test_cont_information_mode_closes_the_loophole():
+    """Every image with the same posterior, KL_z = C_z: Eq. 7's continuous term is 0, the information mode's is
+    gamma_z * C_z + lambda_z * A (I = 0)."""
+    b, d = 16, 3
+    mu, logvar = torch.full((b, d), 0.8, dtype=torch.float64), torch.full((b, d), -0.5, dtype=torch.float64)
+    out = type("Out", (), dict(x_logits=torch.zeros(b, 1, 2, 2, dtype=torch.float64), mu=mu, logvar=logvar,
+                               logits=torch.zeros(b, 0, dtype=torch.float64)))
+    x = torch.zeros(b, 1, 2, 2, dtype=torch.float64)
+    kl_sum = float(0.5 * (0.8**2 + np.exp(-0.5) - 1 + 0.5)) * d
+    kl, info = (Objective((), Capacity(0.0, 5.0, 100, 30.0), None, 1.0, "kl", None, mode) for mode in
+                ("kl", "information"))
+    eq7, variant = kl.at_capacities(x, out, kl_sum, 0.0), info.at_capacities(x, out, kl_sum, 0.0)
+    assert eq7.capacity_loss.item() == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(variant.info_cont.numpy(), 0.0, atol=1e-12)
+    assert variant.capacity_loss.item() == pytest.approx(30.0 * kl_sum + 3.0 * kl_sum, rel=1e-12)
+
+
+def test_cont_mode_validation_and_default_weight():
+    with pytest.raises(ValueError, match="cont_capacity_on"):
+        Objective((3,), Capacity(0.0, 1.0, 10, 1.0), None, 1.0, "kl", None, "tc")
+    with pytest.raises(ValueError, match="cont_aggregate_weight"):
+        Objective((3,), Capacity(0.0, 1.0, 10, 1.0), None, 1.0, "kl", None, "information", -1.0)
+    assert Objective((), Capacity(0.0, 1.0, 10, 300.0), None, 1.0, "kl", None, "information").cont_weight == 30.0
+    assert Objective((), Capacity(0.0, 1.0, 10, 300.0), None, 1.0, "kl", None, "information", 2.0).cont_weight == 2.0
+    assert Objective((), None, None, 1.0, "kl", None, "information").cont_weight == 0.0
+
+
+def test_cont_flags_reach_the_config_and_the_log(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(args(out, "--cont-capacity-on", "information", "--cont-aggregate-weight", "3"),
+                dataset=tiny_dataset()) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["cont_capacity_on"] == "information" and cfg["cont_aggregate_weight"] == 3.0
+    for line in map(json.loads, (out / "log.jsonl").read_text().splitlines()):
+        assert len(line["info_cont"]) == len(line["agg_kl_cont"]) == len(line["kl_cont"])
+        np.testing.assert_allclose(np.add(line["info_cont"], line["agg_kl_cont"]), line["kl_cont"], atol=1e-5)
+        assert line["info_cont_sum"] == pytest.approx(sum(line["info_cont"]))
+        assert min(line["info_cont"]) >= -1e-5
+    assert main(args(tmp_path / "b", "--cont-aggregate-weight", "-1"), dataset=tiny_dataset()) != 0
+    assert "cont_aggregate_weight must be a finite number >= 0" in capsys.readouterr().err
