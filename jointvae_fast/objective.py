@@ -14,7 +14,15 @@ some seeds (built-in chairs, bf16, seed 1: I ~ 1e-8 nats for 1,800 steps),
 while gamma_c / 10 left the uniform point by step 300 on the same seed
 (docs/experiments/chairs-2026-11-29.md): there dI/dlogits = 0, so only symmetry breaking
 starts the code, and Adam normalises the update by the large, noisy gradient
-of A. Reconstruction is Bernoulli on decoder logits (BCE with
+of A.
+
+`cont_capacity_on="information"` (opt-in) treats the continuous term the same way:
+    gamma_z * |sum_d I_d - C_z| + lambda_z * sum_d A_d,
+A_d = KL(N(m_d, s_d^2) || N(0, 1)) the KL of the batch's aggregate posterior matched in mean and variance
+(`ops.gaussian_aggregate_kl`) and I_d = KL_d - A_d = (log s_d^2 - mean_b logvar_bd) / 2 (reference/information.py
+derives the identity). Eq. 7 can meet C_z by moving every image's posterior to the same place (dSprites on a
+compressed schedule: docs/experiments/); I_d is 0 there. lambda_z defaults to gamma_z / 10 as well.
+Reconstruction is Bernoulli on decoder logits (BCE with
 logits: the paper's sigmoid + BCE without its overflow), summed over pixels per
 image and averaged over the batch. As in the paper's published
 implementation, the differentiated value is divided by H*W so that its

@@ -120,6 +120,13 @@ def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
         mu, logvar, logits = model.encode(x)
     kl = (0.5 * (mu.double() ** 2 + logvar.double().exp() - 1 - logvar.double())).mean(0)
     np.testing.assert_allclose(m["kl_cont"], kl.numpy(), rtol=1e-4, atol=1e-6)
+    # the continuous information bound from the textbook Gaussian KL to the moment-matched aggregate
+    v, mean = logvar.double().exp(), mu.double().mean(0)
+    s2 = (v + mu.double() ** 2).mean(0) - mean ** 2
+    info = (0.5 * ((s2 / v).log() + (v + (mu.double() - mean) ** 2) / s2 - 1)).mean(0)
+    np.testing.assert_allclose(m["info_cont"], info.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.add(m["info_cont"], m["agg_kl_cont"]), m["kl_cont"], rtol=1e-6, atol=1e-8)
+    assert m["info_cont_sum"] == pytest.approx(sum(m["info_cont"]))
     p = torch.softmax(logits.double(), 1)
     np.testing.assert_allclose(m["kl_disc"], [(math.log(3) + (p * p.log()).sum(1)).mean().item()], rtol=1e-4, atol=1e-7)
     assert m["accuracy"]["hungarian"] == pytest.approx(hungarian_accuracy(logits.argmax(1).numpy(), ds.test_labels).accuracy)
@@ -153,7 +160,9 @@ def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
     assert "Classes against factors" in index and "<caption>c0</caption>" in index
     assert '<th class=g colspan="12">azimuth</th>' in index
     rule = d["kl"] > 0.5 and d["information"] < 0.25 * d["kl"]
-    assert d["confident_but_uninformative"] == rule and len(m["warnings"]) == int(rule)
+    cont_rule = m["kl_cont_sum"] > 0.5 and m["info_cont_sum"] < 0.25 * m["kl_cont_sum"]
+    assert d["confident_but_uninformative"] == rule and len(m["warnings"]) == int(rule) + int(cont_rule)
+    assert any("continuous units are confident but uninformative" in w for w in m["warnings"]) == cont_rule
     assert m["azimuth"]["candidates"] == [f"z{j}" for j in m["active_units"]]
 
 

@@ -17,7 +17,7 @@ import torch
 from .. import __version__
 from ..errors import storage
 from ..model import JointVAE
-from .encoding import Encoded, classes, encode_split, kl_per_latent, recon_nll
+from .encoding import Encoded, classes, cont_information, encode_split, kl_per_latent, recon_nll
 from .figures.editing import Edit, check_edit
 from .metrics.accuracy import hungarian_accuracy, majority_accuracy
 from .metrics.circular import azimuth_units
@@ -48,6 +48,10 @@ METRIC_FIELDS = {
     "kl_cont": "KL per continuous unit on the test split [D] (nats)",
     "kl_disc": "KL per discrete variable [V] (nats)",
     "kl_cont_sum": "KL_z",
+    "info_cont": "per continuous unit: KL_d - A_d, A_d the KL of the split's aggregate posterior matched in mean and "
+                 "variance; an upper bound on I(x; z_d) [D] (nats)",
+    "agg_kl_cont": "per continuous unit: A_d = KL(N(m_d, s_d^2) || N(0, 1)) [D] (nats)",
+    "info_cont_sum": "sum of info_cont",
     "kl_disc_sum": "KL_c",
     "inactive_threshold": "KL (nats) below which a latent counts as inactive",
     "active_units": "continuous units with KL above the threshold, highest KL first",
@@ -206,6 +210,7 @@ def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True
     enc = encode_split(model, data.images, device, progress=progress)
     n = data.images.shape[0]
     kl_cont, kl_disc = kl_per_latent(enc, model.disc)
+    info_cont, agg_cont = cont_information(enc)
     cls = classes(enc, model.disc)
     ranked, unit_order, active = _ranking(model, kl_cont, kl_disc, inactive_kl)
     nll, nll_n = recon_nll(model, data.images, enc, device)
@@ -215,13 +220,17 @@ def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True
         image_size=list(model.img_size), cont=model.cont, disc=list(model.disc), n_test=n,
         encode_seconds=enc.seconds, images_per_second=n / max(enc.seconds, 1e-9),
         kl_cont=kl_cont.tolist(), kl_disc=kl_disc.tolist(), kl_cont_sum=float(kl_cont.sum()),
-        kl_disc_sum=float(kl_disc.sum()), inactive_threshold=inactive_kl, active_units=active,
+        kl_disc_sum=float(kl_disc.sum()), info_cont=info_cont.tolist(), agg_kl_cont=agg_cont.tolist(),
+        info_cont_sum=float(info_cont.sum()), inactive_threshold=inactive_kl, active_units=active,
         ranked_latents=ranked, recon_nll=nll, recon_nll_images=nll_n, warnings=[],
         versions={"jointvae_fast": __version__, "torch": torch.__version__},
     )
     if model.disc:
         (metrics["discrete_information"], metrics["factor_information"], metrics["factor_contingency"],
          metrics["warnings"]) = discrete_blocks(enc, model.disc, kl_disc, data.factors, data.value_names)
+    if confident_but_uninformative(float(kl_cont.sum()), float(info_cont.sum())):
+        metrics["warnings"].append(f"the continuous units are confident but uninformative: KL_z = {kl_cont.sum():.3f} "
+                                   f"nats but at most {info_cont.sum():.3f} of it is I(x; z)")
     if data.labels is not None:
         metrics["accuracy"] = _accuracy_block(cls, data.labels)
     azimuth = None

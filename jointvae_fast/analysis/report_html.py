@@ -15,6 +15,7 @@ def _summary_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     """(label, value) of the numbers shown above the figures."""
     rows = [("dataset", metrics["dataset"]), ("test images", metrics["n_test"]),
             ("step", metrics["step"]), ("KL_z (sum over units)", metrics["kl_cont_sum"]),
+            ("I(x; z) bound (sum over units, nats)", metrics["info_cont_sum"]),
             ("KL_c (sum over variables)", metrics["kl_disc_sum"]),
             ("active continuous units", ", ".join(f"z{j}" for j in metrics["active_units"]) or "none"),
             ("reconstruction NLL (nats/image)", metrics["recon_nll"])]
