@@ -134,3 +134,69 @@ def aggregate_bounds(logits, dims, w):
         start += k
     cat = lambda xs, shape: np.concatenate(xs, axis=-1) if xs else np.zeros(shape)  # noqa: E731
     return cat(tol_q, 0), np.array(tol_a), cat(tol_d, (logits.shape[0], 0))
+
+
+@st.composite
+def gaussian_cases(draw, max_b=96, max_d=40):
+    """float32 mu, logvar [B, D] for gaussian_aggregate_kl, with its extremes: logvar up to +-20 (the extreme
+    itself in element 0), mu up to +-1e3 around a mean that may be large (cancellation in mu - m), and units
+    whose rows are identical (s2 = exp(logvar), variance exactly 0) or differ by a few ulps of a large mu with
+    logvar at its minimum (1 - 1/s2 large: the gradient's precision). Also `logits` [B, 0] (for as_torch)."""
+    B = draw(st.integers(1, max_b))
+    D = draw(st.integers(0, max_d))
+    mu_scale = draw(st.sampled_from([0.1, 3.0, 1e3]))
+    mu_shift = draw(st.sampled_from([0.0, 1e3, -1e3]))
+    logvar_scale = draw(st.sampled_from([1.0, 5.0, 20.0]))
+    special = draw(st.sampled_from(["none", "identical", "all_identical", "ulps"]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    mu = np.clip(mu_shift + rng.standard_normal((B, D)) * mu_scale, -1e3, 1e3).astype(np.float32)
+    logvar = rng.uniform(-logvar_scale, logvar_scale, (B, D)).astype(np.float32)
+    if D:
+        logvar.flat[0] = logvar_scale * rng.choice([-1.0, 1.0])
+    cols = np.arange(D) if special == "all_identical" else np.flatnonzero(rng.random(D) < 0.5)
+    if special in ("identical", "all_identical"):
+        mu[:, cols], logvar[:, cols] = mu[:1, cols], logvar[:1, cols]
+    elif special == "ulps":
+        ulp = np.spacing(np.abs(mu[:1, cols]))
+        mu[:, cols] = mu[:1, cols] + rng.integers(-3, 4, (B, len(cols))) * ulp
+        logvar[:, cols] = -logvar_scale + rng.uniform(0, 0.1, (B, len(cols))).astype(np.float32)
+    return dict(B=B, D=D, mu=mu, logvar=logvar, logits=np.zeros((B, 0), np.float32), dims=[], seed=seed)
+
+
+def gaussian_aggregate_bounds(mu, logvar, w, rel=2e-6, float_moments=False):
+    """Bounds of gaussian_aggregate_kl: (tol_m [D], tol_s2 [D], tol_a [D], tol_dmu [B, D], tol_dlogvar [B, D]) for
+    upstream w [D], `rel` the relative error of a few roundings of the inputs' dtype (2e-6 float32; 1e-8 of that
+    for float64).
+
+    The fused op sums mu - c, (mu - c)^2 (c = row 0's mu) and exp(logvar) (a few ulp) in float64: the variance's
+    cancellation costs at most a factor B + 1 of double rounding (acc). float_moments: the composite, which takes
+    the moments in the inputs' dtype (each sum a few roundings of its terms). A = (m^2 + s2 - 1 - log s2) / 2 moves
+    by |m| per unit of m and |1 - 1/s2| / 2 per unit of s2, plus its own rounding. The backward w/B (m + k (mu - m)),
+    w/B k exp(logvar) / 2 with k = 1 - 1/s2 carries a few roundings of its terms and the errors of m and s2
+    (k moves by err_s2 / s2^2), with a factor 4 of headroom.
+    Measured worst err/bound over 300 gaussian_cases, float32: fused A 0.029, d mu 0.025, d logvar 0.027;
+    composite A 0.066, d mu 0.008, d logvar 0.028; float64 (rel 2e-14): A 0.036, d mu 0.004, d logvar 0.007.
+    """
+    mu, lv = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    B = max(mu.shape[0], 1)
+    w = np.asarray(w, np.float64)
+    acc = 4e-16 * (B + 1)
+    e = np.exp(lv)
+    m, s2 = reference.gaussian_aggregate_moments(mu, lv)
+    dev, x = mu - m, mu - mu[:1]
+    var, mean_e, mean_x = np.mean(dev * dev, axis=0), np.mean(e, axis=0), np.mean(np.abs(x), axis=0)
+    err_m = acc * (np.abs(m) + mean_x)
+    err_s2 = rel * mean_e + acc * (np.mean(x * x, axis=0) + mean_e)
+    if float_moments:
+        err_dm = 4 * rel * mean_x
+        err_m = err_m + err_dm + rel * np.abs(m)
+        err_s2 = err_s2 + rel * var + 2 * np.mean(np.abs(dev) * (rel * np.abs(x) + err_dm), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = 1.0 - 1.0 / s2
+        err_k = err_s2 / (s2 * s2)
+    tol_a = np.abs(m) * err_m + 0.5 * np.abs(k) * err_s2 + rel * 0.5 * (m * m + s2 + 1 + np.abs(np.log(s2)))
+    scale = np.abs(w) / B
+    tol_dmu = 4 * scale * (rel * (np.abs(m) + np.abs(k) * np.abs(dev)) + (1 + np.abs(k)) * err_m + np.abs(dev) * err_k)
+    tol_dlv = 4 * scale * 0.5 * e * (rel * np.abs(k) + err_k)
+    return err_m, err_s2, tol_a, tol_dmu, tol_dlv

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 import reference
 from tests.emulated_cuda import load
 from tests.ops_cases import (
-    aggregate_bounds, assert_close, kl_cont_scale, kl_disc_scale, latent_cases, y_atol, z_scale,
+    aggregate_bounds, assert_close, gaussian_aggregate_bounds, gaussian_cases, kl_cont_scale, kl_disc_scale,
+    latent_cases, y_atol, z_scale,
 )
 
 pytestmark = pytest.mark.emulated_cuda
@@ -326,3 +327,82 @@ def test_aggregate_kl_one_row_and_wide_blocks(emu):
     tol_q, tol_a, _ = aggregate_bounds(lg.astype(np.float64), dims, np.ones(2))
     assert_close(qbar, reference.aggregate_posterior(lg.astype(np.float64), dims), tol_q, "qbar")
     assert_close(agg, reference.kl_aggregate(lg.astype(np.float64), dims), tol_a, "agg_kl")
+
+
+# --- continuous aggregate KL (the information mode's batch moments per unit) -------------------------------------
+
+def _gaussian_inputs(case, dtype, strided):
+    """(mu, logvar) in dtype; strided: column slices of one [B, 3D] array (a row stride wider than D)."""
+    mu, lv = case["mu"].astype(dtype), case["logvar"].astype(dtype)
+    if not strided:
+        return mu, lv
+    D = mu.shape[1]
+    packed = np.concatenate([mu, lv, mu], axis=1)
+    return packed[:, :D], packed[:, D : 2 * D]
+
+
+def _check_gaussian(emu, mu, lv, w, rel, tiny):
+    mu64, lv64 = mu.astype(np.float64), lv.astype(np.float64)
+    agg, moments, counter = emu.gaussian_aggregate_kl_forward(mu, lv)
+    assert counter == 0, "the last block resets the completion counter"
+    assert agg.dtype == mu.dtype and moments.dtype == np.float64 and moments.shape == (2, mu.shape[1])
+    err_m, err_s2, tol_a, tol_dmu, tol_dlv = gaussian_aggregate_bounds(mu64, lv64, w, rel)
+    want_m, want_s2 = reference.gaussian_aggregate_moments(mu64, lv64)
+    assert_close(moments[0], want_m, err_m + tiny, "m")
+    assert_close(moments[1], want_s2, err_s2 + tiny, "s2")
+    assert_close(agg, reference.kl_gaussian_aggregate(mu64, lv64), tol_a + tiny, "A")
+    dmu, dlv = emu.gaussian_aggregate_kl_backward(mu, lv, moments, w)
+    want_mu, want_lv = reference.kl_gaussian_aggregate_vjp(mu64, lv64, w.astype(np.float64))
+    assert_close(dmu, want_mu, tol_dmu + tiny, "d mu")
+    assert_close(dlv, want_lv, tol_dlv + tiny, "d logvar")
+    return agg, moments
+
+
+@given(gaussian_cases(max_b=80, max_d=24), st.sampled_from([np.float32, np.float64]), st.booleans(), SHAPES)
+def test_gaussian_aggregate_kl_forward_backward_vs_reference(emu, case, dtype, strided, shape):
+    _shape(emu, shape)
+    mu, lv = _gaussian_inputs(case, dtype, strided)
+    rel, tiny = (2e-6 if dtype == np.float32 else 2e-14), float(np.finfo(dtype).tiny)  # + the outputs' underflow
+    w = np.random.default_rng(case["seed"] + 5).standard_normal(case["D"]).astype(dtype)
+    _check_gaussian(emu, mu, lv, w, rel, tiny)
+
+
+@pytest.mark.parametrize("rows_per_block, tile, rows_y", [(256, 256, 8), (16, 256, 8), (16, 4, 2), (3, 3, 1)])
+def test_gaussian_reduction_over_blocks_is_deterministic(emu, rows_per_block, tile, rows_y):
+    """Multi-block batches and column tiles over the 3D columns (mu - c, (mu - c)^2, exp(logvar)): bit-identical
+    over block orders and concurrency, and equal to the reference (a reduction that shifted by a block's own first
+    row, divided by a block's rows instead of B, or lost a block, would not be)."""
+    emu.set_launch_param("kRowsPerBlock", rows_per_block)
+    emu.set_launch_param("kColsPerTile", tile)
+    emu.set_launch_param("kRowsY", rows_y)
+    emu.set_launch_param("kThreads", 32)  # the backward launch: grid-stride loops turn
+    emu.set_launch_param("kMaxBlocks", 2)
+    rng = np.random.default_rng(7)
+    mu = (rng.standard_normal((41, 5)) * 3 + 10).astype(np.float32)
+    lv = rng.uniform(-5, 5, (41, 5)).astype(np.float32)
+    runs = []
+    for seed, concurrent in [(0, 1), (1, 3), (2, 8)]:
+        emu.set_options(seed=seed, concurrent_blocks=concurrent)
+        runs.append(emu.gaussian_aggregate_kl_forward(mu, lv))
+        grid = emu.last_launch()["grid"]
+        assert grid[0] == -(-41 // rows_per_block) and grid[1] == -(-15 // tile)
+    for r in runs[1:]:
+        for x, y in zip(r, runs[0]):
+            np.testing.assert_array_equal(x, y)
+    _check_gaussian(emu, mu, lv, np.array([1.0, -2.0, 0.5, 0.0, 3.0], np.float32), 2e-6, 0.0)
+
+
+def test_gaussian_aggregate_kl_one_row_and_wide(emu):
+    """B = 1 (A = the row's KL), and D = 2000 units (6000 columns: tiles stride past the grid-y limit)."""
+    rng = np.random.default_rng(1)
+    mu, lv = rng.standard_normal((1, 7)), rng.uniform(-20, 20, (1, 7))
+    agg, moments, _ = emu.gaussian_aggregate_kl_forward(mu, lv)
+    np.testing.assert_allclose(agg, reference.kl_normal(mu, lv), rtol=1e-12)
+    np.testing.assert_array_equal(moments[0], mu[0])
+    emu.set_launch_param("kMaxTilesY", 3)
+    mu = (rng.standard_normal((5, 2000)) * 3).astype(np.float32)
+    lv = rng.uniform(-5, 5, (5, 2000)).astype(np.float32)
+    emu.gaussian_aggregate_kl_forward(mu, lv)
+    launch = emu.last_launch()
+    assert launch["grid"][1] == 3 and launch["dynamic_shared"] + launch["static_shared"] <= 48 * 1024
+    _check_gaussian(emu, mu, lv, rng.standard_normal(2000).astype(np.float32), 2e-6, 0.0)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import reference
 from jointvae_fast import ops
 from tests.ops_cases import (
-    aggregate_bounds, assert_close, as_torch, kl_cont_scale, kl_disc_scale, latent_cases, y_atol, z_scale,
+    aggregate_bounds, assert_close, as_torch, gaussian_aggregate_bounds, gaussian_cases, kl_cont_scale,
+    kl_disc_scale, latent_cases, y_atol, z_scale,
 )
 
 pytestmark = [
@@ -431,3 +432,115 @@ def test_information_objective_in_a_cuda_graph_matches_eager():
     for name in ("info_disc", "agg_kl_disc", "class_counts"):
         torch.testing.assert_close(getattr(terms, name), getattr(want, name), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(lg.grad, want_grad, rtol=1e-4, atol=1e-7)
+
+
+# --- gaussian_aggregate_kl (the continuous information variant's batch moments per unit) ---------------------------
+
+@settings(max_examples=20)
+@given(gaussian_cases(), st.sampled_from(LAYOUTS), st.sampled_from([torch.float32, torch.float64]))
+def test_gaussian_aggregate_kl_cuda_vs_reference_and_cpu(case, layout, dtype):
+    mu, lv, _ = _cuda(case, dtype=dtype, layout=layout)
+    mu64, lv64 = case["mu"].astype(np.float64), case["logvar"].astype(np.float64)
+    rel, tiny = (2e-6, TINY32) if dtype == torch.float32 else (2e-14, 1e-300)
+    w = np.random.default_rng(case["seed"]).standard_normal(case["D"])
+    m, l = mu.detach().requires_grad_(), lv.detach().requires_grad_()
+    agg = ops.gaussian_aggregate_kl(m, l)
+    dmu, dlv = torch.autograd.grad((agg * torch.tensor(w, dtype=dtype, device=DEV)).sum(), (m, l), allow_unused=True)
+    if case["D"] == 0:
+        return
+    _, moments = torch.ops.jointvae.gaussian_aggregate_kl(mu, lv)
+    err_m, err_s2, ta, tdm, tdl = gaussian_aggregate_bounds(mu64, lv64, w, rel)
+    want_m, want_s2 = reference.gaussian_aggregate_moments(mu64, lv64)
+    assert_close(moments[0], want_m, err_m + tiny, "m")
+    assert_close(moments[1], want_s2, err_s2 + tiny, "s2")
+    assert_close(agg, reference.kl_gaussian_aggregate(mu64, lv64), ta + tiny, "A")
+    want_mu, want_lv = reference.kl_gaussian_aggregate_vjp(mu64, lv64, w)
+    assert_close(dmu, want_mu, tdm + tiny, "d mu")
+    assert_close(dlv, want_lv, tdl + tiny, "d logvar")
+    cpu = ops.gaussian_aggregate_kl(torch.tensor(case["mu"], dtype=dtype), torch.tensor(case["logvar"], dtype=dtype))
+    assert_close(agg, cpu.numpy(), 2 * ta + tiny, "CUDA vs CPU")
+
+
+def test_gaussian_aggregate_kl_large_batch_is_deterministic():
+    """65536 rows: many row blocks and the last-block reduction; bit-identical on repeat, equal to the reference."""
+    g = torch.Generator(device=DEV).manual_seed(0)
+    mu = torch.randn(65536, 10, device=DEV, generator=g) * 3 + 100
+    lv = torch.rand(65536, 10, device=DEV, generator=g) * 10 - 5
+    a, b = torch.ops.jointvae.gaussian_aggregate_kl(mu, lv), torch.ops.jointvae.gaussian_aggregate_kl(mu, lv)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    mu64, lv64 = mu.double().cpu().numpy(), lv.double().cpu().numpy()
+    err_m, err_s2, ta, _, _ = gaussian_aggregate_bounds(mu64, lv64, np.ones(10))
+    want_m, want_s2 = reference.gaussian_aggregate_moments(mu64, lv64)
+    assert_close(a[1][0], want_m, err_m, "m")
+    assert_close(a[1][1], want_s2, err_s2, "s2")
+    assert_close(a[0], reference.kl_gaussian_aggregate(mu64, lv64), ta + TINY32, "A")
+
+
+def test_gaussian_aggregate_kl_floor_matches_the_composite_on_cuda():
+    """logvar < -87 with one mu per unit (s2 floored at finfo(float32).tiny): the CUDA kernels, the CPU twin and
+    the composite agree, finite."""
+    mu = torch.tensor([[2.0, -1.0, 0.5]], device=DEV).expand(5, 3)
+    lv = torch.tensor([[-90.0, -120.0, 0.0]], device=DEV).expand(5, 3)
+    outs = []
+    for fn, dev in ((ops.gaussian_aggregate_kl, DEV), (ops.gaussian_aggregate_kl, "cpu"),
+                    (ops.composite_gaussian_aggregate_kl, DEV)):
+        m, l = mu.to(dev).requires_grad_(), lv.to(dev).requires_grad_()
+        a = fn(m, l)
+        outs.append([t.detach().cpu() for t in (a, *torch.autograd.grad(a.sum(), (m, l)))])
+    for other in outs[1:]:
+        for x, y in zip(outs[0], other):
+            assert torch.isfinite(x).all()
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_aggregate_kl_opcheck_and_gradcheck_on_cuda():
+    from torch.library import opcheck
+
+    g = torch.Generator(device=DEV).manual_seed(1)
+    mu = torch.randn(6, 4, device=DEV, dtype=torch.float64, generator=g, requires_grad=True)
+    lv = torch.randn(6, 4, device=DEV, dtype=torch.float64, generator=g, requires_grad=True)
+    opcheck(torch.ops.jointvae.gaussian_aggregate_kl.default, (mu, lv))
+    agg, moments = torch.ops.jointvae.gaussian_aggregate_kl(mu.detach(), lv.detach())
+    opcheck(torch.ops.jointvae.gaussian_aggregate_kl_backward.default,
+            (torch.randn_like(agg), mu.detach(), lv.detach(), moments))
+    assert torch.autograd.gradcheck(ops.gaussian_aggregate_kl, (mu, lv))
+
+
+def test_continuous_information_objective_in_a_cuda_graph_matches_eager():
+    """Objective(cont_capacity_on="information") (gaussian_aggregate_kl forward and backward, its completion
+    counter from the graph's pool) captured and replayed equals the eager call (loss, diagnostics, gradients)."""
+    from jointvae_fast.objective import Capacity, Objective
+
+    obj = Objective((10,), Capacity(0.0, 5.0, 1000, 30.0), Capacity(0.0, 2.0, 1000, 30.0), 1.0, "information",
+                    None, "information")
+    g = torch.Generator(device=DEV).manual_seed(3)
+    B = 64
+    x = torch.rand(B, 1, 8, 8, device=DEV, generator=g)
+    xl, mu, lv, lg = (torch.randn(*shape, device=DEV, generator=g).requires_grad_()
+                      for shape in ((B, 1, 8, 8), (B, 4), (B, 4), (B, 10)))
+    out = SimpleNamespace(x_logits=xl, mu=mu, logvar=lv, logits=lg)
+    c_cont, c_disc = torch.zeros((), device=DEV), torch.zeros((), device=DEV)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream
+        for _ in range(2):
+            obj.at_capacities(x, out, c_cont, c_disc).total.backward()
+    torch.cuda.current_stream().wait_stream(side)
+    for p in (xl, mu, lv, lg):
+        p.grad = None
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        terms = obj.at_capacities(x, out, c_cont, c_disc)
+        terms.total.backward()
+    c_cont.fill_(0.5)
+    c_disc.fill_(0.3)
+    graph.replay()
+    torch.cuda.synchronize()
+    want = obj.at_capacities(x, out, 0.5, 0.3)
+    want_mu, want_lv = torch.autograd.grad(want.total, (mu, lv))
+    torch.testing.assert_close(terms.total, want.total.detach(), rtol=1e-5, atol=1e-6)
+    for name in ("info_cont", "agg_kl_cont"):
+        torch.testing.assert_close(getattr(terms, name), getattr(want, name), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mu.grad, want_mu, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(lv.grad, want_lv, rtol=1e-4, atol=1e-7)

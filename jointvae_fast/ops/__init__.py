@@ -1,4 +1,4 @@
-"""The fused latent ops of Joint-VAE (sampling, KL + capacity, aggregate KL) and their composite twins.
+"""The fused latent ops of Joint-VAE (sampling, KL + capacity, aggregate KLs) and their composite twins.
 
 Shapes: mu, logvar [B, D] (D may be 0; None means [B, 0]); logits [B, sum K] (None means [B, 0]);
 disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
@@ -12,8 +12,17 @@ disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
     aggregate_kl(logits, disc_dims) -> (agg_kl [V], qbar [sum K])
         qbar_i = mean_b softmax(logits_b,i);  agg_kl[i] = KL(qbar_i || uniform(K_i)) = sum_k qbar log(K qbar)
         (B >= 1; qbar is not differentiable). kl_disc - agg_kl = the batch information I(b; c) per variable.
+    gaussian_aggregate_kl(mu, logvar) -> A [D]
+        m = mean_b mu,  s2 = mean_b exp(logvar) + mean_b (mu - m)^2,  A_d = KL(N(m, s2) || N(0, 1))
+        = (m^2 + s2 - 1 - log s2) / 2: the moment-matched aggregate posterior's KL (B >= 1). kl_cont - A = the
+        batch information per unit (reference/information.py). The moments are taken shifted by row 0's mu
+        (rows sharing a mu: variance exactly 0; the fused op sums in float64); s2 is floored at
+        finfo(dtype).tiny (it falls below only when a unit's rows share one mu and logvar < -87 in float32),
+        the gradient being the formula's at the floored s2 -- fused and composite alike.
+        torch.ops.jointvae.gaussian_aggregate_kl also returns moments float64 [2, D] = (m; s2), what its
+        backward reads (not differentiable).
 
-All three are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
+All four are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
 (kernels/torch/autograd.cpp) call the fused backward ops (no double backward). Fake kernels are registered,
 so torch.compile(fullgraph=True) works; sample_latent is tagged nondeterministic_seeded (never recomputed by
 the partitioner).
@@ -43,15 +52,16 @@ compiled ops do not cover use the composite path.
 
 from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl, composite_kl_capacity_loss,
                         composite_sample_latent)
-from .fused import aggregate_kl, backend, backend_info, kl_capacity_loss, philox_uniform, sample_latent
-
-gaussian_aggregate_kl = composite_gaussian_aggregate_kl  # prototype: no fused op yet
+from .fused import (aggregate_kl, backend, backend_info, gaussian_aggregate_kl, kl_capacity_loss, philox_uniform,
+                    sample_latent)
 
 __all__ = [
     "sample_latent",
     "kl_capacity_loss",
     "aggregate_kl",
     "composite_aggregate_kl",
+    "gaussian_aggregate_kl",
+    "composite_gaussian_aggregate_kl",
     "composite_sample_latent",
     "composite_kl_capacity_loss",
     "philox_uniform",

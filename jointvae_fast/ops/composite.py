@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .validation import check_inputs, check_logits, check_noise, check_tau
+from .validation import check_gaussian, check_inputs, check_logits, check_noise, check_tau
 
 def composite_sample_latent(mu, logvar, logits, disc_dims, tau, training=True, generator=None, noise=None):
     """sample_latent from ~10 PyTorch ops per block; noise from torch.randn/torch.rand unless given."""
@@ -68,11 +68,17 @@ def composite_gaussian_aggregate_kl(mu, logvar):
     """A_d = KL(N(m_d, s_d^2) || N(0, 1)) = (m^2 + s^2 - 1 - log s^2) / 2 per unit: [B, D], [B, D] -> [D].
 
     N(m_d, s_d^2) matches the first two moments of the batch's aggregate posterior mean_b N(mu_bd, var_bd):
-    m = mean_b mu, s^2 = mean_b (exp(logvar) + mu^2) - m^2 (computed as mean_b exp(logvar) + var_b(mu)).
+    m = mean_b mu, s^2 = mean_b exp(logvar) + mean_b (mu - m)^2. As in the fused op, the batch moments are taken
+    shifted by the first row's mu (rows sharing a mu have a variance of exactly 0), and s^2 is floored at
+    finfo(dtype).tiny, the gradient being the formula's at the floored s^2 (module docstring). Needs B >= 1.
     """
-    mu, logvar, _, _, _ = check_inputs(mu, logvar, mu.new_zeros(mu.shape[0], 0), ())
-    m = mu.mean(dim=0)
-    s2 = logvar.exp().mean(dim=0) + (mu - m).pow(2).mean(dim=0)
+    mu, logvar = check_gaussian(mu, logvar)
+    c = mu[:1].detach()  # any constant shift gives the same m and variance
+    x = mu - c
+    dm = x.mean(dim=0)
+    s2 = logvar.exp().mean(dim=0) + (x - dm).pow(2).mean(dim=0)
+    s2 = s2 + (torch.finfo(s2.dtype).tiny - s2).clamp_min(0.0).detach()  # the floor, gradient passed through
+    m = c[0] + dm
     return 0.5 * (m.pow(2) + s2 - 1.0 - s2.log())
 
 

@@ -10,8 +10,9 @@ from typing import Sequence
 import torch
 
 from . import extension
-from .composite import composite_aggregate_kl, composite_kl_capacity_loss, composite_sample_latent
-from .validation import FLOATS, check_float, check_inputs, check_logits, check_noise, check_tau
+from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl, composite_kl_capacity_loss,
+                        composite_sample_latent)
+from .validation import FLOATS, check_float, check_gaussian, check_inputs, check_logits, check_noise, check_tau
 
 _INFO = extension.load()
 _HAVE_OPS = bool(_INFO["loaded"])
@@ -138,6 +139,24 @@ def aggregate_kl(logits: torch.Tensor, disc_dims: Sequence[int]) -> tuple[torch.
     return _aggregate_op(logits, dims)
 
 
+def gaussian_aggregate_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """A [D]: A_d = KL(N(m_d, s2_d) || N(0, 1)) = (m^2 + s2 - 1 - log s2) / 2, m = mean_b mu,
+    s2 = mean_b exp(logvar) + mean_b (mu - m)^2 (s2 floored at finfo(dtype).tiny).
+
+    Differentiable in mu and logvar. Needs B >= 1. `torch.ops.jointvae.gaussian_aggregate_kl` also returns the
+    moments float64 [2, D] = (m; s2) that its backward reads (not differentiable).
+    """
+    if _fast_path(mu, logvar, mu):  # see sample_latent
+        try:
+            return _gaussian_aggregate_op(mu, logvar)[0]
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    mu, logvar = check_gaussian(mu, logvar)
+    if not _fused_ok(mu):
+        return composite_gaussian_aggregate_kl(mu, logvar)
+    return _gaussian_aggregate_op(mu, logvar)[0]
+
+
 def philox_uniform(seed: int, offset: int, n: int, device="cpu") -> torch.Tensor:
     """float32 [n]: uniforms of Philox stream S(seed, offset), through the compiled device code path."""
     if not _HAVE_OPS:
@@ -160,6 +179,7 @@ if _HAVE_OPS:
     _sample_latent_op = torch.ops.jointvae.sample_latent.default
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
     _aggregate_op = torch.ops.jointvae.aggregate_kl.default
+    _gaussian_aggregate_op = torch.ops.jointvae.gaussian_aggregate_kl.default
 
     @torch.library.register_fake("jointvae::sample_latent")
     def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
@@ -190,6 +210,14 @@ if _HAVE_OPS:
     @torch.library.register_fake("jointvae::aggregate_kl_backward")
     def _aggregate_backward_fake(grad_agg, logits, qbar, disc_dims):
         return logits.new_empty(logits.shape)
+
+    @torch.library.register_fake("jointvae::gaussian_aggregate_kl")
+    def _gaussian_aggregate_fake(mu, logvar):
+        return mu.new_empty((mu.shape[1],)), mu.new_empty((2, mu.shape[1]), dtype=torch.float64)
+
+    @torch.library.register_fake("jointvae::gaussian_aggregate_kl_backward")
+    def _gaussian_aggregate_backward_fake(grad_agg, mu, logvar, moments):
+        return mu.new_empty(mu.shape), mu.new_empty(mu.shape)
 
     @torch.library.register_fake("jointvae::philox_uniform_")
     def _philox_uniform_fake(out, seed, offset):

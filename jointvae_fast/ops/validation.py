@@ -106,6 +106,29 @@ def check_logits(logits, disc_dims):
     return logits, dims
 
 
+def check_gaussian(mu, logvar):
+    """The continuous aggregate KL's inputs: mu, logvar [B >= 1, D] -> (mu, logvar) as float32/float64."""
+    for name, t in (("mu", mu), ("logvar", logvar)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 2:
+            raise ValueError(f"{name} must be 2-D [B, D], got shape {tuple(t.shape)}")
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} must have the same shape")
+    dt = mu.dtype
+    if logvar.dtype != dt:
+        raise TypeError(f"mu, logvar must share a dtype, got {mu.dtype}, {logvar.dtype}")
+    if dt not in FLOATS:
+        if dt not in _UPCAST:
+            raise TypeError(f"mu, logvar must be floating point (float32/float64), got {dt}")
+        mu, logvar = mu.float(), logvar.float()
+    if logvar.device != mu.device:
+        raise ValueError(f"mu, logvar must be on one device, got {mu.device}, {logvar.device}")
+    if mu.shape[0] == 0:
+        raise ValueError("gaussian_aggregate_kl needs mu, logvar with at least one row (a batch mean), got B = 0")
+    return mu, logvar
+
+
 def check_tau(tau, mu=None):
     """A finite number > 0 -> float; or a one-element floating tensor (a device scalar the caller refills, e.g.
     an annealed temperature under a CUDA graph) -> that tensor as a 0-dim tensor of mu's dtype. A tensor's

@@ -384,6 +384,53 @@ void aggregate_backward_rows(const AggregateArgs<T>& a, const T* grad_agg, const
   }
 }
 
+template <typename T>
+void gaussian_aggregate_sums_rows(const GaussianAggregateArgs<T>& a, int64_t row_begin, int64_t row_end,
+                                  double* acc) {
+  const int64_t D = a.D;
+  const T* c = a.mu;  // row 0: the shift
+  for (int64_t b = row_begin; b < row_end; ++b) {
+    const T* mu = a.mu + b * a.ld_mu;
+    const T* lv = a.logvar + b * a.ld_logvar;
+    for (int64_t d = 0; d < D; ++d) {
+      const double x = gaussian_shifted(mu[d], c[d]);
+      acc[d] += x;
+      acc[D + d] += x * x;
+      acc[2 * D + d] += gaussian_variance_term(lv[d]);
+    }
+  }
+}
+
+template <typename T>
+void gaussian_aggregate_finish(const GaussianAggregateArgs<T>& a, const double* acc, T* agg_kl, double* moments) {
+  const int64_t D = a.D;
+  for (int64_t d = 0; d < D; ++d) {
+    const GaussianMoments g = gaussian_aggregate_moments(static_cast<double>(a.mu[d]), acc[d], acc[D + d],
+                                                         acc[2 * D + d], a.B, gaussian_s2_floor<T>());
+    agg_kl[d] = static_cast<T>(kl_gaussian_aggregate(g));
+    moments[d] = g.m;
+    moments[D + d] = g.s2;
+  }
+}
+
+template <typename T>
+void gaussian_aggregate_backward_rows(const GaussianAggregateArgs<T>& a, const T* grad_agg, const double* moments,
+                                      int64_t row_begin, int64_t row_end, T* dmu, T* dlogvar) {
+  const int64_t D = a.D;
+  const T inv_b = T(1) / static_cast<T>(a.B);
+  std::vector<T> w(static_cast<size_t>(D)), shrink(static_cast<size_t>(D));
+  for (int64_t d = 0; d < D; ++d) {
+    w[d] = grad_agg[d] * inv_b;
+    shrink[d] = gaussian_aggregate_shrink<T>(moments[D + d]);
+  }
+  for (int64_t b = row_begin; b < row_end; ++b) {
+    const T* mu = a.mu + b * a.ld_mu;
+    const T* lv = a.logvar + b * a.ld_logvar;
+    for (int64_t d = 0; d < D; ++d)
+      gaussian_aggregate_backward(mu[d], lv[d], moments[d], shrink[d], w[d], dmu + b * D + d, dlogvar + b * D + d);
+  }
+}
+
 void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end, float* out) {
   PhiloxReader r(seed, offset);
   for (int64_t i = begin; i < end; ++i) out[i] = r.uniform(static_cast<uint64_t>(i));
@@ -399,7 +446,11 @@ void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t
   template void kl_backward_rows<T>(const KLArgs<T>&, const T*, int64_t, int64_t, T*, T*, T*);                   \
   template void aggregate_sums_rows<T>(const AggregateArgs<T>&, int64_t, int64_t, double*);                      \
   template void aggregate_finish<T>(const double*, int64_t, const DiscLayout&, T*, T*);                          \
-  template void aggregate_backward_rows<T>(const AggregateArgs<T>&, const T*, const T*, int64_t, int64_t, T*);
+  template void aggregate_backward_rows<T>(const AggregateArgs<T>&, const T*, const T*, int64_t, int64_t, T*);   \
+  template void gaussian_aggregate_sums_rows<T>(const GaussianAggregateArgs<T>&, int64_t, int64_t, double*);   \
+  template void gaussian_aggregate_finish<T>(const GaussianAggregateArgs<T>&, const double*, T*, double*);      \
+  template void gaussian_aggregate_backward_rows<T>(const GaussianAggregateArgs<T>&, const T*, const double*,   \
+                                                    int64_t, int64_t, T*, T*);
 
 JV_INSTANTIATE(float)
 JV_INSTANTIATE(double)

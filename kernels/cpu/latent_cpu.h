@@ -55,6 +55,22 @@ template <typename T>
 void aggregate_backward_rows(const AggregateArgs<T>& a, const T* grad_agg, const T* qbar, int64_t row_begin,
                              int64_t row_end, T* dlogits);
 
+// Continuous aggregate KL (reference/information.py), per unit d over the rows, shifted by c = mu[0, d]:
+// acc[d] += sum (mu - c), acc[D + d] += sum (mu - c)^2, acc[2D + d] += sum exp(logvar) (double).
+template <typename T>
+void gaussian_aggregate_sums_rows(const GaussianAggregateArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc);
+
+// From the sums of all B rows: moments [2, D] = (m; s2 floored at gaussian_s2_floor<T>), in double, and
+// agg_kl[d] = (m^2 + s2 - 1 - log s2) / 2 [D].
+template <typename T>
+void gaussian_aggregate_finish(const GaussianAggregateArgs<T>& a, const double* acc, T* agg_kl, double* moments);
+
+// dmu = (grad_agg[d] / B) (m + (1 - 1/s2)(mu - m)), dlogvar = (grad_agg[d] / B) (1 - 1/s2) exp(logvar) / 2;
+// dmu, dlogvar [B, D] contiguous.
+template <typename T>
+void gaussian_aggregate_backward_rows(const GaussianAggregateArgs<T>& a, const T* grad_agg, const double* moments,
+                                      int64_t row_begin, int64_t row_end, T* dmu, T* dlogvar);
+
 // out[i] = uniform of stream S(seed, offset), element i, for i in [begin, end).
 void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t end, float* out);
 

@@ -49,6 +49,18 @@ template <typename T>
 cudaError_t aggregate_kl_backward(const AggregateArgs<T>& a, const T* qbar, const T* grad_agg, T* dlogits,
                                   cudaStream_t stream);
 
+// Continuous aggregate KL (reference/information.py): one launch reducing the shifted sums of the 3D columns
+// (mu - c, (mu - c)^2, exp(logvar); c = row 0's mu) like kl_forward (workspace kl_workspace_doubles(B, 3D)
+// doubles and a zeroed counter) -> agg_kl [D] and moments [2, D] = (m; s2) in double. Needs B >= 1.
+template <typename T>
+cudaError_t gaussian_aggregate_kl_forward(const GaussianAggregateArgs<T>& a, double* workspace, unsigned* counter,
+                                          T* agg_kl, double* moments, cudaStream_t stream);
+
+// grad_agg [D] and moments [2, D] on the device; dmu, dlogvar [B, D] contiguous.
+template <typename T>
+cudaError_t gaussian_aggregate_kl_backward(const GaussianAggregateArgs<T>& a, const double* moments,
+                                           const T* grad_agg, T* dmu, T* dlogvar, cudaStream_t stream);
+
 cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream);
 
 }  // namespace cuda

@@ -92,7 +92,7 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
   }
 }
 
-// The deterministic batch reduction of kl_forward and aggregate_kl_forward. Grid (row blocks, column tiles),
+// The deterministic batch reduction of kl_forward, aggregate_kl_forward and gaussian_aggregate_kl_forward. Grid (row blocks, column tiles),
 // block (32, kRowsY): per tile of cols_per_tile columns, lane x walks the tile's columns and y the block's rows;
 // per-block column sums of value(b, j) go to the workspace [row blocks, J]. Shared memory: kRowsY * cols_per_tile
 // doubles, whatever J.
@@ -217,6 +217,51 @@ __global__ void aggregate_kl_backward_kernel(AggregateArgs<T> a, const T* qbar, 
     const int o = a.disc.off[v];
     kl_aggregate_row_backward(a.logits + b * a.ld_logits + o, qbar + o, a.disc.dims[v], grad_agg[v] * inv_b,
                               dlogits + b * N + o);
+  }
+}
+
+// Columns: j in [0, D) mu - c, [D, 2D) (mu - c)^2, [2D, 3D) exp(logvar), c = mu of row 0. The last block writes
+// A_d and the moments (m; s2) per unit.
+template <typename T>
+__global__ void gaussian_aggregate_kl_forward_kernel(GaussianAggregateArgs<T> a, int rows_per_block,
+                                                     int cols_per_tile, double* partial, unsigned* counter,
+                                                     T* agg_kl, double* moments) {
+  JV_SHARED_DYNAMIC(double, sm);
+  const int64_t D = a.D, J = 3 * D;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows_per_block;
+  const int64_t r1 = min(a.B, r0 + rows_per_block);
+  const int tid = threadIdx.y * 32 + threadIdx.x, nt = 32 * blockDim.y;
+  auto value = [&a, D](int64_t b, int64_t j) -> double {
+    if (j >= 2 * D) return gaussian_variance_term(a.logvar[b * a.ld_logvar + (j - 2 * D)]);
+    const int64_t d = j < D ? j : j - D;
+    const double x = gaussian_shifted(a.mu[b * a.ld_mu + d], a.mu[d]);
+    return j < D ? x : x * x;
+  };
+  block_column_sums(value, r0, r1, J, cols_per_tile, sm, partial);
+  if (!is_last_block(counter)) return;
+  for (int64_t d = tid; d < D; d += nt) {
+    const GaussianMoments g = gaussian_aggregate_moments(
+        static_cast<double>(a.mu[d]), column_total(partial, J, d), column_total(partial, J, D + d),
+        column_total(partial, J, 2 * D + d), a.B, gaussian_s2_floor<T>());
+    agg_kl[d] = static_cast<T>(kl_gaussian_aggregate(g));
+    moments[d] = g.m;
+    moments[D + d] = g.s2;
+  }
+  if (tid == 0) *counter = 0u;
+}
+
+// (dmu, dlogvar) per element (b, d) = (grad_agg[d] / B) (m + shrink (mu - m), shrink exp(logvar) / 2).
+template <typename T>
+__global__ void gaussian_aggregate_kl_backward_kernel(GaussianAggregateArgs<T> a, const double* moments,
+                                                      const T* grad_agg, T* dmu, T* dlogvar) {
+  const int64_t D = a.D, n_all = a.B * D;
+  const T inv_b = T(1) / static_cast<T>(a.B);
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+    const int64_t b = t / D, d = t - b * D;
+    gaussian_aggregate_backward(a.mu[b * a.ld_mu + d], a.logvar[b * a.ld_logvar + d], moments[d],
+                                gaussian_aggregate_shrink<T>(moments[D + d]), grad_agg[d] * inv_b, dmu + t,
+                                dlogvar + t);
   }
 }
 
@@ -346,6 +391,31 @@ cudaError_t aggregate_kl_backward(const AggregateArgs<T>& a, const T* qbar, cons
   return cudaGetLastError();
 }
 
+template <typename T>
+cudaError_t gaussian_aggregate_kl_forward(const GaussianAggregateArgs<T>& a, double* workspace, unsigned* counter,
+                                          T* agg_kl, double* moments, cudaStream_t stream) {
+  const int64_t J = 3 * a.D;
+  if (a.B * J == 0) return cudaSuccess;
+  const int64_t blocks = (a.B + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int64_t tiles = std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY);
+  const int64_t cols = std::min<int64_t>(J, kColsPerTile);
+  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
+  JV_LAUNCH(gaussian_aggregate_kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)),
+            dim3(32, kRowsY), smem, stream)(a, kRowsPerBlock, static_cast<int>(cols), workspace, counter, agg_kl,
+                                            moments);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t gaussian_aggregate_kl_backward(const GaussianAggregateArgs<T>& a, const double* moments,
+                                           const T* grad_agg, T* dmu, T* dlogvar, cudaStream_t stream) {
+  const int64_t items = a.B * a.D;
+  if (items == 0) return cudaSuccess;
+  JV_LAUNCH(gaussian_aggregate_kl_backward_kernel<T>, grid_for(items), kThreads, 0, stream)(a, moments, grad_agg,
+                                                                                           dmu, dlogvar);
+  return cudaGetLastError();
+}
+
 cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   JV_LAUNCH(philox_uniform_kernel, grid_for((n + 3) / 4), kThreads, 0, stream)(seed, offset, n, out);
@@ -360,7 +430,11 @@ cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out
                                       const T*, T*, T*, T*, cudaStream_t);                                    \
   template cudaError_t aggregate_kl_forward<T>(const AggregateArgs<T>&, T*, double*, unsigned*, T*, T*,         \
                                                cudaStream_t);                                                   \
-  template cudaError_t aggregate_kl_backward<T>(const AggregateArgs<T>&, const T*, const T*, T*, cudaStream_t);
+  template cudaError_t aggregate_kl_backward<T>(const AggregateArgs<T>&, const T*, const T*, T*, cudaStream_t);   \
+  template cudaError_t gaussian_aggregate_kl_forward<T>(const GaussianAggregateArgs<T>&, double*, unsigned*, T*,  \
+                                                        double*, cudaStream_t);                                  \
+  template cudaError_t gaussian_aggregate_kl_backward<T>(const GaussianAggregateArgs<T>&, const double*, const T*, \
+                                                         T*, T*, cudaStream_t);
 
 JV_INSTANTIATE(float)
 JV_INSTANTIATE(double)

@@ -232,6 +232,50 @@ py::tuple aggregate_kl_backward(const py::array& logits, const std::vector<int>&
   return py::make_tuple(dl);
 }
 
+template <typename T>
+GaussianAggregateArgs<T> gaussian_args(const py::array& mu, const py::array& logvar) {
+  const Rows<T> m = rows_of<T>(mu, "mu", -1, -1);
+  const Rows<T> lv = rows_of<T>(logvar, "logvar", m.rows, m.cols);
+  GaussianAggregateArgs<T> a{};  // by field: members may be added
+  a.B = m.rows, a.D = m.cols, a.mu = m.p, a.ld_mu = m.ld, a.logvar = lv.p, a.ld_logvar = lv.ld;
+  return a;
+}
+
+template <typename T>
+py::tuple gaussian_aggregate_kl_forward(const py::array& mu, const py::array& logvar) {
+  const GaussianAggregateArgs<T> a = gaussian_args<T>(mu, logvar);
+  std::vector<double> work(static_cast<size_t>(cuda::kl_workspace_doubles(a.B, 3 * a.D)),
+                           std::numeric_limits<double>::quiet_NaN());
+  unsigned counter = 0;
+  auto agg = nan_array<T>({a.D});
+  auto moments = nan_array<double>({int64_t(2), a.D});
+  cudaError_t e;
+  {
+    py::gil_scoped_release release;
+    e = cuda::gaussian_aggregate_kl_forward<T>(a, work.data(), &counter, agg.mutable_data(), moments.mutable_data(),
+                                               nullptr);
+  }
+  check(e, "gaussian_aggregate_kl_forward");
+  return py::make_tuple(agg, moments, counter);
+}
+
+template <typename T>
+py::tuple gaussian_aggregate_kl_backward(const py::array& mu, const py::array& logvar, const py::array& moments,
+                                         const py::array& grad_agg) {
+  const GaussianAggregateArgs<T> a = gaussian_args<T>(mu, logvar);
+  const Rows<double> mo = rows_of<double>(moments, "moments", 2, a.D);
+  if (mo.rows > 1 && a.D > 0 && mo.ld != a.D) throw py::value_error("moments: must be contiguous");
+  const T* g = rows_of<T>(py::array(grad_agg).reshape({int64_t(1), a.D}), "grad_agg", 1, a.D).p;
+  auto dmu = nan_array<T>({a.B, a.D}), dlv = nan_array<T>({a.B, a.D});
+  cudaError_t e;
+  {
+    py::gil_scoped_release release;
+    e = cuda::gaussian_aggregate_kl_backward<T>(a, mo.p, g, dmu.mutable_data(), dlv.mutable_data(), nullptr);
+  }
+  check(e, "gaussian_aggregate_kl_backward");
+  return py::make_tuple(dmu, dlv);
+}
+
 py::array_t<float> philox_uniform(uint64_t seed, uint64_t offset, int64_t n) {
   auto out = nan_array<float>({n});
   float* p = out.mutable_data();
@@ -319,6 +363,17 @@ PYBIND11_MODULE(jointvae_emulated_cuda, m) {
           return JV_BY_DTYPE(aggregate_kl_backward)(logits, dims, qbar, grad_agg);
         },
         py::arg("logits"), py::arg("disc_dims"), py::arg("qbar"), py::arg("grad_agg"), "-> (d logits,)");
+  m.def("gaussian_aggregate_kl_forward",
+        [](const py::array& mu, const py::array& logvar) {
+          return JV_BY_DTYPE(gaussian_aggregate_kl_forward)(mu, logvar);
+        },
+        py::arg("mu"), py::arg("logvar"),
+        "-> (agg_kl [D], moments [2, D] float64 = (m; s2), the completion counter after)");
+  m.def("gaussian_aggregate_kl_backward",
+        [](const py::array& mu, const py::array& logvar, const py::array& moments, const py::array& grad_agg) {
+          return JV_BY_DTYPE(gaussian_aggregate_kl_backward)(mu, logvar, moments, grad_agg);
+        },
+        py::arg("mu"), py::arg("logvar"), py::arg("moments"), py::arg("grad_agg"), "-> (d mu, d logvar)");
   m.def("philox_uniform", &philox_uniform, py::arg("seed"), py::arg("offset"), py::arg("n"));
   m.def("set_options",
         [](std::optional<uint64_t> seed, std::optional<int> concurrent_blocks) {

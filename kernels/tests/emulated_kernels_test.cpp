@@ -213,6 +213,34 @@ static void aggregate_vs_cpu(const Inputs<T>& in, double tol) {
   CHECK(max_rel(d, c) < tol, "aggregate_kl_backward: %g", max_rel(d, c));
 }
 
+template <typename T>
+static void gaussian_aggregate_vs_cpu(const Inputs<T>& in, double tol) {
+  const KLArgs<T> k = in.kl();
+  GaussianAggregateArgs<T> a{};
+  a.B = in.B, a.D = in.D, a.mu = k.mu, a.ld_mu = k.ld_mu, a.logvar = k.logvar, a.ld_logvar = k.ld_logvar;
+  const int64_t B = in.B, D = in.D;
+  std::vector<double> work(static_cast<size_t>(cuda::kl_workspace_doubles(B, 3 * D)), NAN);
+  std::vector<double> mom(2 * D, NAN), mom_cpu(2 * D);
+  std::vector<T> agg(D, T(NAN)), agg_cpu(D);
+  unsigned counter = 0;
+  CHECK(cuda::gaussian_aggregate_kl_forward<T>(a, work.data(), &counter, agg.data(), mom.data(), nullptr) ==
+            cudaSuccess, "gaussian_aggregate_kl_forward launch");
+  CHECK(counter == 0, "counter reset");
+  std::vector<double> acc(3 * D, 0.0);
+  cpu::gaussian_aggregate_sums_rows<T>(a, 0, B, acc.data());
+  cpu::gaussian_aggregate_finish<T>(a, acc.data(), agg_cpu.data(), mom_cpu.data());
+  CHECK(max_rel(agg, agg_cpu) < tol && max_rel(mom, mom_cpu) < tol, "gaussian_aggregate_kl vs CPU twin: %g %g",
+        max_rel(agg, agg_cpu), max_rel(mom, mom_cpu));
+  std::vector<T> g(D), d[2] = {std::vector<T>(B * D, T(NAN)), std::vector<T>(B * D, T(NAN))};
+  std::vector<T> c[2] = {std::vector<T>(B * D), std::vector<T>(B * D)};
+  for (int64_t j = 0; j < D; ++j) g[j] = T(1.0 - 0.3 * double(j));
+  CHECK(cuda::gaussian_aggregate_kl_backward<T>(a, mom.data(), g.data(), d[0].data(), d[1].data(), nullptr) ==
+            cudaSuccess, "gaussian_aggregate_kl_backward launch");
+  cpu::gaussian_aggregate_backward_rows<T>(a, g.data(), mom.data(), 0, B, c[0].data(), c[1].data());
+  for (int i = 0; i < 2; ++i)
+    CHECK(max_rel(d[i], c[i]) < tol, "gaussian_aggregate_kl_backward[%d]: %g", i, max_rel(d[i], c[i]));
+}
+
 static void philox_vs_cpu() {
   std::vector<float> got(1001, NAN), want(1001);
   CHECK(cuda::philox_uniform(77, 3, 1001, got.data(), nullptr) == cudaSuccess, "philox launch");
@@ -238,6 +266,8 @@ static void kernels_vs_cpu() {
     kl_vs_cpu(d, 1e-12);
     aggregate_vs_cpu(f, 2e-5);
     aggregate_vs_cpu(d, 1e-12);
+    gaussian_aggregate_vs_cpu(f, 2e-5);
+    gaussian_aggregate_vs_cpu(d, 1e-12);
   }
   emu::reset_launch_params();
 }

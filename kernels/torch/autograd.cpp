@@ -1,6 +1,7 @@
-// Autograd kernels of jointvae::sample_latent, jointvae::kl_capacity_loss and jointvae::aggregate_kl as C++
-// autograd Functions whose backward calls the fused backward ops. (torch.library.register_autograd does the same
-// from Python but costs ~15 us per call and per backward on CPU: more than the fused ops themselves at B = 64.)
+// Autograd kernels of jointvae::sample_latent, jointvae::kl_capacity_loss, jointvae::aggregate_kl and
+// jointvae::gaussian_aggregate_kl as C++ autograd Functions whose backward calls the fused backward ops.
+// (torch.library.register_autograd does the same from Python but costs ~15 us per call and per backward on
+// CPU: more than the fused ops themselves at B = 64.)
 // The backward ops are not differentiable (no double backward).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
@@ -30,6 +31,9 @@ using KLBackwardSig = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const st
 
 using AggregateSig = std::tuple<Tensor, Tensor>(const Tensor&, at::IntArrayRef);
 using AggregateBackwardSig = Tensor(const Tensor&, const Tensor&, const Tensor&, at::IntArrayRef);
+using GaussianAggregateSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&);
+using GaussianAggregateBackwardSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
+                                                                const Tensor&);
 
 template <typename Sig>
 c10::TypedOperatorHandle<Sig> handle(const char* name) {
@@ -132,6 +136,34 @@ std::tuple<Tensor, Tensor> aggregate_kl_autograd(const Tensor& logits, at::IntAr
   return {r[0], r[1]};
 }
 
+class GaussianAggregateKLFn : public torch::autograd::Function<GaussianAggregateKLFn> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& mu, const Tensor& logvar) {
+    static const auto op = handle<GaussianAggregateSig>("jointvae::gaussian_aggregate_kl");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [agg, moments] = op.call(mu, logvar);
+    ctx->save_for_backward({mu, logvar, moments});
+    ctx->mark_non_differentiable({moments});
+    return {agg, moments};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = handle<GaussianAggregateBackwardSig>("jointvae::gaussian_aggregate_kl_backward");
+    const auto s = ctx->get_saved_variables();
+    variable_list out(2);
+    if (!grads[0].defined()) return out;
+    auto [dmu, dlv] = op.call(grads[0], s[0], s[1], s[2]);
+    out[0] = dmu;
+    out[1] = dlv;
+    return out;
+  }
+};
+
+std::tuple<Tensor, Tensor> gaussian_aggregate_kl_autograd(const Tensor& mu, const Tensor& logvar) {
+  auto r = GaussianAggregateKLFn::apply(mu, logvar);
+  return {r[0], r[1]};
+}
+
 std::tuple<Tensor, Tensor, Tensor> sample_latent_autograd(const Tensor& mu, const Tensor& logvar, const Tensor& logits,
                                                           at::IntArrayRef disc_dims, double tau, bool training,
                                                           const std::optional<Tensor>& eps,
@@ -156,4 +188,5 @@ TORCH_LIBRARY_IMPL(jointvae, Autograd, m) {
   m.impl("sample_latent", &sample_latent_autograd);
   m.impl("kl_capacity_loss", &kl_capacity_loss_autograd);
   m.impl("aggregate_kl", &aggregate_kl_autograd);
+  m.impl("gaussian_aggregate_kl", &gaussian_aggregate_kl_autograd);
 }

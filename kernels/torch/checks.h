@@ -245,5 +245,41 @@ inline void check_aggregate_backward(const at::Tensor& logits, const DiscLayout&
   check_vector(qbar, "qbar", logits, disc.total);
 }
 
+// The continuous aggregate KL op's mu, logvar (float matrices of one shape, dtype and device, >= 1 row: the
+// moments are batch means) -> unit-column-stride views.
+inline std::pair<at::Tensor, at::Tensor> check_gaussian_inputs(const at::Tensor& mu, const at::Tensor& logvar) {
+  check_float_matrix(mu, "mu");
+  check_float_matrix(logvar, "logvar");
+  TORCH_CHECK(mu.sizes() == logvar.sizes(), "jointvae: mu ", mu.sizes(), " and logvar ", logvar.sizes(),
+              " must have the same shape");
+  TORCH_CHECK(mu.scalar_type() == logvar.scalar_type(), "jointvae: mu, logvar must share a dtype, got ",
+              mu.scalar_type(), ", ", logvar.scalar_type());
+  TORCH_CHECK(mu.device() == logvar.device(), "jointvae: mu, logvar must be on one device, got ", mu.device(), ", ",
+              logvar.device());
+  TORCH_CHECK(mu.size(0) > 0, "jointvae: gaussian_aggregate_kl needs at least one row (batch mean), got B = 0");
+  return {unit_cols(mu), unit_cols(logvar)};
+}
+
+template <typename T>
+GaussianAggregateArgs<T> gaussian_aggregate_args(const at::Tensor& mu, const at::Tensor& logvar) {
+  GaussianAggregateArgs<T> a{};
+  a.B = mu.size(0);
+  a.D = mu.size(1);
+  a.mu = ptr_or_null<T>(mu);
+  a.ld_mu = row_stride(mu);
+  a.logvar = ptr_or_null<T>(logvar);
+  a.ld_logvar = row_stride(logvar);
+  return a;
+}
+
+// Validation of gaussian_aggregate_kl_backward's grad_agg [D] and moments [2, D] float64 (beyond mu, logvar).
+inline void check_gaussian_backward(const at::Tensor& mu, const at::Tensor& grad_agg, const at::Tensor& moments) {
+  check_vector(grad_agg, "grad_agg", mu, mu.size(1));
+  TORCH_CHECK(moments.dim() == 2 && moments.size(0) == 2 && moments.size(1) == mu.size(1) &&
+                  moments.scalar_type() == at::kDouble && moments.device() == mu.device(),
+              "jointvae: moments must be a float64 [2, ", mu.size(1), "] tensor on ", mu.device(), ", got ",
+              moments.sizes(), " ", moments.scalar_type(), " on ", moments.device());
+}
+
 }  // namespace torch_ops
 }  // namespace jointvae

@@ -194,6 +194,52 @@ Tensor aggregate_kl_backward_cpu(const Tensor& grad_agg, const Tensor& logits, c
   return dl;
 }
 
+std::tuple<Tensor, Tensor> gaussian_aggregate_kl_cpu(const Tensor& mu, const Tensor& logvar) {
+  auto [m, lv] = check_gaussian_inputs(mu, logvar);
+  const int64_t B = m.size(0), D = m.size(1), J = 3 * D;
+  Tensor agg = at::empty({D}, m.options()), moments = at::empty({2, D}, m.options().dtype(at::kDouble));
+  if (D == 0) return {agg, moments};
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const GaussianAggregateArgs<T> a = gaussian_aggregate_args<T>(m, lv);
+    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
+    std::vector<double> acc(static_cast<size_t>(chunks * J), 0.0);
+    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(2 * D) / kChunkRows), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c)
+        cpu::gaussian_aggregate_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows),
+                                             acc.data() + c * J);
+    });
+    for (int64_t c = 1; c < chunks; ++c)
+      for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
+    cpu::gaussian_aggregate_finish<T>(a, acc.data(), agg.mutable_data_ptr<T>(), moments.mutable_data_ptr<double>());
+  };
+  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {agg, moments};
+}
+
+std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad_agg, const Tensor& mu,
+                                                              const Tensor& logvar, const Tensor& moments) {
+  auto [m, lv] = check_gaussian_inputs(mu, logvar);
+  check_gaussian_backward(m, grad_agg, moments);
+  const int64_t B = m.size(0), D = m.size(1);
+  Tensor g = grad_agg.contiguous(), mo = moments.contiguous();
+  Tensor dmu = at::empty({B, D}, m.options()), dlv = at::empty({B, D}, m.options());
+  if (D == 0) return {dmu, dlv};
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const GaussianAggregateArgs<T> a = gaussian_aggregate_args<T>(m, lv);
+    const T* pg = g.const_data_ptr<T>();
+    const double* pm = mo.const_data_ptr<double>();
+    T* pdm = dmu.mutable_data_ptr<T>();
+    T* pdl = dlv.mutable_data_ptr<T>();
+    at::parallel_for(0, B, row_grain(2 * D), [&](int64_t b0, int64_t b1) {
+      cpu::gaussian_aggregate_backward_rows<T>(a, pg, pm, b0, b1, pdm, pdl);
+    });
+  };
+  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {dmu, dlv};
+}
+
 void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {
   TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
               "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
@@ -228,6 +274,10 @@ TORCH_LIBRARY(jointvae, m) {
       "float gamma_cont, float gamma_disc) -> (Tensor grad_mu, Tensor grad_logvar, Tensor grad_logits)");
   m.def("aggregate_kl(Tensor logits, int[] disc_dims) -> (Tensor agg_kl, Tensor qbar)");
   m.def("aggregate_kl_backward(Tensor grad_agg, Tensor logits, Tensor qbar, int[] disc_dims) -> Tensor");
+  m.def("gaussian_aggregate_kl(Tensor mu, Tensor logvar) -> (Tensor agg_kl, Tensor moments)");
+  m.def(
+      "gaussian_aggregate_kl_backward(Tensor grad_agg, Tensor mu, Tensor logvar, Tensor moments) -> "
+      "(Tensor grad_mu, Tensor grad_logvar)");
   m.def("philox_uniform_(Tensor(a!) out, int seed, int offset) -> ()");
 }
 
@@ -239,5 +289,7 @@ TORCH_LIBRARY_IMPL(jointvae, CPU, m) {
   m.impl("kl_capacity_loss_backward", &kl_capacity_loss_backward_cpu);
   m.impl("aggregate_kl", &aggregate_kl_cpu);
   m.impl("aggregate_kl_backward", &aggregate_kl_backward_cpu);
+  m.impl("gaussian_aggregate_kl", &gaussian_aggregate_kl_cpu);
+  m.impl("gaussian_aggregate_kl_backward", &gaussian_aggregate_kl_backward_cpu);
   m.impl("philox_uniform_", &philox_uniform_cpu);
 }

@@ -207,6 +207,48 @@ Tensor aggregate_kl_backward_cuda(const Tensor& grad_agg, const Tensor& logits, 
   return dl;
 }
 
+std::tuple<Tensor, Tensor> gaussian_aggregate_kl_cuda(const Tensor& mu, const Tensor& logvar) {
+  auto [m, lv] = check_gaussian_inputs(mu, logvar);
+  c10::cuda::CUDAGuard guard(m.device());
+  const int64_t B = m.size(0), D = m.size(1);
+  Tensor agg = at::empty({D}, m.options()), moments = at::empty({2, D}, m.options().dtype(at::kDouble));
+  if (D == 0) return {agg, moments};
+  Tensor work = at::empty({cuda::kl_workspace_doubles(B, 3 * D)}, m.options().dtype(at::kDouble));
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(m.device().index()).stream();
+  Tensor counter = kl_counter(m, stream);
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    check_launch(cuda::gaussian_aggregate_kl_forward<T>(
+                     gaussian_aggregate_args<T>(m, lv), work.mutable_data_ptr<double>(),
+                     reinterpret_cast<unsigned*>(counter.mutable_data_ptr<int32_t>()), agg.mutable_data_ptr<T>(),
+                     moments.mutable_data_ptr<double>(), stream),
+                 "gaussian_aggregate_kl");
+  };
+  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {agg, moments};
+}
+
+std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cuda(const Tensor& grad_agg, const Tensor& mu,
+                                                               const Tensor& logvar, const Tensor& moments) {
+  auto [m, lv] = check_gaussian_inputs(mu, logvar);
+  check_gaussian_backward(m, grad_agg, moments);
+  c10::cuda::CUDAGuard guard(m.device());
+  const int64_t B = m.size(0), D = m.size(1);
+  Tensor g = grad_agg.contiguous(), mo = moments.contiguous();
+  Tensor dmu = at::empty({B, D}, m.options()), dlv = at::empty({B, D}, m.options());
+  if (D == 0) return {dmu, dlv};
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(m.device().index()).stream();
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    check_launch(cuda::gaussian_aggregate_kl_backward<T>(gaussian_aggregate_args<T>(m, lv),
+                                                         mo.const_data_ptr<double>(), g.const_data_ptr<T>(),
+                                                         dmu.mutable_data_ptr<T>(), dlv.mutable_data_ptr<T>(), stream),
+                 "gaussian_aggregate_kl_backward");
+  };
+  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  return {dmu, dlv};
+}
+
 void philox_uniform_cuda(Tensor& out, int64_t seed, int64_t offset) {
   TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
               "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
@@ -230,5 +272,7 @@ TORCH_LIBRARY_IMPL(jointvae, CUDA, m) {
   m.impl("kl_capacity_loss_backward", &kl_capacity_loss_backward_cuda);
   m.impl("aggregate_kl", &aggregate_kl_cuda);
   m.impl("aggregate_kl_backward", &aggregate_kl_backward_cuda);
+  m.impl("gaussian_aggregate_kl", &gaussian_aggregate_kl_cuda);
+  m.impl("gaussian_aggregate_kl_backward", &gaussian_aggregate_kl_backward_cuda);
   m.impl("philox_uniform_", &philox_uniform_cuda);
 }

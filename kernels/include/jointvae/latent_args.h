@@ -73,4 +73,14 @@ struct AggregateArgs {
   int64_t ld_logits;
 };
 
+// The continuous aggregate KL op: mu, logvar [B, D] only.
+template <typename T>
+struct GaussianAggregateArgs {
+  int64_t B, D;
+  const T* mu;
+  int64_t ld_mu;
+  const T* logvar;
+  int64_t ld_logvar;
+};
+
 }  // namespace jointvae

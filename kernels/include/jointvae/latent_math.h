@@ -4,6 +4,7 @@
 //   kl_normal term   = 0.5 * (mu^2 + expm1(logvar) - logvar)  (= -0.5(1 + lv - mu^2 - e^lv))
 //   kl_categorical   = log K + sum_k p_k log p_k,  p = softmax(l)
 //   kl_aggregate     = sum_k qbar_k log(K qbar_k),  qbar = mean over rows of p   (reference/information.py)
+//   kl_gaussian_aggregate = (m^2 + s2 - 1 - log s2) / 2,  m = mean mu, s2 = mean exp(logvar) + mean (mu - m)^2
 // Per-row block functions take raw pointers with unit stride; T is float or double.
 #pragma once
 #include <stdint.h>
@@ -153,6 +154,73 @@ JV_HD void kl_aggregate_row_backward(const T* l, const T* qbar, int K, T w, T* d
   T Em = T(0);
   for (int k = 0; k < K; ++k) Em += dl[k] * log_k_qbar(qbar[k], K);
   for (int k = 0; k < K; ++k) dl[k] = w * dl[k] * (log_k_qbar(qbar[k], K) - Em);
+}
+
+// ---- the continuous aggregate: KL(N(m, s2) || N(0, 1)) per unit (reference/information.py) ----
+// exp(x) with the float results below 2^-126 (x < -87.3) kept as subnormals, as CUDA's expf and torch.exp keep
+// them (the host fast_exp flushes them to 0): the gradient multiplies exp(logvar) by 1 - 1/s2, which reaches
+// -1/finfo(float32).tiny where s2 is floored.
+template <typename T>
+JV_HD T exp_with_subnormals(T x) {
+  return x < T(-87) ? jv_exp(x) : fast_exp(x);
+}
+
+// The batch sums are taken shifted by c = the unit's mu in row 0 (a constant: m and the variance do not depend
+// on it): sum (mu - c) and sum (mu - c)^2 in double, so rows that share a mu give a variance of exactly 0, and
+// the cancellation in sum (mu - c)^2 / B - (sum (mu - c) / B)^2 costs at most a factor B + 1 of double rounding
+// (sum_b (mu_b - m)^2 >= (c - m)^2). The per-element values, for any row block:
+template <typename T>
+JV_HD double gaussian_shifted(T mu, T c) {
+  return static_cast<double>(mu) - static_cast<double>(c);
+}
+template <typename T>
+JV_HD double gaussian_variance_term(T lv) {
+  return static_cast<double>(exp_with_subnormals(lv));
+}
+
+// The floor of s2: the smallest normal number of the input dtype (torch.finfo(dtype).tiny; 1.2e-38 in float32).
+// s2 falls below it only when every row of a unit has the same mu (to ~1e-19) and logvar < -87 (float32):
+// there log s2 would lose its precision or be -inf. A and its gradient are the formulas at max(s2, floor).
+template <typename T>
+JV_HD double gaussian_s2_floor() {
+  return sizeof(T) == sizeof(float) ? 1.1754943508222875e-38 : 2.2250738585072014e-308;
+}
+
+struct GaussianMoments {
+  double m, s2;  // mean and (floored) variance of the aggregate posterior of one unit
+};
+
+// From the B rows' sums s1 = sum (mu - c), sq = sum (mu - c)^2, sv = sum exp(logvar). NaN propagates.
+JV_HD GaussianMoments gaussian_aggregate_moments(double c, double s1, double sq, double sv, int64_t B,
+                                                 double floor) {
+  const double inv_b = 1.0 / static_cast<double>(B);
+  const double dm = s1 * inv_b;
+  double var = sq * inv_b - dm * dm;
+  var = var < 0.0 ? 0.0 : var;  // rounding only (NaN stays NaN)
+  double s2 = sv * inv_b + var;
+  s2 = s2 < floor ? floor : s2;
+  return GaussianMoments{c + dm, s2};
+}
+
+// A = KL(N(m, s2) || N(0, 1)) = (m^2 + s2 - 1 - log s2) / 2. In double.
+JV_HD double kl_gaussian_aggregate(GaussianMoments g) {
+  return 0.5 * (g.m * g.m + g.s2 - 1.0 - jv_log(g.s2));
+}
+
+// dA/ds2 * 2 = 1 - 1/s2 (the gradient's "shrink" factor of the rows' deviations from m).
+template <typename T>
+JV_HD T gaussian_aggregate_shrink(double s2) {
+  return static_cast<T>(1.0 - 1.0 / s2);
+}
+
+// w * dA/dmu = w (m + shrink (mu - m)),  w * dA/dlogvar = w shrink exp(logvar) / 2  (w = upstream grad / B).
+// mu - m is taken in double (m is kept in double), so the float32 gradient keeps its relative precision even
+// where the rows' mus differ by a few ulps of m and shrink is large.
+template <typename T>
+JV_HD void gaussian_aggregate_backward(T mu, T lv, double m, T shrink, T w, T* dmu, T* dlv) {
+  const T dev = static_cast<T>(static_cast<double>(mu) - m);
+  *dmu = w * (static_cast<T>(m) + shrink * dev);
+  *dlv = T(0.5) * w * shrink * exp_with_subnormals(lv);
 }
 
 }  // namespace jointvae
