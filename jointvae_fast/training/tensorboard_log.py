@@ -4,8 +4,9 @@ Scalars are the values of each log.jsonl record (term_log.py), nothing recompute
 (stored by TensorBoard as float32). Tags:
   loss/total, loss/recon, loss/capacity            loss, recon, capacity_loss
   capacity/c_cont, capacity/kl_cont_sum            C_z and KL_z
+  capacity/info_cont_sum                           info_cont_sum (the batch information bound of KL_z)
   capacity/c_disc, capacity/kl_disc_sum            C_c and KL_c
-  kl_cont/z{d}                                     kl_cont[d], one per continuous unit
+  kl_cont/z{d}, info_cont/z{d}, agg_kl_cont/z{d}   kl_cont[d], info_cont[d], agg_kl_cont[d], one per unit
   kl_disc/c{i}, info_disc/c{i}, agg_kl_disc/c{i},  kl_disc[i], info_disc[i], agg_kl_disc[i],
   classes_in_use/c{i}                              classes_in_use[i], one per discrete variable
   temperature, speed/img_per_s, speed/steps_per_s
@@ -27,10 +28,11 @@ TENSORBOARD_DIR = "tensorboard"
 SCALARS = {  # record key -> tag
     "loss": "loss/total", "recon": "loss/recon", "capacity_loss": "loss/capacity",
     "c_cont": "capacity/c_cont", "kl_cont_sum": "capacity/kl_cont_sum",
-    "c_disc": "capacity/c_disc", "kl_disc_sum": "capacity/kl_disc_sum",
+    "c_disc": "capacity/c_disc", "kl_disc_sum": "capacity/kl_disc_sum", "info_cont_sum": "capacity/info_cont_sum",
     "temperature": "temperature", "img_per_s": "speed/img_per_s", "steps_per_s": "speed/steps_per_s",
 }
-PER_VARIABLE = {"kl_cont": "z", "kl_disc": "c", "info_disc": "c", "agg_kl_disc": "c", "classes_in_use": "c"}
+PER_VARIABLE = {"kl_cont": "z", "info_cont": "z", "agg_kl_cont": "z", "kl_disc": "c", "info_disc": "c",
+                "agg_kl_disc": "c", "classes_in_use": "c"}
 
 
 def require_tensorboard():
