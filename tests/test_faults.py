@@ -76,10 +76,14 @@ def _complete_checkpoints(run: Path) -> list[int]:
 def _kill_at_random(proc, run: Path, stderr: Path, target: int, pause: float) -> None:
     """SIGKILL `proc` `pause` seconds after its log reaches step `target` (or at once if it ends first).
     The log is watched only once the process has started training (its start line is on stderr): before
-    that, the lines of the killed process it will cut back are still there."""
-    deadline = time.monotonic() + 120
+    that, the lines of the killed process it will cut back are still there. The wait for that start line
+    allows for a first build of the fused ops on a loaded machine."""
+    deadline = time.monotonic() + 900  # until training starts: a first build of the fused ops can take minutes
+    started = False
     while proc.poll() is None and time.monotonic() < deadline:
         if "run directory" in stderr.read_text():
+            if not started:  # then 120 s to reach the target step
+                started, deadline = True, time.monotonic() + 120
             try:
                 steps = _log_steps(run)
             except (json.JSONDecodeError, KeyError):
