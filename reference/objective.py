@@ -72,17 +72,9 @@ def _mode(part, capacity_on, aggregate_weight, spec):
     return capacity_on, check_real(f"{part}_aggregate_weight", aggregate_weight, minimum=0)
 
 
-def _cont_term(xp, kl_cont, info, agg, c_cont, cont, mode, lam):
-    """The continuous capacity term: gamma_z |sum KL - C| (kl) or gamma_z |sum I - C| + lambda sum A (information)."""
-    if not cont:
-        return xp.asarray(0.0)
-    if mode == "kl":
-        return cont[3] * xp.abs(xp.sum(kl_cont) - c_cont)
-    return cont[3] * xp.abs(xp.sum(info) - c_cont) + lam * xp.sum(agg)
-
 
 def _cont_term_vjp(xp, mu, logvar, c_cont, cont, mode, lam, scale):
-    """d(scale * _cont_term)/d(mu, logvar), each [B, D] (sign(0) = 0 at the kink)."""
+    """d(scale * the continuous _capacity_term)/d(mu, logvar), each [B, D] (sign(0) = 0 at the kink)."""
     if not cont:
         return xp.zeros_like(mu), xp.zeros_like(logvar)
     ones = xp.ones(mu.shape[1], dtype=xp.float64)
@@ -95,17 +87,18 @@ def _cont_term_vjp(xp, mu, logvar, c_cont, cont, mode, lam, scale):
     return d_mu + a_mu, d_logvar + a_logvar
 
 
-def _disc_term(xp, kl_disc, info, agg, c_disc, disc, mode, lam):
-    """The discrete capacity term: gamma_c |sum KL - C| (kl) or gamma_c |sum I - C| + lambda sum A (information)."""
-    if not disc:
+def _capacity_term(xp, kl, info, agg, c, spec, mode, lam):
+    """One capacity term, continuous or discrete: gamma |sum KL - C| (kl) or gamma |sum I - C| + lambda sum A
+    (information); 0 without a capacity spec."""
+    if not spec:
         return xp.asarray(0.0)
     if mode == "kl":
-        return disc[3] * xp.abs(xp.sum(kl_disc) - c_disc)
-    return disc[3] * xp.abs(xp.sum(info) - c_disc) + lam * xp.sum(agg)
+        return spec[3] * xp.abs(xp.sum(kl) - c)
+    return spec[3] * xp.abs(xp.sum(info) - c) + lam * xp.sum(agg)
 
 
 def _disc_term_vjp(xp, logits, dims, c_disc, disc, mode, lam, scale):
-    """d(scale * _disc_term)/d logits [B, sum K] (sign(0) = 0 at the kink)."""
+    """d(scale * the discrete _capacity_term)/d logits [B, sum K] (sign(0) = 0 at the kink)."""
     ones = xp.ones(len(dims), dtype=xp.float64)
     if mode == "kl":
         g = scale * disc[3] * xp.sign(xp.sum(kl_categorical(logits, dims)) - c_disc)
@@ -141,8 +134,8 @@ def jointvae_objective(x, x_logits, mu, logvar, logits, disc_dims, step, cont_ca
     info, agg = batch_information(logits, dims), kl_aggregate(logits, dims)
     info_cont, agg_cont = gaussian_batch_information(mu, logvar), kl_gaussian_aggregate(mu, logvar)
     c_cont, c_disc = _capacities(step, cont, disc, dims)
-    cap_cont = _cont_term(xp, kl_cont, info_cont, agg_cont, c_cont, cont, cont_mode, lam_z)
-    cap_disc = _disc_term(xp, kl_disc, info, agg, c_disc, disc, mode, lam)
+    cap_cont = _capacity_term(xp, kl_cont, info_cont, agg_cont, c_cont, cont, cont_mode, lam_z)
+    cap_disc = _capacity_term(xp, kl_disc, info, agg, c_disc, disc, mode, lam)
     total = (recon_weight * recon + cap_cont + cap_disc) / num_pixels
     return {
         "total": total,

@@ -397,18 +397,15 @@ def test_aggregate_kl_opcheck_and_gradcheck_on_cuda():
     assert torch.autograd.gradcheck(lambda x: ops.aggregate_kl(x, [2, 4])[0], (lg,))
 
 
-def test_information_objective_in_a_cuda_graph_matches_eager():
-    """Objective(disc_capacity_on="information") with device-scalar capacities, captured and replayed, equals
-    the eager call with float capacities (loss, diagnostics, gradient)."""
-    from jointvae_fast.objective import Capacity, Objective
-
-    obj = Objective((10,), Capacity(0.0, 5.0, 1000, 30.0), Capacity(0.0, 2.0, 1000, 30.0), 1.0, "information")
-    g = torch.Generator(device=DEV).manual_seed(2)
+def _objective_captured_and_eager(obj, seed):
+    """Replay of `obj` captured with device-scalar capacities (set to 0.5, 0.3 after capture) and the eager call
+    at those capacities, on the same inputs: (captured terms, eager terms, (x_logits, mu, logvar, logits))."""
+    g = torch.Generator(device=DEV).manual_seed(seed)
     B = 64
     x = torch.rand(B, 1, 8, 8, device=DEV, generator=g)
-    xl, mu, lv, lg = (torch.randn(*shape, device=DEV, generator=g).requires_grad_()
-                      for shape in ((B, 1, 8, 8), (B, 4), (B, 4), (B, 10)))
-    out = SimpleNamespace(x_logits=xl, mu=mu, logvar=lv, logits=lg)
+    params = tuple(torch.randn(*shape, device=DEV, generator=g).requires_grad_()
+                   for shape in ((B, 1, 8, 8), (B, 4), (B, 4), (B, 10)))
+    out = SimpleNamespace(**dict(zip(("x_logits", "mu", "logvar", "logits"), params)))
     c_cont, c_disc = torch.zeros((), device=DEV), torch.zeros((), device=DEV)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -416,7 +413,7 @@ def test_information_objective_in_a_cuda_graph_matches_eager():
         for _ in range(2):
             obj.at_capacities(x, out, c_cont, c_disc).total.backward()
     torch.cuda.current_stream().wait_stream(side)
-    for p in (xl, mu, lv, lg):
+    for p in params:
         p.grad = None
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -426,7 +423,16 @@ def test_information_objective_in_a_cuda_graph_matches_eager():
     c_disc.fill_(0.3)
     graph.replay()
     torch.cuda.synchronize()
-    want = obj.at_capacities(x, out, 0.5, 0.3)
+    return terms, obj.at_capacities(x, out, 0.5, 0.3), params
+
+
+def test_information_objective_in_a_cuda_graph_matches_eager():
+    """Objective(disc_capacity_on="information") with device-scalar capacities, captured and replayed, equals
+    the eager call with float capacities (loss, diagnostics, gradient)."""
+    from jointvae_fast.objective import Capacity, Objective
+
+    obj = Objective((10,), Capacity(0.0, 5.0, 1000, 30.0), Capacity(0.0, 2.0, 1000, 30.0), 1.0, "information")
+    terms, want, (_, _, _, lg) = _objective_captured_and_eager(obj, seed=2)
     (want_grad,) = torch.autograd.grad(want.total, lg)
     torch.testing.assert_close(terms.total, want.total.detach(), rtol=1e-5, atol=1e-6)
     for name in ("info_disc", "agg_kl_disc", "class_counts"):
@@ -514,30 +520,7 @@ def test_continuous_information_objective_in_a_cuda_graph_matches_eager():
 
     obj = Objective((10,), Capacity(0.0, 5.0, 1000, 30.0), Capacity(0.0, 2.0, 1000, 30.0), 1.0, "information",
                     None, "information")
-    g = torch.Generator(device=DEV).manual_seed(3)
-    B = 64
-    x = torch.rand(B, 1, 8, 8, device=DEV, generator=g)
-    xl, mu, lv, lg = (torch.randn(*shape, device=DEV, generator=g).requires_grad_()
-                      for shape in ((B, 1, 8, 8), (B, 4), (B, 4), (B, 10)))
-    out = SimpleNamespace(x_logits=xl, mu=mu, logvar=lv, logits=lg)
-    c_cont, c_disc = torch.zeros((), device=DEV), torch.zeros((), device=DEV)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture stream
-        for _ in range(2):
-            obj.at_capacities(x, out, c_cont, c_disc).total.backward()
-    torch.cuda.current_stream().wait_stream(side)
-    for p in (xl, mu, lv, lg):
-        p.grad = None
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        terms = obj.at_capacities(x, out, c_cont, c_disc)
-        terms.total.backward()
-    c_cont.fill_(0.5)
-    c_disc.fill_(0.3)
-    graph.replay()
-    torch.cuda.synchronize()
-    want = obj.at_capacities(x, out, 0.5, 0.3)
+    terms, want, (_, mu, lv, _) = _objective_captured_and_eager(obj, seed=3)
     want_mu, want_lv = torch.autograd.grad(want.total, (mu, lv))
     torch.testing.assert_close(terms.total, want.total.detach(), rtol=1e-5, atol=1e-6)
     for name in ("info_cont", "agg_kl_cont"):
