@@ -111,19 +111,7 @@ def check_gaussian(mu, logvar):
     for name, t in (("mu", mu), ("logvar", logvar)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 2:
-            raise ValueError(f"{name} must be 2-D [B, D], got shape {tuple(t.shape)}")
-    if mu.shape != logvar.shape:
-        raise ValueError(f"mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} must have the same shape")
-    dt = mu.dtype
-    if logvar.dtype != dt:
-        raise TypeError(f"mu, logvar must share a dtype, got {mu.dtype}, {logvar.dtype}")
-    if dt not in FLOATS:
-        if dt not in _UPCAST:
-            raise TypeError(f"mu, logvar must be floating point (float32/float64), got {dt}")
-        mu, logvar = mu.float(), logvar.float()
-    if logvar.device != mu.device:
-        raise ValueError(f"mu, logvar must be on one device, got {mu.device}, {logvar.device}")
+    mu, logvar, _, _, _ = check_inputs(mu, logvar, None, ())
     if mu.shape[0] == 0:
         raise ValueError("gaussian_aggregate_kl needs mu, logvar with at least one row (a batch mean), got B = 0")
     return mu, logvar
