@@ -210,7 +210,7 @@ def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True
     enc = encode_split(model, data.images, device, progress=progress)
     n = data.images.shape[0]
     kl_cont, kl_disc = kl_per_latent(enc, model.disc)
-    info_cont, agg_cont = cont_information(enc)
+    info_cont, agg_cont = cont_information(enc, kl_cont)
     cls = classes(enc, model.disc)
     ranked, unit_order, active = _ranking(model, kl_cont, kl_disc, inactive_kl)
     nll, nll_n = recon_nll(model, data.images, enc, device)
