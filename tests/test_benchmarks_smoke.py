@@ -79,3 +79,19 @@ def test_flop_counter_forward_is_twice_the_hand_macs(size, cont):
 
 def test_matmul_rate_is_measured_at_the_precision():
     assert flops.matmul_flops_per_second("cpu", n=64, repeats=1, precision="bf16") > 0
+
+
+def test_the_floor_rate_is_the_fastest_library_and_every_library_computes_the_product():
+    """The floor divides by the fastest product (on this CPU oneDNN's, about twice MKL's sgemm): both are
+    measured, the max is taken, and the oneDNN call computes a @ b.T (what mkldnn_linear does)."""
+    import torch
+
+    rates = flops.matmul_rates("cpu", n=64, repeats=1)
+    assert set(rates) >= {"torch.mm"} and all(r > 0 for r in rates.values())
+    if torch.backends.mkldnn.is_available():
+        assert "onednn" in rates
+        a, b = torch.randn(64, 64), torch.randn(64, 64)
+        got = torch._C._nn.mkldnn_linear(a.to_mkldnn(), b.to_mkldnn(), None).to_dense()
+        torch.testing.assert_close(got, a @ b.T, rtol=1e-4, atol=1e-4)
+    rep = flops.floor_report({"step": 1e6, "forward": 4e5}, max(rates.values()), "fp32", rates)
+    assert rep["matmul_gflops"] == max(rep["matmul_gflops_by_library"].values())
