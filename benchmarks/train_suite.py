@@ -49,8 +49,8 @@ PRESETS = {  # size -> (cont, disc, lr, (c_max_cont, iters, gamma_cont), (c_max_
 VARIANTS = ("baseline", "baseline-dataloader", "fast")
 BASELINES = ("baseline", "baseline-dataloader", "baseline-tuned-allocator")  # float32 only
 # ablation variants: the fast path with one part switched off (see `fast_runner`)
-ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops", "eager",
-             "baseline-tuned-allocator")
+ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops",
+             "fast-fused-deconv-bias", "eager", "baseline-tuned-allocator")
 N_IMAGES = 2048
 BASELINE_MODE = "eager (paper-style baseline)"
 
@@ -109,7 +109,9 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
 
     variant: "fast" (defaults), or one part off: "fast-no-allocator", "fast-no-channels-last",
     "fast-default-adam", "fast-composite-ops" (JOINTVAE_FAST_BACKEND=composite must be set before import,
-    the caller does that), "eager" (all of them off: composite ops, default Adam, no layout/allocator change).
+    the caller does that), "fast-fused-deconv-bias" (the decoder's transposed convolutions with the bias inside
+    the convolution, as nn.ConvTranspose2d), "eager" (all of them off: composite ops, default Adam, no
+    layout/allocator change, fused bias).
     precision: "fp32" or "bf16" (TrainStep's precision).
     """
     import torch
@@ -126,6 +128,8 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     model = JointVAE((1, size, size), cont, disc).to(dev)
     model.train()
     eager = variant == "eager"
+    if eager or variant == "fast-fused-deconv-bias":
+        _fuse_deconv_bias(model)
     optimizer = make_optimizer(model, lr, fused=False if (eager or variant == "fast-default-adam") else None)
     objective = Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc))
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -155,6 +159,19 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
                            t.kl_cont.detach().reshape(-1), t.kl_disc.detach().reshape(-1)], out=buf[step % 64])
 
     return run, step_fn
+
+
+def _fuse_deconv_bias(model) -> None:
+    """Give each BiasApartConvTranspose2d of `model` nn.ConvTranspose2d's own forward (bias fused)."""
+    import types
+
+    import torch
+
+    from jointvae_fast.model import BiasApartConvTranspose2d
+
+    for m in model.modules():
+        if isinstance(m, BiasApartConvTranspose2d):
+            m.forward = types.MethodType(torch.nn.ConvTranspose2d.forward, m)
 
 
 def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,

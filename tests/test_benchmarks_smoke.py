@@ -95,3 +95,20 @@ def test_the_floor_rate_is_the_fastest_library_and_every_library_computes_the_pr
         torch.testing.assert_close(got, a @ b.T, rtol=1e-4, atol=1e-4)
     rep = flops.floor_report({"step": 1e6, "forward": 4e5}, max(rates.values()), "fp32", rates)
     assert rep["matmul_gflops"] == max(rep["matmul_gflops_by_library"].values())
+
+
+def test_the_fused_deconv_bias_ablation_puts_the_bias_back_into_the_convolution():
+    """train_suite's "fast-fused-deconv-bias" (and "eager") run the decoder's transposed convolutions as
+    nn.ConvTranspose2d does, bias inside; "fast" keeps BiasApartConvTranspose2d's own forward."""
+    from benchmarks import train_suite
+    from jointvae_fast.model import BiasApartConvTranspose2d
+
+    def forwards(variant):
+        run, step = train_suite.fast_runner(32, 4, "cpu", variant)
+        run(1, 1)
+        mods = [m for m in step.model.modules() if isinstance(m, BiasApartConvTranspose2d)]
+        assert len(mods) == 3
+        return {getattr(m.forward, "__func__", None) for m in mods}
+
+    assert forwards("fast") == {BiasApartConvTranspose2d.forward}
+    assert forwards("fast-fused-deconv-bias") == {torch.nn.ConvTranspose2d.forward}
