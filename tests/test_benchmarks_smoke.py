@@ -112,3 +112,13 @@ def test_the_fused_deconv_bias_ablation_puts_the_bias_back_into_the_convolution(
 
     assert forwards("fast") == {BiasApartConvTranspose2d.forward}
     assert forwards("fast-fused-deconv-bias") == {torch.nn.ConvTranspose2d.forward}
+
+
+def test_layers_suite_times_every_transposed_convolution_both_ways():
+    from benchmarks import layers_suite
+
+    rows = layers_suite.run((32, 64), batch=2, precisions=("fp32", "bf16"), iters=1, repeats=1)
+    assert [(r["size"], r["layer"].split()[1]) for r in rows[::2]] == [
+        (32, "64->32"), (32, "32->32"), (32, "32->1"), (64, "64->64"), (64, "64->32"), (64, "32->32"), (64, "32->1")]
+    assert all(r["fused_ms"] > 0 and r["apart_ms"] > 0 for r in rows)
+    assert "fused/apart" in layers_suite.format_table(rows)
