@@ -92,20 +92,21 @@ def matmul_rates(device="cpu", n: int | None = None, repeats: int = 5, precision
     return rates
 
 
-def matmul_flops_per_second(device="cpu", n: int | None = None, repeats: int = 5, precision: str = "fp32") -> float:
-    """The fastest of `matmul_rates` (FLOP/s): the rate the floor divides by."""
-    return max(matmul_rates(device, n, repeats, precision).values())
-
-
-def floor_report(counted: dict, throughput: float, precision: str = "fp32", rates: dict | None = None) -> dict:
-    """{precision, step_flops_per_image, forward_flops_per_image, matmul_gflops, floor_img_per_s} from
-    step_flops' count and a matmul rate (FLOP/s) at that precision; with `rates` (matmul_rates' dict) also
-    matmul_gflops_by_library."""
-    extra = {"matmul_gflops_by_library": {k: v / 1e9 for k, v in rates.items()}} if rates else {}
-    return {**extra,
+def floor_report(counted: dict, rates: dict, precision: str = "fp32") -> dict:
+    """{precision, step_flops_per_image, forward_flops_per_image, matmul_gflops (the fastest library's),
+    matmul_gflops_by_library, floor_img_per_s} from step_flops' count and matmul_rates' {library: FLOP/s}."""
+    fastest = max(rates.values())
+    return {
         "precision": precision,
         "step_flops_per_image": counted["step"],
         "forward_flops_per_image": counted["forward"],
-        "matmul_gflops": throughput / 1e9,
-        "floor_img_per_s": throughput / counted["step"],
+        "matmul_gflops": fastest / 1e9,
+        "matmul_gflops_by_library": {k: v / 1e9 for k, v in rates.items()},
+        "floor_img_per_s": fastest / counted["step"],
     }
+
+
+def describe_rates(report: dict) -> str:
+    """"230 GFLOP/s (the fastest of: torch.mm 106, onednn 230)" from a floor_report."""
+    libs = ", ".join(f"{k} {v:.0f}" for k, v in report["matmul_gflops_by_library"].items())
+    return f"{report['matmul_gflops']:.0f} GFLOP/s (the fastest of: {libs})"

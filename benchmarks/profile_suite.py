@@ -50,13 +50,12 @@ def profile_worker(size: int, batch: int, precision: str, steps: int, warmup: in
     cont, disc, _, cc, dc = PRESETS[size]
     counted = flops.step_flops(JointVAE((1, size, size), cont, disc),
                                Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc)), (1, size, size))
-    rates = flops.matmul_rates("cpu", precision=precision)
-    rate = max(rates.values())
-    floor_ms = counted["step"] * batch / rate * 1e3
+    floor = flops.floor_report(counted, flops.matmul_rates("cpu", precision=precision), precision)
+    floor_ms = batch / floor["floor_img_per_s"] * 1e3
     return {"size": size, "batch": batch, "precision": precision, "threads": torch.get_num_threads(),
             "ms_per_step": ms, "floor_ms_per_step": floor_ms, "share_of_floor": floor_ms / ms,
-            "matmul_gflops": rate / 1e9,
-            "matmul_gflops_by_library": {k: v / 1e9 for k, v in rates.items()}, "step_flops_per_image": counted["step"], "ops": ops}
+            "matmul_gflops": floor["matmul_gflops"], "matmul_gflops_by_library": floor["matmul_gflops_by_library"],
+            "step_flops_per_image": counted["step"], "ops": ops}
 
 
 def run(sizes=(32, 64), batch: int = 64, precisions=("fp32", "bf16"), steps: int = 20, warmup: int = 3,
@@ -78,12 +77,13 @@ def run(sizes=(32, 64), batch: int = 64, precisions=("fp32", "bf16"), steps: int
 
 
 def format_profiles(results: list[dict]) -> str:
+    from benchmarks import flops
+
     lines = []
     for r in results:
         lines.append(f"# {r['size']}x{r['size']} batch {r['batch']} {r['precision']} ({r['threads']} threads): "
                      f"{r['ms_per_step']:.2f} ms/step, floor {r['floor_ms_per_step']:.2f} ms "
-                     f"({r['step_flops_per_image'] / 1e6:.1f} MFLOP/img at {r['matmul_gflops']:.0f} GFLOP/s, the fastest of "
-                     + ", ".join(f"{k} {v:.0f}" for k, v in r.get("matmul_gflops_by_library", {}).items()) + ") "
+                     f"({r['step_flops_per_image'] / 1e6:.1f} MFLOP/img at {flops.describe_rates(r)}) "
                      f"-> {r['share_of_floor']:.2f} of the floor")
         lines += [f"  {o['share'] * 100:5.1f}%  {o['self_cpu_ms_per_step']:7.3f} ms/step  {o['name']}" for o in r["ops"]]
     return "\n".join(lines)

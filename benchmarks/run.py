@@ -48,8 +48,7 @@ def floors(sizes, devices, precisions=("fp32",)) -> dict:
         out[dev] = {}
         for p in precisions:
             rates = flops.matmul_rates(dev, precision=p)
-            rate = max(rates.values())
-            out[dev][p] = {size: flops.floor_report(counted[size], rate, p, rates) for size in sizes}
+            out[dev][p] = {size: flops.floor_report(counted[size], rates, p) for size in sizes}
     return out
 
 
@@ -126,8 +125,7 @@ def main(argv=None) -> int:
                 for size, rep in per.items():
                     print(f"# floor {dev} {p} {size}x{size}: {rep['step_flops_per_image'] / 1e6:.1f} MFLOP per image "
                           f"per step (FlopCounterMode; forward {rep['forward_flops_per_image'] / 1e6:.1f}) / matmul "
-                          f"{rep['matmul_gflops']:.0f} GFLOP/s (the fastest of: "
-                          + ", ".join(f"{k} {v:.0f}" for k, v in rep.get("matmul_gflops_by_library", {}).items()) + ")")
+                          f"{flops.describe_rates(rep)}")
 
     if args.suite in ("ops", "all"):
         try:

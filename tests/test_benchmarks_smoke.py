@@ -80,7 +80,7 @@ def test_flop_counter_forward_is_twice_the_hand_macs(size, cont):
 
 
 def test_matmul_rate_is_measured_at_the_precision():
-    assert flops.matmul_flops_per_second("cpu", n=64, repeats=1, precision="bf16") > 0
+    assert all(r > 0 for r in flops.matmul_rates("cpu", n=64, repeats=1, precision="bf16").values())
 
 
 def test_the_floor_rate_is_the_fastest_library_and_every_library_computes_the_product():
@@ -95,8 +95,9 @@ def test_the_floor_rate_is_the_fastest_library_and_every_library_computes_the_pr
         a, b = torch.randn(64, 64), torch.randn(64, 64)
         got = torch._C._nn.mkldnn_linear(a.to_mkldnn(), b.to_mkldnn(), None).to_dense()
         torch.testing.assert_close(got, a @ b.T, rtol=1e-4, atol=1e-4)
-    rep = flops.floor_report({"step": 1e6, "forward": 4e5}, max(rates.values()), "fp32", rates)
-    assert rep["matmul_gflops"] == max(rep["matmul_gflops_by_library"].values())
+    rep = flops.floor_report({"step": 1e6, "forward": 4e5}, {"torch.mm": 1e11, "onednn": 2.5e11}, "fp32")
+    assert rep["matmul_gflops"] == 250.0 and rep["floor_img_per_s"] == 2.5e5
+    assert flops.describe_rates(rep) == "250 GFLOP/s (the fastest of: torch.mm 100, onednn 250)"
 
 
 def test_the_fused_deconv_bias_ablation_puts_the_bias_back_into_the_convolution():

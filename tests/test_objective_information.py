@@ -147,13 +147,17 @@ def test_default_aggregate_weight_is_a_tenth_of_gamma_c():
     assert terms.total.item() == pytest.approx(float(ref["total"]), rel=1e-12)
 
 
+def _train(out, *flags) -> tuple[dict, list[dict]]:
+    """(config.json, the log.jsonl records) of a tiny training run with these flags."""
+    assert main(args(out, *flags), dataset=tiny_dataset()) == 0
+    return (json.loads((out / "config.json").read_text()),
+            [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()])
+
+
 def test_flags_reach_the_config_and_the_log(tmp_path):
-    out = tmp_path / "run"
-    assert main(args(out, "--disc-capacity-on", "information", "--disc-aggregate-weight", "3"),
-                dataset=tiny_dataset()) == 0
-    cfg = json.loads((out / "config.json").read_text())
+    cfg, log = _train(tmp_path / "run", "--disc-capacity-on", "information", "--disc-aggregate-weight", "3")
     assert cfg["disc_capacity_on"] == "information" and cfg["disc_aggregate_weight"] == 3.0
-    for line in map(json.loads, (out / "log.jsonl").read_text().splitlines()):
+    for line in log:
         assert len(line["info_disc"]) == len(line["agg_kl_disc"]) == len(line["classes_in_use"]) == 1
         assert line["kl_disc"][0] == pytest.approx(line["info_disc"][0] + line["agg_kl_disc"][0], abs=1e-5)
         assert 1 <= line["classes_in_use"][0] <= 3
@@ -199,12 +203,9 @@ def test_cont_mode_validation_and_default_weight():
 
 
 def test_cont_flags_reach_the_config_and_the_log(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(args(out, "--cont-capacity-on", "information", "--cont-aggregate-weight", "3"),
-                dataset=tiny_dataset()) == 0
-    cfg = json.loads((out / "config.json").read_text())
+    cfg, log = _train(tmp_path / "run", "--cont-capacity-on", "information", "--cont-aggregate-weight", "3")
     assert cfg["cont_capacity_on"] == "information" and cfg["cont_aggregate_weight"] == 3.0
-    for line in map(json.loads, (out / "log.jsonl").read_text().splitlines()):
+    for line in log:
         assert len(line["info_cont"]) == len(line["agg_kl_cont"]) == len(line["kl_cont"])
         np.testing.assert_allclose(np.add(line["info_cont"], line["agg_kl_cont"]), line["kl_cont"], atol=1e-5)
         assert line["info_cont_sum"] == pytest.approx(sum(line["info_cont"]))
