@@ -24,7 +24,7 @@ github.com/Schlumberger/joint-vae (written here from its description, nothing co
 - the process's default allocator (no mallopt: the benchmark runs it in a fresh process).
 
 Its parameter names are those of the paper's published code, so `jointvae_fast.paper_checkpoints.model_from_state_dict`
-maps a baseline's weights onto our JointVAE (tests/test_baseline.py relies on that).
+maps a baseline's weights onto our JointVAE (tests/benchmarks/test_paper_baseline.py relies on that).
 """
 from __future__ import annotations
 

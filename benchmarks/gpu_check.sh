@@ -61,9 +61,9 @@ if [ -n "$SAN" ]; then
   # the kernels of torch itself are checked too; only ours are expected to be clean, so report all
   export HYPOTHESIS_PROFILE=quick
   step memcheck 150 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 50 \
-    "$PY" -m pytest -m cuda -q -x -p no:cacheprovider -k "not launch" tests/test_ops_cuda.py
+    "$PY" -m pytest -m cuda -q -x -p no:cacheprovider -k "not launch" tests/ops/test_cuda_gpu.py
   step racecheck 120 "$SAN" --tool racecheck --racecheck-report analysis --error-exitcode 99 --print-limit 50 \
-    "$PY" -m pytest -m cuda -q -x -p no:cacheprovider -k "kl" tests/test_ops_cuda.py
+    "$PY" -m pytest -m cuda -q -x -p no:cacheprovider -k "kl" tests/ops/test_cuda_gpu.py
   unset HYPOTHESIS_PROFILE
 else
   echo "sanitizers: skipped (compute-sanitizer not found)" | tee -a "$OUT/summary.txt"

@@ -7,7 +7,7 @@ the first time `jointvae_fast.ops` is imported):
     JointVAE                      the network (model.py)
     Capacity, Objective           Eq. 7 with its capacity schedules (objective.py)
     TrainStep, make_optimizer     one optimisation step and the paper's Adam (training/step.py)
-    load_model, load_checkpoint   our checkpoints (training/checkpoint.py)
+    load_model, load_checkpoint   our checkpoints (store/checkpoint.py)
     import_paper_checkpoint       a checkpoint of the paper's published code (paper_checkpoints.py)
     load_dataset                  the paper's datasets as uint8 tensors (data/)
     sample_latent, kl_capacity_loss   the two fused ops (ops/)
@@ -23,8 +23,8 @@ _EXPORTS = {
     "Objective": "objective",
     "TrainStep": "training.step",
     "make_optimizer": "training.step",
-    "load_model": "training.checkpoint",
-    "load_checkpoint": "training.checkpoint",
+    "load_model": "store.checkpoint",
+    "load_checkpoint": "store.checkpoint",
     "import_paper_checkpoint": "paper_checkpoints",
     "load_dataset": "data",
     "sample_latent": "ops",

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from .errors import storage
+
 
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
@@ -35,7 +37,5 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Replace `path` by `text` (UTF-8) atomically, as `atomic_write`; a full or read-only disk is a
     StorageError naming `path`."""
-    from .errors import storage
-
     with storage(path), atomic_write(path) as f:
         f.write(text.encode("utf-8"))

@@ -21,7 +21,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .errors import UserInputError
-from .resources import check_latent_limits
+from . import ops
+from .ops.limits import check_latent_limits
 
 HIDDEN = 256
 FEATURES = (64, 4, 4)  # encoder output / decoder input, for both image sizes
@@ -164,8 +165,6 @@ class JointVAE(nn.Module):
 
     def latent(self, mu, logvar, logits, generator=None) -> torch.Tensor:
         """The decoder's input: a reparameterised sample when training, else [mu, one-hot argmax]."""
-        from . import ops
-
         return ops.sample_latent(
             mu, logvar, logits, self.disc, self.temperature, training=self.training, generator=generator
         )

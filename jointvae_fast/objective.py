@@ -38,6 +38,8 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import ops
+
 
 @dataclass(frozen=True)
 class Capacity:
@@ -169,8 +171,6 @@ class Objective:
         per-unit KLs and the capacity term is formed by the composite twin's formula,
         `ops.composite.capacity_loss`: the same terms, to float rounding.
         """
-        from . import ops
-
         if x.shape != out.x_logits.shape:
             raise ValueError(f"x has shape {tuple(x.shape)} but x_logits has {tuple(out.x_logits.shape)}")
         g_cont = self.cont_capacity.gamma if self.cont_capacity is not None else 0.0
@@ -201,8 +201,6 @@ class Objective:
 
     def _gaussian_aggregate_kl(self, mu: torch.Tensor, logvar: torch.Tensor, differentiable: bool) -> torch.Tensor:
         """A_d [D] (`ops.gaussian_aggregate_kl`); outside the graph unless the information mode differentiates it."""
-        from . import ops
-
         if not mu.shape[1]:
             return mu.new_zeros(0)
         if differentiable:
@@ -212,8 +210,6 @@ class Objective:
 
     def _aggregate_kl(self, logits: torch.Tensor, differentiable: bool) -> torch.Tensor:
         """A_i [V] (`ops.aggregate_kl`); outside the graph unless the information mode differentiates it."""
-        from . import ops
-
         if not self.disc_dims:
             return logits.new_zeros(0)
         if differentiable:

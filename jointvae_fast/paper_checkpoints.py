@@ -16,7 +16,7 @@ from specs.json when given (and must agree with the weights), else from the
 head shapes. Loading always uses torch.load(weights_only=True): a checkpoint
 cannot run code. The published code's encoder returns softmax(logits_i) as its
 "alphas" and its decoder sigmoid(our logits); the imported model reproduces
-both (see tests/test_paper_checkpoints.py).
+both (see tests/analysis/test_paper_checkpoints.py).
 """
 from __future__ import annotations
 

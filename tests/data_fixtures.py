@@ -1,4 +1,4 @@
-"""Shared helpers for tests/test_data_*.py: fixture files in the real on-disk layouts."""
+"""Shared helpers for tests/data/: fixture files in the real on-disk layouts."""
 from __future__ import annotations
 
 import gzip

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ArgumentParser, run_cli
-from ..resources import check_device
+from ..devices import check_device
 from .figures.editing import parse_edit
 from .report import INACTIVE_KL, jsonable, evaluate
 from .sources import EvaluationError, load_source

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from ..model import JointVAE
+from .. import ops
 from ..progress import Progress
-from .figures.traversal import mode_latent
+from ..grids.traversal import mode_latent
 
 BATCH = 1000
 RECON_IMAGES = 1000  # recon_nll is measured on the first this-many test images
@@ -43,8 +44,6 @@ def encode_split(model: JointVAE, images: torch.Tensor, device, batch_size: int 
 def kl_per_latent(enc: Encoded, disc: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """(kl_cont [D], kl_disc [V]) in nats: the training objective's per-unit KLs (ops.kl_capacity_loss), in
     float64, as means over the whole split."""
-    from .. import ops
-
     with torch.no_grad():
         _, kl_cont, kl_disc = ops.kl_capacity_loss(enc.mu.double(), enc.logvar.double(), enc.logits.double(),
                                                    list(disc), 0.0, 0.0, 0.0, 0.0)
@@ -55,8 +54,6 @@ def cont_information(enc: Encoded, kl_cont: np.ndarray) -> tuple[np.ndarray, np.
     """(info_cont [D], agg_kl_cont [D]) in nats over the whole split, from kl_cont [D] (`kl_per_latent`):
     A_d = KL(N(m_d, s_d^2) || N(0, 1)) of the moment-matched aggregate posterior (ops.gaussian_aggregate_kl)
     and I_d = KL_d - A_d, an upper bound on I(x; z_d) (reference/information.py), in float64."""
-    from .. import ops
-
     with torch.no_grad():
         agg = ops.gaussian_aggregate_kl(enc.mu.double(), enc.logvar.double()).numpy()
     return kl_cont - agg, agg

@@ -16,9 +16,9 @@ from ..model import JointVAE
 from .encoding import Encoded
 from .figures import plots
 from .figures.editing import Edit, edit_strip
-from .figures.images import save_image_grid
+from ..grids.images import save_image_grid
 from .metrics.information import USAGE_THRESHOLD
-from .figures.traversal import (
+from ..grids.traversal import (
     class_conditioned_samples,
     class_unit_grid,
     continuous_traversal,

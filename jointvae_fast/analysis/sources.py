@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError, storage
+from .. import pretrained
 from ..model import JointVAE
-from ..training import checkpoint as ckpt
+from ..paper_checkpoints import PaperCheckpointError, read_paper_checkpoint
+from ..store import checkpoint as ckpt
+from ..store.run_layout import CHECKPOINT_DIR, CONFIG, LOG, is_run_dir, list_checkpoints
 
 
 class EvaluationError(UserInputError):
@@ -35,7 +38,7 @@ def _from_checkpoint(path: Path, kind: str, run_dir: Path | None) -> Source:
     c = ckpt.load_checkpoint(path)
     meta = c.meta
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    log = run_dir / "log.jsonl" if run_dir is not None and (run_dir / "log.jsonl").is_file() else None
+    log = run_dir / LOG if run_dir is not None and (run_dir / LOG).is_file() else None
     step = meta.get("step")
     return Source(c.model, kind, path, meta, log, meta.get("dataset") or config.get("dataset"),
                   config.get("data_dir"), int(step) if isinstance(step, int) else None)
@@ -44,8 +47,6 @@ def _from_checkpoint(path: Path, kind: str, run_dir: Path | None) -> Source:
 def load_source(path) -> Source:
     """The model (eval mode, CPU) and what is known about it, from a run dir, checkpoint file, folder of the paper's
     code or `pretrained:NAME`. Every command that takes a model (evaluate, explore) resolves it here."""
-    from .. import pretrained
-
     name = pretrained.source_name(str(path))
     if name is not None:
         return _from_pretrained(name)
@@ -53,29 +54,27 @@ def load_source(path) -> Source:
     if not path.exists():
         raise EvaluationError(f"{path} does not exist (give a run directory, a checkpoint file or a folder of the paper's code)")
     if path.is_dir():
-        ckpt_dir = path / "checkpoints"
-        if ckpt_dir.is_dir() or (path / "config.json").is_file():
-            found = sorted(ckpt_dir.glob("step-*.pt")) if ckpt_dir.is_dir() else []
+        if is_run_dir(path):
             problems = []
-            for p in reversed(found):  # newest readable
+            for _, p in reversed(list_checkpoints(path)):  # newest readable
                 try:
                     src = _from_checkpoint(p, "run", path)
                 except ckpt.CheckpointError as e:
                     problems.append(str(e))
                     continue
-                if src.dataset is None and (path / "config.json").is_file():
-                    cfg = _read_run_config(path / "config.json")
+                if src.dataset is None and (path / CONFIG).is_file():
+                    cfg = _read_run_config(path / CONFIG)
                     src.dataset, src.data_dir = cfg.get("dataset"), cfg.get("data_dir")
                 src.path = path
                 src.meta["checkpoint"] = str(p)
                 return src
-            raise EvaluationError(f"run directory {path} has no readable checkpoint in {ckpt_dir}: "
+            raise EvaluationError(f"run directory {path} has no readable checkpoint in {path / CHECKPOINT_DIR}: "
                                   + ("; ".join(problems) or "none found"))
         if (path / "model.pt").is_file():
             return _from_paper_checkpoint(path)
         raise EvaluationError(f"{path} is neither a run directory (checkpoints/, config.json) nor a folder of the paper's code (model.pt)")
     try:
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+        run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else None
         return _from_checkpoint(path, "checkpoint", run_dir)
     except ckpt.CheckpointError as e:
         if "not a jointvae_fast checkpoint" not in str(e):
@@ -84,11 +83,9 @@ def load_source(path) -> Source:
 
 
 def _from_pretrained(name: str) -> Source:
-    from ..pretrained import PretrainedError, load
-
     try:
-        model, meta = load(name)
-    except PretrainedError as e:
+        model, meta = pretrained.load(name)
+    except pretrained.PretrainedError as e:
         raise EvaluationError(str(e)) from None
     c = meta["checkpoint"]
     step = c.get("step")
@@ -108,8 +105,6 @@ def _read_run_config(path: Path) -> dict[str, Any]:
 
 
 def _from_paper_checkpoint(path: Path) -> Source:
-    from ..paper_checkpoints import PaperCheckpointError, read_paper_checkpoint
-
     try:
         model, specs = read_paper_checkpoint(path)
     except PaperCheckpointError as e:

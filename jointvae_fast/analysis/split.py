@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import data as datasets
 from .sources import EvaluationError
 
 
@@ -93,13 +94,9 @@ def eval_split(dataset, name: str | None = None, limit: int | None = None) -> Ev
 
 
 def load_named_dataset(name: str, data_dir: str | None):
-    """jointvae_fast.data.load_dataset(name, data_dir) (imported here: evaluation needs it only by name).
+    """jointvae_fast.data.load_dataset(name, data_dir).
     The built-in chairs come without their training split: the test split depends only on its own count and
     seed, so rendering the 6,000 test chairs alone gives the same images in a tenth of the time."""
-    try:
-        from ..data import load_dataset
-    except ImportError as e:
-        raise EvaluationError(f"cannot load dataset {name!r}: jointvae_fast.data is not available ({e})") from e
     if name == "synthetic-chairs":
-        return load_dataset(name, data_dir=data_dir, train_count=0)
-    return load_dataset(name, data_dir=data_dir)
+        return datasets.load_dataset(name, data_dir=data_dir, train_count=0)
+    return datasets.load_dataset(name, data_dir=data_dir)

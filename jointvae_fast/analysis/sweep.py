@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Progress
-from ..training.run_dir import list_checkpoints
+from ..store.run_layout import list_checkpoints
 from .figures import plots
 from .report import INACTIVE_KL, jsonable, measure
 from .sources import EvaluationError, load_source

@@ -10,54 +10,21 @@ loader accepts and does: docs/datasets.md and each module's docstring.
 from __future__ import annotations
 
 from ..errors import UserInputError
-
+from .celeba import load_celeba
+from .chairs import load_chairs, load_synthetic_chairs
 from .dataset import Dataset, as_float_images, gather_batch
+from .dsprites import load_dsprites
+from .idx import load_fashion_mnist, load_mnist
 from .locations import CorruptDatasetError, DatasetNotFoundError, cache_root, search_roots
 
 
-def _mnist(**kw):
-    from .idx import load_mnist
-
-    return load_mnist(**kw)
-
-
-def _fashion(**kw):
-    from .idx import load_fashion_mnist
-
-    return load_fashion_mnist(**kw)
-
-
-def _chairs(**kw):
-    from .chairs import load_chairs
-
-    return load_chairs(**kw)
-
-
-def _synthetic_chairs(**kw):
-    from .chairs import load_synthetic_chairs
-
-    return load_synthetic_chairs(**kw)
-
-
-def _dsprites(**kw):
-    from .dsprites import load_dsprites
-
-    return load_dsprites(**kw)
-
-
-def _celeba(**kw):
-    from .celeba import load_celeba
-
-    return load_celeba(**kw)
-
-
 DATASETS = {
-    "mnist": _mnist,
-    "fashion-mnist": _fashion,
-    "chairs": _chairs,
-    "synthetic-chairs": _synthetic_chairs,
-    "celeba": _celeba,
-    "dsprites": _dsprites,
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "chairs": load_chairs,
+    "synthetic-chairs": load_synthetic_chairs,
+    "celeba": load_celeba,
+    "dsprites": load_dsprites,
 }
 
 

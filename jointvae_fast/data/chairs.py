@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import synthetic_chairs as sc
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
 from .locations import CorruptDatasetError, DatasetNotFoundError, candidate_dirs, search_roots
@@ -210,8 +211,6 @@ def load_synthetic_chairs(data_dir=None, train_count: int | None = None, test_co
                           seed: int = 0, cache: bool = True, cache_dir=None, progress: bool | None = None) -> Dataset:
     """The built-in procedural chairs (jointvae_fast.data.synthetic_chairs), generated once and cached in
     <cache>/preprocessed/. data_dir is unused (accepted for a uniform signature)."""
-    from . import synthetic_chairs as sc
-
     train_count = sc.DEFAULT_TRAIN if train_count is None else train_count
     test_count = sc.DEFAULT_TEST if test_count is None else test_count
     for arg, v in (("train_count", train_count), ("test_count", test_count), ("seed", seed)):

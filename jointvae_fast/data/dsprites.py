@@ -29,7 +29,7 @@ import torch
 
 from .cache import cache_path, fingerprint, load_cache, save_cache
 from .dataset import Dataset
-from .locations import CorruptDatasetError, candidate_dirs, search_roots
+from .locations import CorruptDatasetError, DatasetNotFoundError, candidate_dirs, search_roots
 from ..progress import Progress
 
 OFFICIAL_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
@@ -264,8 +264,6 @@ def load_dsprites(data_dir=None, procedural: bool | None = None, cache: bool = T
     path, dirs = (None, []) if procedural else find_official(data_dir)
     if path is None:
         if procedural is False:
-            from .locations import DatasetNotFoundError
-
             raise DatasetNotFoundError("dsprites", dirs, OFFICIAL_FILE, "https://github.com/deepmind/dsprites-dataset")
         images: IndexedImages = ProceduralDSprites()
         source, notes = "procedural (jointvae_fast.data.dsprites)", "procedural sprites on the official factor grid"

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..progress import Progress
+
 CHAIR_TYPES = ("four_leg", "armchair", "stool", "office", "bar_stool", "bench", "lounge")
 FACTOR_NAMES = ("type", "azimuth", "elevation", "seat_width", "seat_height", "back_height", "leg_thickness")
 SHAPE_FACTORS = ("seat_width", "seat_height", "back_height", "leg_thickness")
@@ -435,8 +437,6 @@ def generate_synthetic_chairs(train_count: int = DEFAULT_TRAIN, test_count: int 
     The same (counts, seed) give identical arrays, whatever `workers` (processes; default: all cores,
     at most 8; 1 for small counts)."""
     import os
-
-    from ..progress import Progress
 
     workers = workers or min(os.cpu_count() or 1, 8)
     pool = None

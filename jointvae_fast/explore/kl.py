@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..analysis.encoding import Encoded, encode_split, kl_per_latent
-from ..analysis.figures.traversal import prior_latents
+from ..grids.traversal import prior_latents
 
 PRIOR_SAMPLES = 512
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import torch
 
-from ..analysis.figures.images import image_grid
+from ..grids.images import image_grid
 from .session import ApiError, Explorer
 
 MAX_BODY = 1 << 16

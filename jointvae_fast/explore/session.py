@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.figures.traversal import mode_latent, prior_latents, prior_quantiles, set_class, set_unit
+from ..grids.traversal import mode_latent, prior_latents, prior_quantiles, set_class, set_unit
 from .kl import KL
 
 Z_LIMIT = 10.0  # |z| the API accepts (the prior's mass is within +-4)

@@ -48,23 +48,37 @@ device (read when the op runs: an annealed temperature under a CUDA graph). Inpu
 
 `backend()` is "cuda+cpu", "cpu" or "composite"; `backend_info()` says why. Tensors on a device the
 compiled ops do not cover use the composite path.
+
+Loading. Importing this package compiles and loads nothing: the library is loaded (built first where
+needed, extension.py) on the first access to an op name below or to `backend()`. `limits` and `composite`
+never need it.
 """
+from __future__ import annotations
 
-from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl, composite_kl_capacity_loss,
-                        composite_sample_latent)
-from .fused import (aggregate_kl, backend, backend_info, gaussian_aggregate_kl, kl_capacity_loss, philox_uniform,
-                    sample_latent)
+import importlib
 
-__all__ = [
-    "sample_latent",
-    "kl_capacity_loss",
-    "aggregate_kl",
-    "composite_aggregate_kl",
-    "gaussian_aggregate_kl",
-    "composite_gaussian_aggregate_kl",
-    "composite_sample_latent",
-    "composite_kl_capacity_loss",
-    "philox_uniform",
-    "backend",
-    "backend_info",
-]
+from .limits import MAX_CLASSES, MAX_DISC_VARS, check_latent_limits
+
+_COMPOSITE = ("composite_sample_latent", "composite_kl_capacity_loss", "composite_aggregate_kl",
+              "composite_gaussian_aggregate_kl")
+_FUSED = ("sample_latent", "kl_capacity_loss", "aggregate_kl", "gaussian_aggregate_kl", "philox_uniform",
+          "backend", "backend_info")
+
+__all__ = [*_FUSED, *_COMPOSITE, "MAX_DISC_VARS", "MAX_CLASSES", "check_latent_limits"]
+
+
+def __getattr__(name: str):
+    """The ops' names, imported on first use (the fused ones load the compiled library then)."""
+    if name in _FUSED:
+        module = importlib.import_module(".fused", __name__)
+    elif name in _COMPOSITE:
+        module = importlib.import_module(".composite", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

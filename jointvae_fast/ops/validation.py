@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ..resources import MAX_CLASSES, MAX_DISC_VARS
+from .limits import MAX_CLASSES, MAX_DISC_VARS
 
 _UPCAST = (torch.float16, torch.bfloat16)
 FLOATS = (torch.float32, torch.float64)  # computed in their own precision

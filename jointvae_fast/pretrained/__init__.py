@@ -9,7 +9,7 @@ A registry is a folder with one sub-folder per model (its name: lowercase letter
     metrics.json  the evaluation of exactly these weights (python -m jointvae_fast.evaluate)
 The default registry is the `models/` folder of this package (what a pip install ships). Tests and
 custom collections point elsewhere with root=... or the environment variable JOINTVAE_PRETRAINED_DIR.
-Model folders are made from a training run by `python -m jointvae_fast.pretrained.pack RUN_DIR NAME`.
+Model folders are made from a training run by `python -m jointvae_fast.pack RUN_DIR NAME`.
 Wherever a model source is taken (evaluate, explore), `pretrained:NAME` names one of these models.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from ..store import checkpoint as ckpt
 
 ENV = "JOINTVAE_PRETRAINED_DIR"
 PREFIX = "pretrained:"
@@ -70,8 +71,6 @@ def load(name: str, root=None, map_location="cpu") -> tuple[Any, dict[str, Any]]
 
     metadata: name, folder, checkpoint (the weights file's metadata), metrics (metrics.json, or None),
     card (card.md's text, or None)."""
-    from ..training import checkpoint as ckpt
-
     folder = model_dir(name, root)
     try:
         c = ckpt.load_checkpoint(folder / WEIGHTS, map_location)

@@ -44,10 +44,13 @@ import torch
 
 from .. import __version__
 from ..atomic_write import atomic_write_text
+from .. import data as datasets
+from ..data.chairs import chairs_or_synthetic
 from ..errors import ArgumentParser, UserInputError, run_cli, storage
 from ..model import JointVAE, validate_image_size
-from ..resources import check_memory
-from . import checkpoint as ckpt
+from .memory import check_memory
+from ..store import checkpoint as ckpt
+from ..store.run_layout import CONFIG, LOG, RUN_INFO
 from .allocator import tune_cpu_allocator
 from .batches import RunLength, TrainImages, limit_images, run_length
 from .config import add_setting_flags, preset_table, read_config_file, resolve_config
@@ -98,9 +101,7 @@ RUN_CONTROL = ("config", "resume", "overwrite", "progress")
 def load_training_data(config: dict[str, Any], dataset=None):
     """(train images source, image_size) from an injected dataset object or jointvae_fast.data."""
     if dataset is None:
-        from ..data import load_dataset
-
-        dataset = load_dataset(config["dataset"], data_dir=config["data_dir"])
+        dataset = datasets.load_dataset(config["dataset"], data_dir=config["data_dir"])
     source = dataset.train if hasattr(dataset, "train") else dataset
     if config["limit"] is not None:
         source = limit_images(source, config["limit"], config["seed"])
@@ -119,7 +120,7 @@ def resolve_run_config(flags: dict[str, Any], control: dict[str, Any],
     resume_dir = None
     if control.get("resume"):
         resume_dir = Path(control["resume"])
-        cfg_path = resume_dir / "config.json"
+        cfg_path = resume_dir / CONFIG
         if not cfg_path.is_file():
             raise ResumeError(f"--resume {resume_dir}: no run there (no config.json)")
         try:
@@ -148,8 +149,6 @@ def chairs_fallback(config: dict[str, Any], layers: list[tuple[str, dict[str, An
     it asks for chairs and none are found (data.chairs.chairs_or_synthetic, which says so on stderr)."""
     if config["dataset"] != "chairs":
         return config
-    from ..data.chairs import chairs_or_synthetic
-
     name = chairs_or_synthetic(config["data_dir"])
     return config if name == "chairs" else resolve_config(*layers, ("the chairs fallback", {"dataset": name}))
 
@@ -175,10 +174,10 @@ def claim_run_dir(world: World, run_dir: Path, resume_dir: Path | None, overwrit
 def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_images: int, img_size, length: RunLength,
                     resume: tuple[Path, dict[str, Any]] | None, argv: Sequence[str] | None) -> None:
     """config.json, run.json and (resuming) the log cut back to the checkpoint; one line on stderr. Rank 0."""
-    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+    atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
     start = int(resume[1]["training"]["step"]) if resume else 0
     if resume:
-        truncate_log(run_dir / "log.jsonl", start)
+        truncate_log(run_dir / LOG, start)
         remove_stale_temporaries(run_dir)
     run_info = {
         "dataset": config["dataset"],
@@ -195,7 +194,7 @@ def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_image
         "command": [sys.executable, "-m", "jointvae_fast.train", *(argv if argv is not None else sys.argv[1:])],
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_text(run_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+    atomic_write_text(run_dir / RUN_INFO, json.dumps(run_info, indent=2) + "\n")
     print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
           f"{f' x{world.size}' if world.distributed else ''}: {n_images} images {img_size}, "
           f"{length.total} steps, precision {config['precision']}{f', resuming at step {start}' if resume else ''}; "
@@ -208,7 +207,7 @@ def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_image
 def record_step_modes(run_dir: Path, step_modes: list[dict[str, Any]]) -> None:
     """run.json gains step_mode (how the last step ran: "cuda-graph" or "eager (why)") and step_modes (each
     change: [{"step", "mode"}]) once training ends. Rank 0."""
-    path = run_dir / "run.json"
+    path = run_dir / RUN_INFO
     run_info = json.loads(path.read_text())
     run_info["step_mode"] = step_modes[-1]["mode"] if step_modes else None
     run_info["step_modes"] = step_modes

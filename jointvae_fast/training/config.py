@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
-from ..resources import check_latent_limits
+from ..ops.limits import check_latent_limits
 
 
 def _preset(cont, disc, lr, cz, cc, epochs, **extra):

@@ -15,27 +15,42 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from ..objective import LossTerms
+from ..model import JointVAE
+from ..objective import LossTerms, Objective
 
-if TYPE_CHECKING:
-    from .step import TrainStep
+
+@dataclass(frozen=True)
+class StepParts:
+    """What a captured step needs of its owner: the pieces it records, and the eager step and forward it calls
+    (`eager(x, step)` -> LossTerms; `run_forward(x)` -> the model's output at the step's precision)."""
+    model: JointVAE
+    optimizer: torch.optim.Optimizer
+    objective: Objective
+    generator: torch.Generator | None
+    device: torch.device
+    eager: Callable[[torch.Tensor, int], LossTerms]
+    run_forward: Callable[[torch.Tensor], object]
 
 
 class CapturedStep:
-    """`captured(x, step)` -> LossTerms, or None when the caller must run the eager step itself."""
+    """`captured(x, step)` -> LossTerms, or None when the caller must run the eager step itself.
+    `replayed` says whether the last returned terms came from a graph replay (else an eager warm-up step)."""
 
-    def __init__(self, step: "TrainStep", warmup: int):
-        self.step = step
+    def __init__(self, parts: StepParts, warmup: int):
+        self.parts = parts
         self.warmup = warmup
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.failed: str | None = None
+        self.replayed = False
 
     def __call__(self, x: torch.Tensor, step: int) -> LossTerms | None:
+        self.replayed = False
         if self.failed is not None:
             return None
         self.calls += 1
@@ -50,17 +65,17 @@ class CapturedStep:
 
     def _side_stream_step(self, x: torch.Tensor, step: int) -> LossTerms:
         """An eager step on a side stream (warm-up before capture, as CUDA graph capture requires)."""
-        device = self.step.device
+        device = self.parts.device
         main = torch.cuda.current_stream(device)
         side = torch.cuda.Stream(device)
         side.wait_stream(main)
         with torch.cuda.stream(side):
-            terms = self.step.eager(x, step)
+            terms = self.parts.eager(x, step)
         main.wait_stream(side)
         return terms
 
     def _key(self, x: torch.Tensor):
-        s = self.step
+        s = self.parts
         return (tuple(x.shape), x.dtype, x.device, bool(s.model.training),
                 tuple(float(g["lr"]) for g in s.optimizer.param_groups))
 
@@ -73,9 +88,9 @@ class CapturedStep:
         self.graph = None
         self.failed = why
         warnings.warn(f"jointvae_fast: {why}; training continues with eager steps", RuntimeWarning, stacklevel=4)
-        if self.step.device.type == "cuda":
-            torch.cuda.synchronize(self.step.device)
-        self.step.optimizer.zero_grad(set_to_none=True)
+        if self.parts.device.type == "cuda":
+            torch.cuda.synchronize(self.parts.device)
+        self.parts.optimizer.zero_grad(set_to_none=True)
 
     def _capture(self, x: torch.Tensor) -> bool:
         """Capture forward + loss + backward + optimizer step; False (and eager from now on) if it fails."""
@@ -87,7 +102,7 @@ class CapturedStep:
             return False
 
     def _record(self, x: torch.Tensor) -> None:
-        s = self.step
+        s = self.parts
         self.key = self._key(x)
         self._static_x = torch.empty_like(x)
         self._static_x.copy_(x)
@@ -111,12 +126,12 @@ class CapturedStep:
         self.graph = graph
 
     def _replay(self, x: torch.Tensor, step: int) -> LossTerms:
-        self.step.mode = "cuda-graph"
-        c_cont, c_disc = self.step.objective.capacities(step)
+        self.replayed = True
+        c_cont, c_disc = self.parts.objective.capacities(step)
         self._static_x.copy_(x, non_blocking=True)
         self._c_cont.fill_(c_cont)
         self._c_disc.fill_(c_disc)
-        self._tau.fill_(float(self.step.model.temperature))
+        self._tau.fill_(float(self.parts.model.temperature))
         self.graph.replay()
         return LossTerms(*self._outputs, c_cont, c_disc, *self._diagnostics)
 

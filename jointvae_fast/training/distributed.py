@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UserInputError
-from ..resources import check_device
+from ..devices import check_device
 
 
 @dataclass(frozen=True)

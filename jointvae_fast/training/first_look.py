@@ -19,7 +19,10 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from ..grids.images import save_image_grid
+from ..grids.traversal import continuous_traversal, discrete_traversal, prior_latents, set_class
 from ..model import JointVAE
+from ..store import run_layout
 from .batches import derive_seed
 
 SAMPLES, SAMPLES_PER_ROW, MAX_UNITS, MIN_COLUMNS = 64, 8, 10, 10
@@ -32,20 +35,13 @@ class Grid(NamedTuple):
 
 def _traversal_base(model: JointVAE, g: torch.Generator) -> torch.Tensor:
     """One prior draw [1, L] with class 0 of every discrete variable."""
-    from ..analysis.figures.traversal import prior_latents
-
     base = prior_latents(model, 1, g)
-    start = model.cont
-    for k in model.disc:
-        base[:, start : start + k] = 0.0
-        base[:, start] = 1.0
-        start += k
+    for variable in range(len(model.disc)):
+        base = set_class(base, model, variable, 0)
     return base
 
 
 def _traversal(model: JointVAE, base: torch.Tensor, kl_cont: Sequence[float] | None) -> Grid:
-    from ..analysis.figures.traversal import continuous_traversal, discrete_traversal
-
     steps = max([MIN_COLUMNS, *model.disc])
     units = list(range(model.cont))
     if kl_cont is not None and len(kl_cont) == model.cont:
@@ -62,8 +58,6 @@ def _traversal(model: JointVAE, base: torch.Tensor, kl_cont: Sequence[float] | N
 @torch.no_grad()
 def first_look_grids(model: JointVAE, seed: int, kl_cont: Sequence[float] | None) -> tuple[Grid, Grid]:
     """(samples, traversal) of `model` (module docstring); kl_cont [D] orders the traversal's units."""
-    from ..analysis.figures.traversal import prior_latents
-
     was_training = model.training
     model.eval()
     try:
@@ -77,8 +71,6 @@ def first_look_grids(model: JointVAE, seed: int, kl_cont: Sequence[float] | None
 
 def write_first_look(model: JointVAE, run_dir: Path, seed: int, kl_cont: Sequence[float] | None) -> list[Path]:
     """samples.png and traversal.png in run_dir (first_look_grids); their paths."""
-    from ..analysis.figures.images import save_image_grid
-
     samples, traversal = first_look_grids(model, seed, kl_cont)
-    return [save_image_grid(samples.images, run_dir / "samples.png", nrow=samples.nrow),
-            save_image_grid(traversal.images, run_dir / "traversal.png", nrow=traversal.nrow)]
+    return [save_image_grid(samples.images, run_dir / run_layout.SAMPLES, nrow=samples.nrow),
+            save_image_grid(traversal.images, run_dir / run_layout.TRAVERSAL, nrow=traversal.nrow)]

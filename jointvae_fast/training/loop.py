@@ -22,7 +22,7 @@ DDP. Each rank computes Eq. 7 on its shard and DistributedDataParallel
 averages the gradients. The reconstruction term is linear in the batch, so
 this equals the global batch's gradient; the capacity terms apply |.| to each
 shard's batch-mean KL, so they match the global batch's only while every
-shard's KL - C has the global batch's sign (tests/test_train_ddp.py compares
+shard's KL - C has the global batch's sign (tests/training/test_ddp.py compares
 in that regime).
 
 Randomness. Sampling noise comes from a torch.Generator on the training
@@ -44,7 +44,8 @@ from ..objective import Capacity, Objective
 from ..progress import Progress
 from .batches import TrainImages, derive_seed, epoch_permutation, run_length
 from .distributed import World, any_rank
-from .run_dir import is_kept_step, list_checkpoints, restore, save_checkpoint
+from ..store.run_layout import LOG, list_checkpoints
+from .run_dir import is_kept_step, restore, save_checkpoint
 from .step import TrainStep, make_optimizer
 from .tensorboard_log import TensorBoardLog
 from .term_log import TermLog
@@ -208,7 +209,7 @@ def train(
         if config["tensorboard"] and world.is_writer else None
     progress = Progress(length.total, "step", unit="step", initial=start, every_s=PLAIN_LINE_SECONDS,
                         enable=None if show_progress and world.is_writer else False)
-    log = TermLog(model, objective, world, length, config["log_every"], run_dir / "log.jsonl", progress, tensorboard)
+    log = TermLog(model, objective, world, length, config["log_every"], run_dir / LOG, progress, tensorboard)
     try:
         status, message, step = _Run(config, model, data, world, run_dir, length, step_fn, log, sampling).run(
             start, step_hook)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 import warnings
@@ -20,16 +19,10 @@ import torch
 from ..atomic_write import atomic_write_text
 from ..errors import UserInputError, storage
 from ..model import JointVAE
-from . import checkpoint as ckpt
+from ..store import checkpoint as ckpt
 from .batches import derive_seed
 from .distributed import World, gather_to_writer
-from .tensorboard_log import TENSORBOARD_DIR
-
-CHECKPOINT_DIR = "checkpoints"
-
-
-CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
-RUN_FILES = ("config.json", "run.json", "log.jsonl", "samples.png", "traversal.png")
+from ..store.run_layout import CHECKPOINT_DIR, RUN_FILES, TENSORBOARD_DIR, checkpoint_path, list_checkpoints
 
 
 class RunDirError(UserInputError):
@@ -92,23 +85,6 @@ def truncate_log(log_path: Path, step: int) -> None:
         except (json.JSONDecodeError, KeyError, TypeError):
             continue
     atomic_write_text(log_path, "".join(k + "\n" for k in kept))
-
-
-def checkpoint_path(run_dir, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:08d}.pt"
-
-
-def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
-    """(step, path) of the run's checkpoint files, oldest first."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.iterdir():
-        m = CHECKPOINT_RE.match(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
 
 
 def read_latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict[str, Any]]:

@@ -44,7 +44,7 @@ import torch
 
 from ..model import JointVAE
 from ..objective import LossTerms, Objective
-from .cuda_graph import CapturedStep
+from .cuda_graph import CapturedStep, StepParts
 from .precision import autocast, check_precision
 
 
@@ -113,7 +113,8 @@ class TrainStep:
             raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
         self.warmup = warmup
         self.cuda_graph = self._want_graph(cuda_graph)
-        self._graph = CapturedStep(self, warmup) if self.cuda_graph else None
+        parts = StepParts(model, optimizer, objective, generator, self.device, self.eager, self.run_forward)
+        self._graph = CapturedStep(parts, warmup) if self.cuda_graph else None
 
     def _want_graph(self, cuda_graph: bool | None) -> bool:
         """Whether to use a CUDA graph; sets `eager_reason` (why not) when not."""
@@ -163,6 +164,7 @@ class TrainStep:
         if self._graph is not None:
             terms = self._graph(x, step)  # None: not captured (yet, or any more); run eagerly
             if terms is not None:
+                self.mode = "cuda-graph" if self._graph.replayed else "eager"
                 return terms
         return self.eager(x, step)
 

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError, storage
+from ..grids.images import image_grid
 from ..model import JointVAE
+from ..store.run_layout import TENSORBOARD_DIR
+from .first_look import first_look_grids
 
-TENSORBOARD_DIR = "tensorboard"
 SCALARS = {  # record key -> tag
     "loss": "loss/total", "recon": "loss/recon", "capacity_loss": "loss/capacity",
     "c_cont": "capacity/c_cont", "kl_cont_sum": "capacity/kl_cont_sum",
@@ -75,9 +77,6 @@ class TensorBoardLog:
 
     def images(self, model: JointVAE, step: int, record: dict[str, Any] | None) -> None:
         """The first-look grids at `step`, the traversal's units ordered by the record's kl_cont."""
-        from ..analysis.figures.images import image_grid
-        from .first_look import first_look_grids
-
         grids = first_look_grids(model, self.seed, record["kl_cont"] if record else None)
         with storage(self.dir):
             for name, grid in zip(("samples", "traversal"), grids):

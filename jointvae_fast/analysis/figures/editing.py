@@ -18,7 +18,7 @@ import torch
 
 from ...errors import UserInputError
 from ...model import JointVAE
-from .traversal import mode_latent, set_class, set_unit
+from ...grids.traversal import mode_latent, set_class, set_unit
 
 _EDIT_RE = re.compile(r"^\s*([zc]?)(\d+)\s*=\s*(\S+)\s*$")
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .images import image_grid
+from ...grids.images import image_grid
 
 DPI = 110
 

@@ -1,0 +1,65 @@
+"""The registry, search order, float conversion and the atomic cache."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jointvae_fast.data import DATASETS, as_float_images, gather_batch, load_dataset, search_roots
+from jointvae_fast.data.cache import load_cache, save_cache
+from jointvae_fast.data.locations import cache_root
+
+from tests.data_fixtures import isolated  # noqa: F401
+
+
+def test_registry_names_match_the_training_presets():
+    from jointvae_fast.training.config import DATASET_PRESETS
+
+    assert set(DATASETS) == set(DATASET_PRESETS)
+
+
+def test_unknown_name_and_bad_data_dir():
+    with pytest.raises(ValueError, match="nonsense"):
+        load_dataset("nonsense")
+    with pytest.raises(TypeError, match="data_dir"):
+        load_dataset("mnist", data_dir=3)
+
+
+def test_search_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOINTVAE_DATA", f"{tmp_path / 'e1'}:{tmp_path / 'e2'}")
+    monkeypatch.delenv("JOINTVAE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert search_roots(tmp_path / "d") == [tmp_path / "d", tmp_path / "e1", tmp_path / "e2", tmp_path / "xdg" / "jointvae_fast"]
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_root() == Path.home() / ".cache" / "jointvae_fast"
+
+
+def test_as_float_images_and_gather():
+    x = torch.tensor([0, 51, 255], dtype=torch.uint8).reshape(3, 1, 1, 1)
+    y = as_float_images(x, "cpu")
+    assert y.dtype == torch.float32 and y.flatten().tolist() == pytest.approx([0.0, 0.2, 1.0])
+    with pytest.raises(TypeError):
+        as_float_images(x.float())
+    assert torch.equal(gather_batch(x, torch.tensor([2, 0])), x[[2, 0]])
+
+
+def test_cache_roundtrip_meta_mismatch_and_atomic_write(tmp_path):
+    p = tmp_path / "c" / "x.npz"
+    arrays = {"a": np.arange(5), "b": np.ones((2, 2), np.uint8)}
+    assert save_cache(p, arrays, {"source": "s1"})
+    got = load_cache(p, {"source": "s1"})
+    assert set(got) == {"a", "b"} and np.array_equal(got["a"], arrays["a"])
+    assert load_cache(p, {"source": "s2"}) is None  # the source changed: rebuild
+    assert [q.name for q in p.parent.iterdir()] == ["x.npz"]  # no temp files left
+    with np.load(p) as z:
+        assert json.loads(str(z["__meta__"]))["source"] == "s1"
+
+
+def test_unwritable_cache_warns_but_data_is_returned(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.warns(UserWarning, match="could not write cache"):
+        assert not save_cache(blocker / "sub" / "x.npz", {"a": np.zeros(1)}, {})
