@@ -2,7 +2,7 @@
 
 The public API, importable from here (each name is imported on first use, so
 `import jointvae_fast` stays cheap; the compiled extension is built or loaded
-the first time `jointvae_fast.ops` is imported):
+on the first use of an op):
 
     JointVAE                      the network (model.py)
     Capacity, Objective           Eq. 7 with its capacity schedules (objective.py)

@@ -6,5 +6,5 @@
 - encoding.py  posterior parameters of the split; per-latent KL, classes, reconstruction NLL
 - report.py    metrics.json, figures and index.html
 - metrics/     accuracy (Hungarian, majority), MIG, circular statistics (NumPy only)
-- figures/     traversals, image editing, image grids, matplotlib plots
+- figures/     image editing, matplotlib plots (latent traversals and image grids: jointvae_fast.grids)
 """

@@ -1,7 +1,7 @@
 """The fused ops' size limits, the same for every backend (the composite path checks them too).
 
 The C++ sources state them as kMaxDiscVars (kernels/include/jointvae/latent_math.h) and the class-count
-check of kernels/torch/checks.h; tests/kernels/test_limits.py reads those sources to keep the numbers equal:
+check of kernels/torch/checks.h; tests/kernels/test_limits_match_sources.py reads those sources to keep the numbers equal:
     MAX_DISC_VARS = 64        discrete variables V
     MAX_CLASSES = 2**24       classes K_i of one discrete variable
 They are checked when a model is built and when a configuration is resolved, so a model valid on the CPU

@@ -1,1 +1,1 @@
-"""Figures of a trained model: latent traversals, image editing, image grids, matplotlib plots."""
+"""Figures of a trained model: image editing, matplotlib plots (latent traversals and image grids: jointvae_fast.grids)."""
