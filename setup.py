@@ -76,7 +76,8 @@ setup(
     # pybind11: the CUDA-emulation tests' binding; selenium drives Debian's chromium + chromedriver in the
     # explorer's browser test (skips without them); tensorboard: train --tensorboard (optional), and its test
     extras_require={"test": ["pytest", "hypothesis", "pybind11", "selenium>=4.11", "tensorboard"],
-                    "tensorboard": ["tensorboard"]},
+                    "tensorboard": ["tensorboard"],
+                    "docs": ["mkdocs>=1.6,<2", "mkdocs-material", "mkdocstrings[python]"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )
