@@ -146,3 +146,17 @@ def test_the_rules_catch_a_violation(tmp_path):
     assert ("jointvae_fast.training.loop", 1, False) in edges
     assert ("jointvae_fast.model", 4, True) in edges
     assert RANK["training"] > RANK["ops"]
+
+
+def test_importing_the_entry_points_loads_no_compiled_op():
+    """The compiled library loads on the first op use (ops/__init__.py's __getattr__), not when a module that
+    uses the ops is imported: importing every CLI and the model layers leaves jointvae_fast.ops.fused unloaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, jointvae_fast.train, jointvae_fast.evaluate, jointvae_fast.explore, jointvae_fast.pack, "
+            "jointvae_fast.model, jointvae_fast.objective, jointvae_fast.grids.traversal\n"
+            "print(sorted(m for m in sys.modules if m.startswith('jointvae_fast.ops')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "jointvae_fast.ops.fused" not in r.stdout and "jointvae_fast.ops.extension" not in r.stdout, r.stdout
