@@ -1,7 +1,9 @@
 """Training: the CLI, its configuration, one optimisation step, the loop, distributed setup, checkpoints.
 
 - cli.py          `python -m jointvae_fast.train`: parse, resolve the config, set up, run the loop
-- config.py       the config schema (from which DEFAULTS and the flags derive) and the paper's presets
+- config.py       the config schema (from which DEFAULTS, the flags and the typed RunConfig derive), resolution,
+                  the presets' table
+- presets.py      the presets as data (the paper's Appendix C and synthetic-chairs)
 - allocator.py    the CPU allocator setting the CLI makes at its start
 - batches.py      the training images on the device, the seeded batch order, the run's length
 - step.py         one optimisation step (eager); cuda_graph.py replays it as one CUDA graph

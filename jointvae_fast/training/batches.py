@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from ..errors import UserInputError
+from .config import RunConfig
 
 
 def derive_seed(purpose: str, seed: int, index: int) -> int:
@@ -99,14 +99,14 @@ class RunLength:
     total: int
 
 
-def run_length(config: dict[str, Any], n_images: int, world_size: int) -> RunLength:
+def run_length(config: RunConfig, n_images: int, world_size: int) -> RunLength:
     """RunLength of `config` on `n_images` training images; ValueError for a batch that does not fit."""
-    batch = config["batch_size"]
+    batch = config.batch_size
     if batch % world_size:
         raise UserInputError(f"batch_size {batch} must be divisible by the number of processes {world_size}")
     steps_per_epoch = n_images // batch
     if steps_per_epoch < 1:
         raise UserInputError(f"batch_size {batch} is larger than the training split ({n_images} images): "
                              "lower --batch-size or raise --limit")
-    total = config["steps"] if config["steps"] is not None else config["epochs"] * steps_per_epoch
+    total = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     return RunLength(batch, batch // world_size, steps_per_epoch, total)

@@ -1,6 +1,6 @@
 """python -m jointvae_fast.train --dataset NAME [options]: train the paper's Joint-VAE.
 
-Settings resolve as DEFAULTS < the dataset's preset (see jointvae_fast.training.config)
+Settings resolve as DEFAULTS < the dataset's preset (jointvae_fast.training.presets)
 < a resumed run's config.json < --config FILE (JSON or TOML) < flags. A new
 --dataset chairs run that finds no real chairs runs as --dataset synthetic-chairs
 (with its preset unless one is given; a one-line notice says so). The run
@@ -37,6 +37,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -53,7 +54,7 @@ from ..store import checkpoint as ckpt
 from ..store.run_layout import CONFIG, LOG, RUN_INFO
 from .allocator import tune_cpu_allocator
 from .batches import RunLength, TrainImages, limit_images, run_length
-from .config import add_setting_flags, preset_table, read_config_file, resolve_config
+from .config import RunConfig, add_setting_flags, preset_table, read_config_file, resolve_config
 from .distributed import World, broadcast_from_writer, cleanup, setup, wait_for_all
 from .first_look import write_first_look
 from .loop import train
@@ -98,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_CONTROL = ("config", "resume", "overwrite", "progress")
 
 
-def load_training_data(config: dict[str, Any], dataset=None):
+def load_training_data(config: RunConfig, dataset=None):
     """(train images source, image_size) from an injected dataset object or jointvae_fast.data."""
     if dataset is None:
-        dataset = datasets.load_dataset(config["dataset"], data_dir=config["data_dir"])
+        dataset = datasets.load_dataset(config.dataset, data_dir=config.data_dir)
     source = dataset.train if hasattr(dataset, "train") else dataset
-    if config["limit"] is not None:
-        source = limit_images(source, config["limit"], config["seed"])
+    if config.limit is not None:
+        source = limit_images(source, config.limit, config.seed)
     size = getattr(dataset, "image_size", None)
     if size is None:
         size = tuple(source.shape[1:])
@@ -112,7 +113,7 @@ def load_training_data(config: dict[str, Any], dataset=None):
 
 
 def resolve_run_config(flags: dict[str, Any], control: dict[str, Any],
-                       injected_dataset: bool = False) -> tuple[dict[str, Any], Path | None]:
+                       injected_dataset: bool = False) -> tuple[RunConfig, Path | None]:
     """(config, the run directory to resume or None) from the layers the flags name (module docstring).
     A new run of --dataset chairs without real chairs becomes a synthetic-chairs run (chairs_fallback)
     unless the data is injected (main's `dataset`)."""
@@ -138,18 +139,18 @@ def resolve_run_config(flags: dict[str, Any], control: dict[str, Any],
     if resume_dir is None and not injected_dataset:
         config = chairs_fallback(config, layers)
     if resume_dir is not None:
-        config["out"] = str(resume_dir)
-    elif config["out"] is None:
-        config["out"] = default_out(config["dataset"])
+        config = replace(config, out=str(resume_dir))
+    elif config.out is None:
+        config = replace(config, out=default_out(config.dataset))
     return config, resume_dir
 
 
-def chairs_fallback(config: dict[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def chairs_fallback(config: RunConfig, layers: list[tuple[str, dict[str, Any]]]) -> RunConfig:
     """The config of a new run, re-resolved as --dataset synthetic-chairs (its preset unless one is given) when
     it asks for chairs and none are found (data.chairs.chairs_or_synthetic, which says so on stderr)."""
-    if config["dataset"] != "chairs":
+    if config.dataset != "chairs":
         return config
-    name = chairs_or_synthetic(config["data_dir"])
+    name = chairs_or_synthetic(config.data_dir)
     return config if name == "chairs" else resolve_config(*layers, ("the chairs fallback", {"dataset": name}))
 
 
@@ -171,19 +172,19 @@ def claim_run_dir(world: World, run_dir: Path, resume_dir: Path | None, overwrit
     return resume_path
 
 
-def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_images: int, img_size, length: RunLength,
+def write_run_files(config: RunConfig, run_dir: Path, world: World, n_images: int, img_size, length: RunLength,
                     resume: tuple[Path, dict[str, Any]] | None, argv: Sequence[str] | None) -> None:
     """config.json, run.json and (resuming) the log cut back to the checkpoint; one line on stderr. Rank 0."""
-    atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
     start = int(resume[1]["training"]["step"]) if resume else 0
     if resume:
         truncate_log(run_dir / LOG, start)
         remove_stale_temporaries(run_dir)
     run_info = {
-        "dataset": config["dataset"],
+        "dataset": config.dataset,
         "world_size": world.size,
         "device": str(world.device),
-        "precision": config["precision"],
+        "precision": config.precision,
         "train_images": n_images,
         "image_size": list(img_size),
         "steps_per_epoch": length.steps_per_epoch,
@@ -195,11 +196,11 @@ def write_run_files(config: dict[str, Any], run_dir: Path, world: World, n_image
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     atomic_write_text(run_dir / RUN_INFO, json.dumps(run_info, indent=2) + "\n")
-    print(f"training {config['dataset']} (preset {config['preset']}) on {world.device}"
+    print(f"training {config.dataset} (preset {config.preset}) on {world.device}"
           f"{f' x{world.size}' if world.distributed else ''}: {n_images} images {img_size}, "
-          f"{length.total} steps, precision {config['precision']}{f', resuming at step {start}' if resume else ''}; "
+          f"{length.total} steps, precision {config.precision}{f', resuming at step {start}' if resume else ''}; "
           f"run directory {run_dir}", file=sys.stderr, flush=True)
-    note = precision_note(config["precision"], world.device)
+    note = precision_note(config.precision, world.device)
     if note is not None:
         print(note, file=sys.stderr, flush=True)
 
@@ -214,29 +215,29 @@ def record_step_modes(run_dir: Path, step_modes: list[dict[str, Any]]) -> None:
     atomic_write_text(path, json.dumps(run_info, indent=2) + "\n")
 
 
-def start_process(config: dict[str, Any]) -> World:
+def start_process(config: RunConfig) -> World:
     """Process-wide settings, in one place: the distributed world, torch threads, the seed, and on the
     CPU the allocator setting (allocator.tune_cpu_allocator)."""
-    world = setup(config["device"])
-    if config["threads"] is not None:
-        torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
+    world = setup(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
     if world.device.type == "cpu":
         tune_cpu_allocator()
     return world
 
 
-def run(config: dict[str, Any], control: dict[str, Any], resume_dir: Path | None, world: World,
+def run(config: RunConfig, control: dict[str, Any], resume_dir: Path | None, world: World,
         argv: Sequence[str] | None, dataset=None) -> int:
     """Set up the run directory, data and model, train, and write the first-look images; the exit code."""
-    run_dir = Path(config["out"])
+    run_dir = Path(config.out)
     overwrite = bool(control.get("overwrite"))
     resume_path = claim_run_dir(world, run_dir, resume_dir, overwrite)
     source, img_size = load_training_data(config, dataset)
     data = TrainImages(source, world.device)
     length = run_length(config, len(data), world.size)
-    check_memory(img_size, config["cont"], config["disc"], length.local_batch, world.device)
-    model = JointVAE(img_size, config["cont"], config["disc"], config["temperature"]).to(world.device)
+    check_memory(img_size, config.cont, config.disc, length.local_batch, world.device)
+    model = JointVAE(img_size, config.cont, config.disc, config.temperature).to(world.device)
     resume = None
     if resume_path is not None:
         resume = (Path(resume_path), ckpt.read(resume_path, "cpu"))
@@ -252,16 +253,16 @@ def run(config: dict[str, Any], control: dict[str, Any], resume_dir: Path | None
         print(result.message, file=sys.stderr, flush=True)
     if result.status != "done":
         return EXIT_NONFINITE if result.status == "nonfinite" else EXIT_INTERRUPTED
-    if world.is_writer and config["images"]:
+    if world.is_writer and config.images:
         kl = result.last_record["kl_cont"] if result.last_record else None
-        paths = write_first_look(model, run_dir, config["seed"], kl)
+        paths = write_first_look(model, run_dir, config.seed, kl)
         print("images: " + ", ".join(str(p) for p in paths), file=sys.stderr, flush=True)
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, dataset=None) -> int:
     """The CLI. `dataset` (for tests and notebooks): an object with .train (uint8 [N, C, H, W]) and
-    .image_size used instead of loading config["dataset"] from disk. A bad input is one line `error: ...`
+    .image_size used instead of loading the config's dataset from disk. A bad input is one line `error: ...`
     and exit status 2; any other exception is a bug: its traceback, a line saying so, exit status 1."""
     args = vars(build_parser().parse_args(argv))
     control = {k: args.pop(k) for k in RUN_CONTROL if k in args}
@@ -271,7 +272,7 @@ def main(argv: Sequence[str] | None = None, dataset=None) -> int:
         world = None
         try:
             config, resume_dir = resolve_run_config(flags, control, injected_dataset=dataset is not None)
-            if config["tensorboard"]:  # an optional package: missing, one line before anything is written
+            if config.tensorboard:  # an optional package: missing, one line before anything is written
                 require_tensorboard()
             world = start_process(config)
             status = run(config, control, resume_dir, world, argv, dataset)

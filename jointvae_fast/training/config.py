@@ -1,30 +1,15 @@
-"""The training presets and how a run's configuration is resolved.
+"""A run's configuration: SCHEMA (one Setting per key), and from it DEFAULTS, the flags and RunConfig.
 
-| preset           | image   | cont | disc | lr   | C_z max, iters, gamma | C_c max, iters, gamma | epochs |
-| mnist            | 1x32x32 | 10   | [10] | 5e-4 | 5, 25000, 30          | 5, 25000, 30          | 100    |
-| fashion-mnist    | 1x32x32 | 10   | [10] | 5e-4 | 5, 50000, 100         | 10, 50000, 100        | 100    |
-| chairs           | 1x64x64 | 32   | [10] | 1e-4 | 30, 100000, 300       | 5, 100000, 300        | 100    |
-| celeba           | 3x64x64 | 32   | [10] | 5e-4 | 50, 100000, 100       | 10, 100000, 100       | 100    |
-| dsprites         | 1x64x64 | 6    | [3]  | 5e-4 | 40, 300000, 150       | 1.1, 300000, 150      | 30     |
-| synthetic-chairs | 1x64x64 | 32   | [7]  | 5e-4 | 30, 100000, 300       | 5, 10000, 300         | 100    |
+RunConfig is a frozen dataclass generated from SCHEMA (one typed attribute per key, in config.json's
+order), so a Setting added to SCHEMA is a flag, a default, a type check and an attribute at once.
+A misspelt attribute is an AttributeError where it is read or set; an unknown key in a file is a
+ConfigError naming it. `RunConfig.to_dict()` is what config.json and a checkpoint's meta hold;
+`RunConfig.from_dict(d, source)` reads it back (every key required; resolve_config fills missing ones).
 
-All use Adam, batch 64, temperature 0.67 and capacities starting at 0. The first five are the paper's
-(Appendix C; dSprites: its published code). synthetic-chairs is this project's choice for the built-in
-procedural chairs, on which the paper's chairs preset collapses the discrete code (issue 13): one variable
-of the seven chair types, the discrete capacity first (log 7 reached at step ~3,900), lr 5e-4 and
-disc_capacity_on = "information" (lambda_agg = 300 / 10); see docs/experiments/chairs-2026-11-29.md.
-`--preset chairs` gives the paper's values on them.
-
-celeba has recon_weight = 1/3: the paper's published code computes
-the reconstruction term of RGB images as the per-image sum divided by the
-channel count (a side effect of how it reshapes the images), so its gammas
-were tuned against a reconstruction three times smaller. The preset
-reproduces that so the paper's gammas carry over.
-
-Resolution order (later wins): DEFAULTS < preset < the resumed run's
-config.json < --config FILE (JSON, or TOML read with tomllib) < command-line
-flags. Unknown keys and values of the wrong type raise ConfigError naming the
-key, the value and where it came from.
+Resolution order (later wins): DEFAULTS < preset (presets.py) < the resumed run's config.json
+< --config FILE (JSON, or TOML read with tomllib) < command-line flags. Unknown keys and values of the
+wrong type raise ConfigError naming the key, the value and where it came from. The table of the presets
+(`--help`, README.md) is rendered from presets.py by preset_table.
 """
 from __future__ import annotations
 
@@ -32,49 +17,20 @@ import argparse
 import json
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
 from ..ops.limits import check_latent_limits
-
-
-def _preset(cont, disc, lr, cz, cc, epochs, **extra):
-    return {
-        "cont": cont, "disc": disc, "lr": lr, "epochs": epochs, "batch_size": 64, "temperature": 0.67,
-        "cont_min": 0.0, "cont_max": cz[0], "cont_iters": cz[1], "cont_gamma": cz[2],
-        "disc_min": 0.0, "disc_max": cc[0], "disc_iters": cc[1], "disc_gamma": cc[2],
-        "recon_weight": 1.0, **extra,
-    }
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "mnist": _preset(10, [10], 5e-4, (5.0, 25000, 30.0), (5.0, 25000, 30.0), 100),
-    "fashion-mnist": _preset(10, [10], 5e-4, (5.0, 50000, 100.0), (10.0, 50000, 100.0), 100),
-    "chairs": _preset(32, [10], 1e-4, (30.0, 100000, 300.0), (5.0, 100000, 300.0), 100),
-    "celeba": _preset(32, [10], 5e-4, (50.0, 100000, 100.0), (10.0, 100000, 100.0), 100, recon_weight=1.0 / 3.0),
-    "dsprites": _preset(6, [3], 5e-4, (40.0, 300000, 150.0), (1.1, 300000, 150.0), 30),
-    "synthetic-chairs": _preset(32, [7], 5e-4, (30.0, 100000, 300.0), (5.0, 10000, 300.0), 100,
-                                disc_capacity_on="information"),
-}
-
-# dataset name -> its preset
-DATASET_PRESETS: dict[str, str] = {
-    "mnist": "mnist",
-    "fashion-mnist": "fashion-mnist",
-    "chairs": "chairs",
-    "synthetic-chairs": "synthetic-chairs",
-    "celeba": "celeba",
-    "dsprites": "dsprites",
-}
+from .presets import DATASET_PRESETS, PRESET_IMAGE_SIZES, PRESETS
 
 
 @dataclass(frozen=True)
 class Setting:
     """One configuration key: its type, default and help; the --help text and the flag derive from it.
 
-    kind: "int", "float", "str", "bool" or "ints" (list of ints); a "?" suffix allows None.
+    kind: "int", "float", "str", "bool" or "ints" (a list of ints; a tuple on RunConfig); a "?" suffix allows None.
     note: what --help says the default is, when that is not the value itself (e.g. "the preset's").
     """
 
@@ -218,8 +174,8 @@ def _check_type(key: str, value: Any, source: str) -> Any:
         ok = isinstance(value, bool)
     elif kind == "ints":
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        if ok:
-            value = list(value)
+        if ok and not isinstance(value, tuple):
+            value = tuple(value)
     if not ok:
         want = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                 "ints": "a list of integers"}[kind]
@@ -258,46 +214,94 @@ def read_config_file(path) -> dict[str, Any]:
     return check_config_layer({k.replace("-", "_"): v for k, v in data.items()}, f"config file {path}")
 
 
-def _validate_values(cfg: dict[str, Any]) -> None:
+def _validate_values(cfg: RunConfig) -> None:
+    """ConfigError for the first value outside its range (types are already checked)."""
     def need(cond, key, what):
         if not cond:
-            raise ConfigError(f"{key} must be {what}, got {cfg[key]!r}")
+            raise ConfigError(f"{key} must be {what}, got {getattr(cfg, key)!r}")
 
-    if cfg["dataset"] not in DATASET_PRESETS:
-        raise ConfigError(f"unknown dataset {cfg['dataset']!r}; choose one of {', '.join(DATASET_PRESETS)}")
-    if cfg["preset"] not in PRESETS:
-        raise ConfigError(f"unknown preset {cfg['preset']!r}; choose one of {', '.join(PRESETS)}")
+    if cfg.dataset not in DATASET_PRESETS:
+        raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASET_PRESETS)}")
+    if cfg.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
     for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep",
                 "tensorboard_images_every"):
-        need(cfg[key] >= 1, key, "an integer >= 1")
+        need(getattr(cfg, key) >= 1, key, "an integer >= 1")
     for key in ("epochs", "steps", "limit", "temperature_anneal_steps", "keep_every"):
-        need(cfg[key] is None or cfg[key] >= 1, key, "an integer >= 1 (or unset)")
-    need(cfg["threads"] is None or 1 <= cfg["threads"] <= MAX_THREADS, "threads", f"an integer in 1..{MAX_THREADS} (or unset)")
-    need(0 <= cfg["seed"] < 2**63, "seed", "an integer in 0..2**63-1")
-    need(cfg["precision"] in SCHEMA["precision"].choices, "precision", " or ".join(SCHEMA["precision"].choices))
-    if cfg["steps"] is None and cfg["epochs"] is None:
+        need(getattr(cfg, key) is None or getattr(cfg, key) >= 1, key, "an integer >= 1 (or unset)")
+    need(cfg.threads is None or 1 <= cfg.threads <= MAX_THREADS, "threads", f"an integer in 1..{MAX_THREADS} (or unset)")
+    need(0 <= cfg.seed < 2**63, "seed", "an integer in 0..2**63-1")
+    need(cfg.precision in SCHEMA["precision"].choices, "precision", " or ".join(SCHEMA["precision"].choices))
+    if cfg.steps is None and cfg.epochs is None:
         raise ConfigError("give either epochs or steps")
-    need(cfg["cont"] >= 0, "cont", "an integer >= 0")
-    need(all(k >= 2 for k in cfg["disc"]), "disc", "a list of class counts >= 2")
-    if cfg["cont"] == 0 and not cfg["disc"]:
+    need(cfg.cont >= 0, "cont", "an integer >= 0")
+    need(all(k >= 2 for k in cfg.disc), "disc", "a list of class counts >= 2")
+    if cfg.cont == 0 and not cfg.disc:
         raise ConfigError("the latent is empty: give cont > 0 or at least one discrete variable (disc)")
-    check_latent_limits(cfg["disc"])
+    check_latent_limits(cfg.disc)
     for key in ("lr", "temperature"):
-        need(math.isfinite(cfg[key]) and cfg[key] > 0, key, "a finite number > 0")
+        need(math.isfinite(getattr(cfg, key)) and getattr(cfg, key) > 0, key, "a finite number > 0")
     for key in ("cont_min", "cont_max", "disc_min", "disc_max", "cont_gamma", "disc_gamma", "recon_weight"):
-        need(math.isfinite(cfg[key]) and cfg[key] >= 0, key, "a finite number >= 0")
+        need(math.isfinite(getattr(cfg, key)) and getattr(cfg, key) >= 0, key, "a finite number >= 0")
     for part in ("disc", "cont"):
-        need(cfg[f"{part}_capacity_on"] in SCHEMA[f"{part}_capacity_on"].choices, f"{part}_capacity_on",
-             "kl or information")
-        w = cfg[f"{part}_aggregate_weight"]
+        key = f"{part}_capacity_on"
+        need(getattr(cfg, key) in SCHEMA[key].choices, key, "kl or information")
+        w = getattr(cfg, f"{part}_aggregate_weight")
         need(w is None or (math.isfinite(w) and w >= 0), f"{part}_aggregate_weight", "a finite number >= 0 (or unset)")
-    if (cfg["temperature_final"] is None) != (cfg["temperature_anneal_steps"] is None):
+    if (cfg.temperature_final is None) != (cfg.temperature_anneal_steps is None):
         raise ConfigError("temperature annealing needs both temperature_final and temperature_anneal_steps")
-    if cfg["temperature_final"] is not None:
-        need(0 < cfg["temperature_final"] <= cfg["temperature"], "temperature_final", "in (0, temperature]")
+    if cfg.temperature_final is not None:
+        need(0 < cfg.temperature_final <= cfg.temperature, "temperature_final", "in (0, temperature]")
 
 
-def resolve_config(*layers: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+class _RunConfigBase:
+    """The methods of RunConfig (its fields come from SCHEMA)."""
+
+    def __post_init__(self) -> None:
+        """Types as SCHEMA says (a TypeError: code built it wrong), then the value rules (ConfigError)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            try:
+                checked = _check_type(f.name, value, "RunConfig")
+            except ConfigError as e:
+                raise TypeError(str(e)) from None
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+        _validate_values(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as config.json holds them: every key, in RunConfig's field order, lists for tuples."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> RunConfig:
+        """The RunConfig of a full set of settings (to_dict's); ConfigError naming an unknown, missing or
+        ill-typed key and `source`, or a value out of range."""
+        values = check_config_layer(data, source)
+        missing = [key for key in SCHEMA if key not in values]
+        if missing:
+            raise ConfigError(f"{source} lacks the config key(s) {', '.join(missing)}")
+        return cls(**values)
+
+
+def _annotation(kind: str) -> Any:
+    """The Python type of a Setting kind ("ints": a tuple, so that a RunConfig is immutable)."""
+    base = {"int": int, "float": float, "str": str, "bool": bool, "ints": tuple[int, ...]}[kind.rstrip("?")]
+    return base | None if kind.endswith("?") else base
+
+
+# the keys with a default in SCHEMA's order, then the required ones: the order config.json has always had
+_FIELD_ORDER = [k for k, s in SCHEMA.items() if not s.required] + [k for k, s in SCHEMA.items() if s.required]
+
+RunConfig = make_dataclass(
+    "RunConfig", [(key, _annotation(SCHEMA[key].kind)) for key in _FIELD_ORDER], bases=(_RunConfigBase,),
+    namespace={"__module__": __name__,
+               "__doc__": "A resolved, validated run configuration: one attribute per SCHEMA key (frozen; "
+                          "dataclasses.replace for a changed copy, checked again)."},
+    frozen=True, kw_only=True)
+
+
+def resolve_config(*layers: tuple[str, dict[str, Any]]) -> RunConfig:
     """The full config from (source, settings) layers, lowest priority first, on top of DEFAULTS < preset.
 
     The preset is the layers' `preset`, else the preset of their `dataset`.
@@ -313,20 +317,48 @@ def resolve_config(*layers: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     preset = explicit.get("preset") or DATASET_PRESETS[dataset]
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    cfg = {**DEFAULTS, **PRESETS[preset], **explicit, "preset": preset}
-    _validate_values(cfg)
-    return cfg
+    return RunConfig.from_dict({**DEFAULTS, **PRESETS[preset], **explicit, "preset": preset}, "the resolved settings")
+
+
+# the table's columns after preset and image: header -> the settings shown in it
+_TABLE_COLUMNS = {
+    "cont": ("cont",), "disc": ("disc",), "lr": ("lr",),
+    "C_z: max, iters, gamma": ("cont_max", "cont_iters", "cont_gamma"),
+    "C_c: max, iters, gamma": ("disc_max", "disc_iters", "disc_gamma"),
+    "epochs": ("epochs",),
+}
+
+
+def _cell(value: Any) -> str:
+    """A value as the table shows it: 4 significant digits, below 1e-3 as 5e-4."""
+    if not isinstance(value, float):
+        return str(value)
+    if 0 < abs(value) < 1e-3:
+        mantissa, exponent = f"{value:.3e}".split("e")
+        return f"{float(mantissa):g}e{int(exponent)}"
+    return f"{value:.4g}"
+
+
+def _preset_rows() -> list[list[str]]:
+    """Header and one row per preset: the columns' values, then "other": its other settings that differ
+    from their SCHEMA default."""
+    shown = {key for keys in _TABLE_COLUMNS.values() for key in keys}
+    rows = [["preset", "image", *_TABLE_COLUMNS, "other"]]
+    for name, preset in PRESETS.items():
+        values = {**DEFAULTS, **preset}
+        other = [f"{k} {_cell(v)}" for k, v in preset.items() if k not in shown and v != SCHEMA[k].default]
+        rows.append([name, "x".join(map(str, PRESET_IMAGE_SIZES[name])),
+                     *(", ".join(_cell(values[k]) for k in keys) for keys in _TABLE_COLUMNS.values()),
+                     "; ".join(other) or "-"])
+    return rows
 
 
 def preset_table() -> str:
-    """The presets as text (for --help)."""
-    rows = []
-    for name, p in PRESETS.items():
-        rows.append(
-            f"  {name:<16} cont {p['cont']:<3} disc {p['disc']!s:<5} lr {p['lr']:g}  "
-            f"C_z {p['cont_max']:g}/{p['cont_iters']}/{p['cont_gamma']:g}  "
-            f"C_c {p['disc_max']:g}/{p['disc_iters']}/{p['disc_gamma']:g}  epochs {p['epochs']}"
-            + (f"  recon_weight {p['recon_weight']:.4g}" if p["recon_weight"] != 1.0 else "")
-            + (f"  disc_capacity_on {p['disc_capacity_on']}" if "disc_capacity_on" in p else "")
-        )
-    return "\n".join(rows)
+    """The presets as a markdown table with padded columns (README.md and --help show this text)."""
+    rows = _preset_rows()
+    widths = [max(3, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(rows[0]), line(["-" * w for w in widths]), *map(line, rows[1:])])

@@ -43,6 +43,7 @@ from ..model import JointVAE
 from ..objective import Capacity, Objective
 from ..progress import Progress
 from .batches import TrainImages, derive_seed, epoch_permutation, run_length
+from .config import RunConfig
 from .distributed import World, any_rank
 from ..store.run_layout import LOG, list_checkpoints
 from .run_dir import is_kept_step, restore, save_checkpoint
@@ -81,18 +82,18 @@ class StopRequest:
         return False
 
 
-def make_objective(config: dict[str, Any], model: JointVAE) -> Objective:
+def make_objective(config: RunConfig, model: JointVAE) -> Objective:
     """Eq. 7 with the config's capacities (a part without latent units has no capacity term)."""
-    cont = Capacity(config["cont_min"], config["cont_max"], config["cont_iters"], config["cont_gamma"]) if model.cont else None
-    disc = Capacity(config["disc_min"], config["disc_max"], config["disc_iters"], config["disc_gamma"]) if model.disc else None
-    return Objective(tuple(model.disc), cont, disc, float(config["recon_weight"]),
-                     config["disc_capacity_on"], config["disc_aggregate_weight"],
-                     config["cont_capacity_on"], config["cont_aggregate_weight"])
+    cont = Capacity(config.cont_min, config.cont_max, config.cont_iters, config.cont_gamma) if model.cont else None
+    disc = Capacity(config.disc_min, config.disc_max, config.disc_iters, config.disc_gamma) if model.disc else None
+    return Objective(tuple(model.disc), cont, disc, config.recon_weight,
+                     config.disc_capacity_on, config.disc_aggregate_weight,
+                     config.cont_capacity_on, config.cont_aggregate_weight)
 
 
-def temperature_at(config: dict[str, Any], step: int) -> float:
+def temperature_at(config: RunConfig, step: int) -> float:
     """tau(step): fixed, or tau0 * (tau_final/tau0)^(step/N) floored at tau_final when annealing is on."""
-    t0, tf, n = config["temperature"], config["temperature_final"], config["temperature_anneal_steps"]
+    t0, tf, n = config.temperature, config.temperature_final, config.temperature_anneal_steps
     if tf is None:
         return t0
     return max(tf, t0 * (tf / t0) ** (step / n))
@@ -120,13 +121,13 @@ class _Run:
         """This rank's batch of optimizer step `step` (1-based): its slice of the epoch's permutation."""
         epoch, pos = divmod(step - 1, self.length.steps_per_epoch)
         if epoch != self.epoch:
-            self.perm = epoch_permutation(len(self.data), self.config["seed"], epoch, self.world.device)
+            self.perm = epoch_permutation(len(self.data), self.config.seed, epoch, self.world.device)
             self.epoch = epoch
         lo = pos * self.length.global_batch + self.world.rank * self.length.local_batch
         return self.data.batch(self.perm[lo : lo + self.length.local_batch])
 
     def step(self, step: int) -> None:
-        if self.config["temperature_final"] is not None:
+        if self.config.temperature_final is not None:
             self.model.temperature = temperature_at(self.config, step)
         self.log.append(self.step_fn(self.batch(step), step))
         self.log.note_mode(step, self.step_fn.step_mode)
@@ -140,9 +141,9 @@ class _Run:
     def after_step(self, step: int, stop: StopRequest) -> tuple[str, str] | None:
         """Log, save and stop as due after `step`; (status, message) when the run ends here."""
         total = self.length.total
-        at_save = step % self.config["save_every"] == 0 or step == total \
-            or is_kept_step(step, self.config.get("keep_every"))
-        at_log = at_save or step % self.config["log_every"] == 0
+        at_save = step % self.config.save_every == 0 or step == total \
+            or is_kept_step(step, self.config.keep_every)
+        at_log = at_save or step % self.config.log_every == 0
         stopping = self.stopping(stop, at_log)
         bad = self.log.flush(step) if at_log or stopping else None
         if bad is None and (at_save or stopping):
@@ -182,7 +183,7 @@ def _forward_module(model: JointVAE, world: World) -> torch.nn.Module:
 
 
 def train(
-    config: dict[str, Any],
+    config: RunConfig,
     model: JointVAE,
     data: TrainImages,
     world: World,
@@ -197,19 +198,19 @@ def train(
     each step (for tests).
     """
     length = run_length(config, len(data), world.size)
-    optimizer = make_optimizer(model, config["lr"])
+    optimizer = make_optimizer(model, config.lr)
     objective = make_objective(config, model)
     sampling = torch.Generator(device=world.device)
-    sampling.manual_seed(derive_seed("sampling", config["seed"], world.rank))
-    start = restore(resume, model, optimizer, sampling, world, config["seed"]) if resume is not None else 0
+    sampling.manual_seed(derive_seed("sampling", config.seed, world.rank))
+    start = restore(resume, model, optimizer, sampling, world, config.seed) if resume is not None else 0
     model.train()
     step_fn = TrainStep(model, optimizer, objective, forward=_forward_module(model, world), generator=sampling,
-                        precision=config["precision"])
-    tensorboard = TensorBoardLog(run_dir, start, config["seed"], config["tensorboard_images_every"], length.total) \
-        if config["tensorboard"] and world.is_writer else None
+                        precision=config.precision)
+    tensorboard = TensorBoardLog(run_dir, start, config.seed, config.tensorboard_images_every, length.total) \
+        if config.tensorboard and world.is_writer else None
     progress = Progress(length.total, "step", unit="step", initial=start, every_s=PLAIN_LINE_SECONDS,
                         enable=None if show_progress and world.is_writer else False)
-    log = TermLog(model, objective, world, length, config["log_every"], run_dir / LOG, progress, tensorboard)
+    log = TermLog(model, objective, world, length, config.log_every, run_dir / LOG, progress, tensorboard)
     try:
         status, message, step = _Run(config, model, data, world, run_dir, length, step_fn, log, sampling).run(
             start, step_hook)

@@ -21,6 +21,7 @@ from ..errors import UserInputError, storage
 from ..model import JointVAE
 from ..store import checkpoint as ckpt
 from .batches import derive_seed
+from .config import RunConfig
 from .distributed import World, gather_to_writer
 from ..store.run_layout import CHECKPOINT_DIR, RUN_FILES, TENSORBOARD_DIR, checkpoint_path, list_checkpoints
 
@@ -170,7 +171,7 @@ def restore(resume: tuple[Path, dict[str, Any]], model: JointVAE, optimizer: tor
     return start
 
 
-def save_checkpoint(run_dir: Path, step: int, config: dict[str, Any], model: JointVAE,
+def save_checkpoint(run_dir: Path, step: int, config: RunConfig, model: JointVAE,
                     optimizer: torch.optim.Optimizer, sampling: torch.Generator, world: World) -> str | None:
     """Write the checkpoint of `step` (rank 0; a collective), or return why the state is not worth saving."""
     with torch.no_grad():
@@ -185,7 +186,7 @@ def save_checkpoint(run_dir: Path, step: int, config: dict[str, Any], model: Joi
             "rng": {"cpu": torch.get_rng_state(), "ranks": states},
             "world_size": world.size,
         }
-        meta = {"preset": config["preset"], "dataset": config["dataset"], "step": step, "config": config}
+        meta = {"preset": config.preset, "dataset": config.dataset, "step": step, "config": config.to_dict()}
         ckpt.save(checkpoint_path(run_dir, step), model, meta=meta, training=training)
-        prune_checkpoints(run_dir, config["keep"], config.get("keep_every"))
+        prune_checkpoints(run_dir, config.keep, config.keep_every)
     return None

@@ -702,7 +702,7 @@ def test_config_values_hypothesis(cfg):
     layer = {"dataset": "mnist", **cfg}
     if _oracle(cfg):
         resolved = presets.resolve_config(("hypothesis", layer))
-        assert all(resolved[k] == v for k, v in cfg.items())
+        assert all(resolved.to_dict()[k] == v for k, v in cfg.items())
     else:
         with pytest.raises(UserInputError) as e:
             presets.resolve_config(("hypothesis", layer))

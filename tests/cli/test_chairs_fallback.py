@@ -34,35 +34,35 @@ def no_chairs(monkeypatch):
 def test_no_real_chairs_resolves_to_synthetic_chairs_and_its_preset(no_chairs, capsys):
     config, resume_dir = resolve_run_config({"dataset": "chairs", "data_dir": "/d"}, {})
     assert resume_dir is None and no_chairs == ["/d"]
-    assert config["dataset"] == "synthetic-chairs" and config["preset"] == "synthetic-chairs"
-    assert config == {**config, **PRESETS["synthetic-chairs"]}
-    assert Path(config["out"]).name.startswith("synthetic-chairs-")
+    assert config.dataset == "synthetic-chairs" and config.preset == "synthetic-chairs"
+    assert config.to_dict() == {**config.to_dict(), **PRESETS["synthetic-chairs"]}
+    assert Path(config.out).name.startswith("synthetic-chairs-")
     assert capsys.readouterr().err.strip() == NOTICE
 
 
 def test_a_given_preset_still_wins(no_chairs, tmp_path):
     config, _ = resolve_run_config({"dataset": "chairs", "preset": "chairs"}, {})
-    assert (config["dataset"], config["preset"]) == ("synthetic-chairs", "chairs")
-    assert config == {**config, **PRESETS["chairs"], "disc_capacity_on": "kl"}
+    assert (config.dataset, config.preset) == ("synthetic-chairs", "chairs")
+    assert config.to_dict() == {**config.to_dict(), **PRESETS["chairs"], "disc_capacity_on": "kl"}
     file = tmp_path / "c.json"
     file.write_text(json.dumps({"dataset": "chairs", "preset": "chairs", "lr": 3e-4}))
     config, _ = resolve_run_config({}, {"config": str(file)})
-    assert (config["dataset"], config["preset"], config["lr"]) == ("synthetic-chairs", "chairs", 3e-4)
+    assert (config.dataset, config.preset, config.lr) == ("synthetic-chairs", "chairs", 3e-4)
 
 
 def test_real_chairs_change_nothing(monkeypatch, capsys):
     monkeypatch.setattr(chairsmod, "find_real_chairs", lambda data_dir=None: ("tree", Path("/r"), [("a", "p")], []))
     config, _ = resolve_run_config({"dataset": "chairs"}, {})
-    assert config["dataset"] == "chairs" and config["preset"] == "chairs" and config["lr"] == 1e-4
+    assert config.dataset == "chairs" and config.preset == "chairs" and config.lr == 1e-4
     assert capsys.readouterr().err == ""
 
 
 def test_resume_and_other_datasets_do_not_search(no_chairs, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps(resolve_run_config({"dataset": "chairs"}, {}, True)[0]))
-    assert resolve_run_config({}, {"resume": str(run)})[0]["dataset"] == "chairs"
-    assert resolve_run_config({"dataset": "mnist"}, {})[0]["dataset"] == "mnist"
+    (run / "config.json").write_text(json.dumps(resolve_run_config({"dataset": "chairs"}, {}, True)[0].to_dict()))
+    assert resolve_run_config({}, {"resume": str(run)})[0].dataset == "chairs"
+    assert resolve_run_config({"dataset": "mnist"}, {})[0].dataset == "mnist"
     assert no_chairs == [] and capsys.readouterr().err == ""
 
 

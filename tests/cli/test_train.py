@@ -15,7 +15,7 @@ import torch
 
 from jointvae_fast.store import checkpoint, run_layout
 from jointvae_fast.training import batches, loop
-from jointvae_fast.training.config import SCHEMA
+from jointvae_fast.training.config import SCHEMA, preset_table, resolve_config
 from jointvae_fast.train import main
 
 
@@ -144,8 +144,7 @@ def test_temperature_annealing_is_logged(tmp_path):
     assert main(args(out, *flags, steps=6), dataset=tiny_dataset()) == 0
     temps = [json.loads(line)["temperature"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert temps == pytest.approx([0.5 ** 0.5, 0.5, 0.5])  # tau0 * (tf/tau0)^(step/N), floored at tf
-    assert loop.temperature_at({"temperature": 0.67, "temperature_final": None, "temperature_anneal_steps": None},
-                               10**6) == 0.67
+    assert loop.temperature_at(resolve_config(("test", {"dataset": "mnist", "temperature": 0.67})), 10**6) == 0.67
 
 
 def test_exact_resume_matches_one_run(tmp_path, capsys):
@@ -228,8 +227,9 @@ def test_help_documents_every_flag_with_defaults():
     for flag in ("--resume", "--config", "--overwrite"):
         assert flag in text
     assert text.count("(default:") >= len(SCHEMA)
+    assert " ".join(preset_table().split()) in text  # the presets' table, as in README.md
     assert "chairs" in text and "recon_weight 0.3333" in text
-    assert "synthetic-chairs cont 32 disc [7] lr 0.0005" in text and "disc_capacity_on information" in text
+    assert "| synthetic-chairs | 1x64x64 | 32 | [7] | 5e-4 |" in text and "disc_capacity_on information" in text
 
 
 class LazyImages:

@@ -6,13 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from jointvae_fast.model import JointVAE
-from jointvae_fast.training.config import PRESETS
+from jointvae_fast.training.presets import PRESET_IMAGE_SIZES, PRESETS
 
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 FIXTURES = SHARED / "fixtures" / "official-jointvae"
-PRESET_IMAGES = {"mnist": (1, 32, 32), "fashion-mnist": (1, 32, 32), "chairs": (1, 64, 64),
-                 "celeba": (3, 64, 64), "dsprites": (1, 64, 64), "synthetic-chairs": (1, 64, 64)}
 
 
 def conv_params(cin, cout):
@@ -33,7 +31,7 @@ def expected_param_count(c, size, cont, disc):
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_shapes_for_every_preset(preset):
     p = PRESETS[preset]
-    c, h, w = PRESET_IMAGES[preset]
+    c, h, w = PRESET_IMAGE_SIZES[preset]
     model = JointVAE((c, h, w), p["cont"], p["disc"], p["temperature"])
     assert sum(t.numel() for t in model.parameters()) == expected_param_count(c, h, p["cont"], p["disc"])
     b = 3

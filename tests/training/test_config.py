@@ -1,10 +1,13 @@
 """Config resolution: defaults < preset < --config file (JSON/TOML) < flags; unknown keys and wrong types rejected."""
 import json
+import typing
+from dataclasses import FrozenInstanceError, fields, replace
+from pathlib import Path
 
 import pytest
 
-from jointvae_fast.training.config import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, read_config_file, \
-    resolve_config
+from jointvae_fast.training.config import DATASET_PRESETS, DEFAULTS, PRESETS, SCHEMA, ConfigError, RunConfig, \
+    read_config_file, resolve_config
 
 
 def test_every_schema_key_has_a_default_and_presets_use_known_keys():
@@ -25,13 +28,13 @@ def test_every_schema_key_has_a_default_and_presets_use_known_keys():
 )
 def test_presets_are_the_papers_table(dataset, cont, disc, lr, cz, cc, epochs):
     cfg = resolve_config(("flags", {"dataset": dataset}))
-    assert (cfg["cont"], cfg["disc"], cfg["lr"], cfg["epochs"], cfg["batch_size"]) == (cont, disc, lr, epochs, 64)
-    assert (cfg["cont_min"], cfg["cont_max"], cfg["cont_iters"], cfg["cont_gamma"]) == (0, *cz)
-    assert (cfg["disc_min"], cfg["disc_max"], cfg["disc_iters"], cfg["disc_gamma"]) == (0, *cc)
-    assert cfg["temperature"] == 0.67 and cfg["temperature_final"] is None
-    assert cfg["recon_weight"] == (1 / 3 if dataset == "celeba" else 1.0)
-    assert cfg["disc_capacity_on"] == "kl" and cfg["disc_aggregate_weight"] is None
-    assert cfg["preset"] == DATASET_PRESETS[dataset]
+    assert (cfg.cont, list(cfg.disc), cfg.lr, cfg.epochs, cfg.batch_size) == (cont, disc, lr, epochs, 64)
+    assert (cfg.cont_min, cfg.cont_max, cfg.cont_iters, cfg.cont_gamma) == (0, *cz)
+    assert (cfg.disc_min, cfg.disc_max, cfg.disc_iters, cfg.disc_gamma) == (0, *cc)
+    assert cfg.temperature == 0.67 and cfg.temperature_final is None
+    assert cfg.recon_weight == (1 / 3 if dataset == "celeba" else 1.0)
+    assert cfg.disc_capacity_on == "kl" and cfg.disc_aggregate_weight is None
+    assert cfg.preset == DATASET_PRESETS[dataset]
 
 
 PAPER_CHAIRS = dict(cont=32, disc=[10], lr=1e-4, epochs=100, batch_size=64, temperature=0.67, cont_min=0.0,
@@ -42,9 +45,9 @@ PAPER_CHAIRS = dict(cont=32, disc=[10], lr=1e-4, epochs=100, batch_size=64, temp
 def test_synthetic_chairs_preset_is_the_projects_choice():
     """The paper's chairs preset but seven classes, lr 5e-4, C_c over 10,000 steps and the information variant."""
     cfg = resolve_config(("flags", {"dataset": "synthetic-chairs"}))
-    assert cfg["preset"] == "synthetic-chairs"
-    assert cfg == {**cfg, **PAPER_CHAIRS, "disc": [7], "lr": 5e-4, "disc_iters": 10000,
-                   "disc_capacity_on": "information"}
+    assert cfg.preset == "synthetic-chairs"
+    assert cfg.to_dict() == {**cfg.to_dict(), **PAPER_CHAIRS, "disc": [7], "lr": 5e-4, "disc_iters": 10000,
+                             "disc_capacity_on": "information"}
     assert PRESETS["synthetic-chairs"]["disc_capacity_on"] == "information"
 
 
@@ -53,9 +56,9 @@ def test_synthetic_chairs_with_the_chairs_preset_is_the_papers(layer):
     layers = [("flags", {"dataset": "synthetic-chairs"})]
     layers.insert(0 if layer == "file" else 1, (layer, {"preset": "chairs"}))
     cfg = resolve_config(*layers)
-    assert cfg["preset"] == "chairs" and cfg["dataset"] == "synthetic-chairs"
-    assert cfg == {**cfg, **PAPER_CHAIRS}
-    assert cfg == {**resolve_config(("flags", {"dataset": "chairs"})), "dataset": "synthetic-chairs"}
+    assert cfg.preset == "chairs" and cfg.dataset == "synthetic-chairs"
+    assert cfg.to_dict() == {**cfg.to_dict(), **PAPER_CHAIRS}
+    assert cfg == replace(resolve_config(("flags", {"dataset": "chairs"})), dataset="synthetic-chairs")
 
 
 def test_layers_override_in_order(tmp_path):
@@ -63,13 +66,13 @@ def test_layers_override_in_order(tmp_path):
     toml.write_text('lr = 2e-4\nbatch-size = 32\ndisc = [2, 2]\ncont_gamma = 5\n')
     file_layer = read_config_file(toml)
     cfg = resolve_config(("file", file_layer), ("flags", {"dataset": "chairs", "batch_size": 16}))
-    assert cfg["lr"] == 2e-4 and cfg["batch_size"] == 16 and cfg["disc"] == [2, 2]
-    assert cfg["cont_gamma"] == 5.0 and isinstance(cfg["cont_gamma"], float)
-    assert cfg["cont"] == 32  # from the chairs preset
+    assert cfg.lr == 2e-4 and cfg.batch_size == 16 and cfg.disc == (2, 2)
+    assert cfg.cont_gamma == 5.0 and isinstance(cfg.cont_gamma, float)
+    assert cfg.cont == 32  # from the chairs preset
     js = tmp_path / "c.json"
     js.write_text(json.dumps({"dataset": "mnist", "preset": "chairs", "steps": 7}))
     cfg = resolve_config(("file", read_config_file(js)))
-    assert cfg["preset"] == "chairs" and cfg["lr"] == 1e-4 and cfg["steps"] == 7
+    assert cfg.preset == "chairs" and cfg.lr == 1e-4 and cfg.steps == 7
 
 
 @pytest.mark.parametrize(
@@ -118,3 +121,77 @@ def test_bad_toml_and_missing_file(tmp_path):
 def test_bad_values_are_rejected(layer, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config(("flags", layer))
+
+
+# ---------------------------------------------------------------- RunConfig, the typed object generated from SCHEMA
+
+GOLDEN = Path(__file__).with_name("config_written_by_288fb4c.json")
+GOLDEN_FLAGS = {"dataset": "celeba", "steps": 10, "disc": [3, 2], "lr": 0.001, "out": "runs/golden",
+                "temperature_final": 0.5, "temperature_anneal_steps": 100, "keep_every": 5, "images": False,
+                "cont_capacity_on": "information"}
+
+
+def test_run_config_has_one_typed_attribute_per_schema_key():
+    kinds = {int: "int", float: "float", str: "str", bool: "bool", tuple[int, ...]: "ints"}
+    got = {f.name: f.type for f in fields(RunConfig)}
+    assert set(got) == set(SCHEMA)
+    for key, setting in SCHEMA.items():
+        optional = setting.kind.endswith("?")
+        base = [t for t in typing.get_args(got[key]) if t is not type(None)][0] if optional else got[key]
+        assert kinds[base] + ("?" if optional else "") == setting.kind, key
+
+
+def test_config_json_keeps_the_bytes_the_dict_config_wrote():
+    """config.json of the same flags, key for key and byte for byte as commit 288fb4c (a dict config) wrote it;
+    keys added to SCHEMA since then are left out of the comparison."""
+    golden = GOLDEN.read_text(encoding="utf-8")
+    written = resolve_config(("flags", GOLDEN_FLAGS)).to_dict()
+    old_keys = json.loads(golden)
+    assert json.dumps({k: v for k, v in written.items() if k in old_keys}, indent=2) + "\n" == golden
+
+
+def test_to_dict_from_dict_round_trip():
+    cfg = resolve_config(("flags", GOLDEN_FLAGS))
+    assert cfg.disc == (3, 2) and cfg.to_dict()["disc"] == [3, 2]
+    assert RunConfig.from_dict(cfg.to_dict(), "test") == cfg
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())), "config.json") == cfg
+    assert resolve_config(("config.json", cfg.to_dict())) == cfg  # what --resume does with it
+
+
+def test_an_old_config_json_without_newer_keys_still_resolves():
+    old = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    for key in ("cont_capacity_on", "cont_aggregate_weight", "tensorboard", "tensorboard_images_every", "keep_every"):
+        del old[key]
+    cfg = resolve_config(("run/config.json", old))  # the resume layer: DEFAULTS fill what it lacks
+    assert cfg.tensorboard is False and cfg.cont_capacity_on == "kl" and cfg.keep_every is None
+    assert cfg.lr == 0.001 and cfg.recon_weight == 1 / 3
+    with pytest.raises(ConfigError, match="run/config.json lacks the config key.*cont_capacity_on"):
+        RunConfig.from_dict(old, "run/config.json")
+
+
+def test_a_misspelt_attribute_is_an_error_where_it_is_used():
+    cfg = resolve_config(("flags", {"dataset": "mnist"}))
+    with pytest.raises(AttributeError, match="learning_rate"):
+        cfg.learning_rate
+    with pytest.raises(AttributeError):
+        cfg.learning_rate = 1e-3
+    with pytest.raises(FrozenInstanceError):
+        cfg.lr = 1e-3
+    assert cfg.lr == 5e-4
+
+
+def test_unknown_or_ill_typed_keys_in_a_file_name_the_key():
+    data = resolve_config(("flags", {"dataset": "mnist"})).to_dict()
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rate' in run/config.json"):
+        RunConfig.from_dict({**data, "learning_rate": 1e-3}, "run/config.json")
+    with pytest.raises(ConfigError, match="'lr' in run/config.json must be a number"):
+        RunConfig.from_dict({**data, "lr": "fast"}, "run/config.json")
+
+
+def test_a_copy_is_checked_again():
+    cfg = resolve_config(("flags", {"dataset": "mnist"}))
+    assert replace(cfg, out="runs/x").out == "runs/x"
+    with pytest.raises(ConfigError, match="lr must be"):
+        replace(cfg, lr=-1.0)
+    with pytest.raises(TypeError, match="'out'"):  # a Path where SCHEMA says str: a bug, not a user's input
+        replace(cfg, out=Path("runs/x"))
