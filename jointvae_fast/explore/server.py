@@ -82,6 +82,7 @@ class ExploreServer(ThreadingHTTPServer):
         self.request_timeout, self.idle_timeout, self.max_connections = request_timeout, idle_timeout, max_connections
         self._open = self.peak_connections = 0
         self._slots = threading.Condition()
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # --host ::1 too
         self.batcher = DecodeBatcher(explorer.decode)
         try:
             super().__init__(address, Handler)
