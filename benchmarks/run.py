@@ -4,13 +4,16 @@
     python benchmarks/run.py --suite train --size 64 --batch-size 64 --precision fp32,bf16 --json out.json
     python benchmarks/run.py --suite profile --size 32 --precision fp32,bf16
     python benchmarks/run.py --suite layers --size 32 64 --precision fp32,bf16 --threads 1
+    python benchmarks/run.py --suite explore --clients 1 10 100 --json out.json
 
 Suites: train (benchmarks/train_suite.py: img/s of a full training step, the paper-faithful baseline (and its
 DataLoader variant) vs the fast path at each --precision, ratios, and the compute floor of benchmarks/flops.py:
 the step's exact FLOP count over the measured matmul rate at that precision), ops (benchmarks/ops_suite.py:
 the fused latent ops vs their composites), profile (benchmarks/profile_suite.py: top ops of a CPU step by
 self time, at each precision; not part of "all"), layers (benchmarks/layers_suite.py: forward + backward of
-each transposed convolution of the decoders, bias fused against added apart, CPU; not part of "all"). Devices: cpu, plus cuda when a GPU is
+each transposed convolution of the decoders, bias fused against added apart, CPU; not part of "all"), explore
+(benchmarks/explore_suite.py: latency of the explorer's decode requests with 1, 10 and 100 clients at once, on
+loopback, the server in its own process; not part of "all"). Devices: cpu, plus cuda when a GPU is
 visible, unless --device names one. The JSON holds the machine (CPU model, cores, GPU, torch, ops backend,
 date) and every row with its raw runs.
 """
@@ -79,7 +82,7 @@ def _add_floor_ratios(rows: list[dict], floor: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "all"], default="all")
+    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "explore", "all"], default="all")
     ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="repeatable; default: cpu, plus cuda when a GPU is visible")
@@ -92,6 +95,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="torch threads in the train-suite runs (default: torch's own)")
     ap.add_argument("--precision", type=train_suite.parse_precisions, default=("fp32",),
                     help="comma list: the fast path's precisions, one train row each (default fp32; e.g. fp32,bf16)")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 10, 100],
+                    help="explore: clients at once, one row each (default 1 10 100)")
+    ap.add_argument("--requests", type=int, default=20, help="explore: decode requests per client (default 20)")
+    ap.add_argument("--source", default="pretrained:fashion-mnist", help="explore: the model to serve")
     args = ap.parse_args(argv)
     if args.device and "cuda" in args.device and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible")
@@ -153,6 +160,15 @@ def main(argv=None) -> int:
         layer_rows = layers_suite.run(tuple(args.size), (args.batch_size or [64])[0], args.precision)
         result["layers"] = layer_rows
         print(layers_suite.format_table(layer_rows))
+
+    if args.suite == "explore":
+        from benchmarks import explore_suite
+
+        explore_rows = explore_suite.run(args.source, tuple(args.clients), args.requests)
+        result["explore"] = explore_rows
+        print(explore_suite.format_table(explore_rows))
+        print(f"# {args.source} served by `python -m jointvae_fast.explore` on loopback (its own process); "
+              f"asyncio clients in this process, each on one kept-alive connection, all connecting at once")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -125,3 +125,25 @@ def test_layers_suite_times_every_transposed_convolution_both_ways():
         (32, "64->32"), (32, "32->32"), (32, "32->1"), (64, "64->64"), (64, "64->32"), (64, "32->32"), (64, "32->1")]
     assert all(r["fused_ms"] > 0 and r["apart_ms"] > 0 for r in rows)
     assert "fused/apart" in layers_suite.format_table(rows)
+
+
+def test_run_py_explore_suite_smoke(tmp_path):
+    """The explore suite starts the explorer's CLI, every decode is answered, and the rows are complete."""
+    out = tmp_path / "explore.json"
+    cmd = [sys.executable, "benchmarks/run.py", "--suite", "explore", "--clients", "1", "3", "--requests", "2",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "p95 ms" in proc.stdout
+    rows = json.loads(out.read_text())["explore"]
+    assert [(r["clients"], r["requests"], r["answered"], r["failed"]) for r in rows] == [(1, 2, 2, 0), (3, 6, 6, 0)]
+    for r in rows:
+        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["max_ms"] and r["source"] == "pretrained:fashion-mnist"
+
+
+def test_explore_latency_stats_known_answer():
+    from benchmarks.explore_suite import latency_stats
+
+    got = latency_stats([i / 1000 for i in range(100, 0, -1)])  # 1 ms .. 100 ms, shuffled order
+    assert got == pytest.approx({"p50_ms": 50.5, "p95_ms": 95.0, "max_ms": 100.0})
+    assert latency_stats([0.002]) == pytest.approx({"p50_ms": 2.0, "p95_ms": 2.0, "max_ms": 2.0})

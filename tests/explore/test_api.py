@@ -19,59 +19,27 @@ import torch
 from PIL import Image
 
 from jointvae_fast.grids.traversal import prior_quantiles
-from jointvae_fast.explore import build_explorer, serve
-from jointvae_fast.explore.server import DecodeBatcher
+from jointvae_fast.explore import build_explorer
+from jointvae_fast.explore.batcher import DecodeBatcher
 from jointvae_fast.explore.session import Z_LIMIT
 from jointvae_fast.model import JointVAE
 from jointvae_fast.store import checkpoint
+from tests.explore.servers import CONT, DISC, Client, serving, tiny_checkpoint, tiny_dataset
 
-CONT, DISC = 3, [3, 2]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_dataset(n=24, seed=0, name="tinyset"):
-    g = torch.Generator().manual_seed(seed)
-    return SimpleNamespace(name=name, test=torch.randint(0, 256, (n, 1, 32, 32), dtype=torch.uint8, generator=g),
-                           image_size=(1, 32, 32))
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("explore") / "tiny.pt"
-    checkpoint.save(path, JointVAE((1, 32, 32), CONT, DISC), meta={"dataset": "tinyset", "step": 3})
-    return path
-
-
-class Client:
-    def __init__(self, server):
-        self.host, self.port = server.server_address[:2]
-
-    def request(self, method, path, body=None, raw=None, headers=None):
-        c = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        c.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
-        r = c.getresponse()
-        out = SimpleNamespace(status=r.status, type=r.getheader("Content-Type"), body=r.read())
-        c.close()
-        return out
-
-    def json(self, method, path, body=None, **kw):
-        r = self.request(method, path, body, **kw)
-        assert r.type == "application/json", (r.status, r.body[:200])
-        return r.status, json.loads(r.body)
+    return tiny_checkpoint(tmp_path_factory.mktemp("explore") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")
 def running(ckpt):
     ds = tiny_dataset()
     explorer = build_explorer(str(ckpt), dataset=ds)
-    server = serve(explorer)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    yield SimpleNamespace(server=server, client=Client(server), explorer=explorer, model=explorer.model, ds=ds)
-    server.shutdown()
-    server.server_close()
+    with serving(explorer) as server:
+        yield SimpleNamespace(server=server, client=Client(server), explorer=explorer, model=explorer.model, ds=ds)
 
 
 def png_array(data: bytes) -> np.ndarray:
@@ -259,17 +227,11 @@ def test_a_bug_is_a_500_with_a_message_and_the_server_lives_on(running, monkeypa
 
 
 def test_encode_without_test_images_says_why(ckpt):
-    explorer = build_explorer(str(ckpt), use_dataset=False)
-    server = serve(explorer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(build_explorer(str(ckpt), use_dataset=False)) as server:
         status, info = Client(server).json("GET", "/api/model")
         assert not info["test_images"]["available"] and "--no-dataset" in info["test_images"]["note"]
         got, j = Client(server).json("POST", "/api/encode", {"index": 0})
         assert got == 409 and "--no-dataset" in j["error"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_cli_serves_until_stopped(ckpt):

@@ -1,6 +1,7 @@
 """The explorer page in a real headless browser (Debian's chromium + chromedriver, driven by Selenium):
-load the page, drag a slider, check the decoded image changed, hover for a traversal strip, draw from the
-prior, encode a test image, and no console errors. Skips with the reason where the browser is missing.
+open the page with its access token (the server swaps it for a cookie), drag a slider, check the decoded
+image changed, hover for a traversal strip, draw from the prior, encode a test image, and no console
+errors. Skips with the reason where the browser is missing.
 
 Also the script that made the README's screenshot:
     python tests/explore/test_browser.py SOURCE OUT.png [explore options...]
@@ -9,21 +10,22 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from jointvae_fast.explore import build_explorer, serve
+from jointvae_fast.explore import build_explorer
 from jointvae_fast.model import JointVAE
 from jointvae_fast.store import checkpoint
+from tests.explore.servers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,820"]
 WAIT_S = 60
+TOKEN = "browser-test-token-0123"
 
 
 def chromium_driver():
@@ -84,15 +86,12 @@ def page(tmp_path_factory):
     checkpoint.save(path, model, meta={"dataset": "tinyset"})
     g = torch.Generator().manual_seed(1)
     ds = SimpleNamespace(name="tinyset", test=torch.randint(0, 256, (12, 1, 32, 32), dtype=torch.uint8, generator=g))
-    server = serve(build_explorer(str(path), dataset=ds))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        d.get(server.url)
-        yield SimpleNamespace(driver=d, server=server)
-    finally:
-        d.quit()
-        server.shutdown()
-        server.server_close()
+    with serving(build_explorer(str(path), dataset=ds), token=TOKEN) as server:
+        try:
+            d.get(server.url)  # .../?token=TOKEN
+            yield SimpleNamespace(driver=d, server=server)
+        finally:
+            d.quit()
 
 
 def test_page_in_a_headless_browser(page, tmp_path):
@@ -101,6 +100,7 @@ def test_page_in_a_headless_browser(page, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
     d = page.driver
+    assert d.current_url == page.server.url.split("?")[0]  # the token left the address bar for a cookie
     first = wait_for(d, lambda d: image_src(d, "decoded").startswith("data:image/png") and image_src(d, "decoded"),
                      "the first decoded image")
     rows = d.find_elements(By.CSS_SELECTOR, "#units .unit")
@@ -135,6 +135,9 @@ def test_page_in_a_headless_browser(page, tmp_path):
     shutil.copy(shot, reports / "explorer_browser_test.png")  # the test artifact (reports/ is not committed)
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
+    without_cookie = d.execute_async_script("""const done = arguments[arguments.length - 1];
+        fetch("api/model", {credentials: "omit"}).then((r) => done(r.status));""")
+    assert without_cookie == 403  # the cookie is what let the page in
 
 
 def screenshot(argv):
