@@ -45,6 +45,17 @@ from .philox import (
     uniform_from_words,
 )
 from .reconstruction import bernoulli_nll, bernoulli_nll_vjp
+from .total_correlation import (
+    ESTIMATORS as TC_ESTIMATORS,
+    log_importance_weights,
+    log_posterior,
+    log_prior,
+    tc_decomposition,
+    tc_pairwise,
+    tc_pairwise_vjp,
+    total_correlation,
+    total_correlation_vjp,
+)
 
 __all__ = [
     "philox4x32_10", "philox_counter", "philox_uniform", "philox_words", "uniform_from_words",
@@ -59,4 +70,6 @@ __all__ = [
     "bernoulli_nll", "bernoulli_nll_vjp",
     "jointvae_objective", "jointvae_objective_vjp",
     "sample_latent", "sample_latent_vjp", "sample_latent_noise", "theoretical_max_disc_capacity",
+    "TC_ESTIMATORS", "log_importance_weights", "tc_pairwise", "tc_pairwise_vjp", "log_posterior", "log_prior",
+    "tc_decomposition", "total_correlation", "total_correlation_vjp",
 ]
