@@ -28,7 +28,7 @@ or the continuous ones, docs/total-correlation.md), to the bracket of Eq. 7:
     total = (recon_weight * recon + capacity terms + tc_weight * TC) / (H*W).
 With tc_weight = 0 the total is Eq. 7's, bit for bit. Whenever `dataset_size` is given, TC, the index-code
 information and the dimension-wise KL are also computed outside the graph for the log (`LossTerms.tc_terms`;
-under 1% of a CPU step at batch 64).
+its cost was within the run-to-run noise of the train suite on the 2-core CPU: docs/total-correlation.md).
 Reconstruction is Bernoulli on decoder logits (BCE with
 logits: the paper's sigmoid + BCE without its overflow), summed over pixels per
 image and averaged over the batch. As in the paper's published
