@@ -17,7 +17,11 @@ from jointvae_fast.objective import Capacity, Objective
 from jointvae_fast.total_correlation import batch_tc, log_importance_weights, posterior_sample
 from jointvae_fast.train import main
 from jointvae_fast.training.step import TrainStep, make_optimizer
+from jointvae_fast.progress import Progress
+from jointvae_fast.training.batches import RunLength
+from jointvae_fast.training.distributed import World
 from jointvae_fast.training.tensorboard_log import scalar_items
+from jointvae_fast.training.term_log import TermLog
 from tests.cli.test_train import args, tiny_dataset
 
 CAPS = (Capacity(0.0, 3.0, 200, 20.0), Capacity(0.0, 1.0, 200, 10.0))
@@ -197,6 +201,26 @@ def test_batch_tc_drops_the_discrete_part_when_continuous():
 
 
 # ------------------------------------------------------------------------------------------------ the training CLI
+
+
+def test_term_log_puts_each_value_in_its_field(tmp_path):
+    """The log record's tc, index_code_mi and dim_kl are the means of the steps' tc_terms, field by field (a
+    misaligned column would swap them); without the dataset size the record has none of them."""
+    model = JointVAE((1, 32, 32), 2, [3])
+    world = World(0, 1, 0, torch.device("cpu"))
+    for size, want in ((100, {"tc": 1.5, "index_code_mi": -2.0, "dim_kl": 7.0}), (None, {})):
+        objective = Objective((3,), *CAPS, dataset_size=size)
+        log = TermLog(model, objective, world, RunLength(8, 8, 10, 10), 4, tmp_path / "log.jsonl",
+                      Progress(10, "t", enable=False))
+        x = torch.rand(8, 1, 32, 32)
+        terms = objective(x, model(x, torch.Generator().manual_seed(0)), 1)
+        for tc in ((1.0, -1.0, 6.0), (2.0, -3.0, 8.0)):
+            log.append(terms._replace(tc_terms=torch.tensor(tc) if size else terms.tc_terms))
+        assert log.flush(2) is None
+        assert {k: log.last_record[k] for k in want} == want
+        assert ("tc" in log.last_record) == bool(size)
+
+
 
 
 def _train(out, *flags) -> tuple[dict, list[dict]]:
