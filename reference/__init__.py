@@ -6,9 +6,9 @@ No torch import. jointvae_fast does not import this package at run time.
 Forwards return float64 arrays (scalars as 0-d values). VJP convention: `<name>_vjp` takes the
 forward's positional inputs, then the upstream gradient `grad` (default 1.0 where the forward
 returns a scalar), then the forward's optional arguments as keywords; it returns a tuple of
-gradients for the differentiable inputs (mu, logvar, logits, x_logits, kl) in the order they
-appear in the forward's signature. Noise (eps, u), data (x) and hyperparameters (tau, step,
-capacities, c, gamma) are constants.
+gradients for the differentiable inputs (mu, logvar, logits, x_logits, kl; and the sampled latent z, y
+of the total correlation's functions) in the order they appear in the forward's signature. Noise (eps, u),
+data (x), hyperparameters (tau, step, capacities, c, gamma) and importance weights are constants.
 """
 from .capacity import capacity, capacity_loss, capacity_loss_vjp
 from .categorical import (
