@@ -9,8 +9,9 @@ optimizer step.
   over per-sample tensors (the previous, slower baseline; a second, labelled column).
 - fast (what `train` uses): the images resident on the device as uint8 and gathered there in the loop's
   seeded order (jointvae_fast.training.batches.TrainImages), TrainStep + make_optimizer defaults (fused ops,
-  fused Adam, channels_last and the allocator setting on CPU, CUDA graph on CUDA), each step's loss
-  terms appended to a device buffer as the loop does, no host sync until the end; at each of
+  fused Adam, channels_last and the allocator setting on CPU, CUDA graph on CUDA), the objective with the
+  training set's size (so the total-correlation diagnostics of the log are computed, tc_weight 0), each step's
+  loss terms appended to a device buffer as the loop does, no host sync until the end; at each of
   `precisions` ("fp32", "bf16": training/precision.py). The baselines are float32, as the paper's code.
 
 On the CPU each measurement runs in its own fresh process (`--worker`), so process-wide settings of
@@ -50,7 +51,7 @@ VARIANTS = ("baseline", "baseline-dataloader", "fast")
 BASELINES = ("baseline", "baseline-dataloader", "baseline-tuned-allocator")  # float32 only
 # ablation variants: the fast path with one part switched off (see `fast_runner`)
 ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops",
-             "fast-fused-deconv-bias", "eager", "baseline-tuned-allocator")
+             "fast-fused-deconv-bias", "eager", "baseline-tuned-allocator", "fast-no-tc-log", "fast-tc")
 N_IMAGES = 2048
 BASELINE_MODE = "eager (paper-style baseline)"
 
@@ -111,7 +112,8 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     "fast-default-adam", "fast-composite-ops" (JOINTVAE_FAST_BACKEND=composite must be set before import,
     the caller does that), "fast-fused-deconv-bias" (the decoder's transposed convolutions with the bias inside
     the convolution, as nn.ConvTranspose2d), "eager" (all of them off: composite ops, default Adam, no
-    layout/allocator change, fused bias).
+    layout/allocator change, fused bias), "fast-no-tc-log" (the objective without the dataset size: no
+    total-correlation diagnostics), "fast-tc" (the total-correlation term in the objective, tc_weight 1, MSS).
     precision: "fp32" or "bf16" (TrainStep's precision).
     """
     import torch
@@ -131,7 +133,10 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     if eager or variant == "fast-fused-deconv-bias":
         _fuse_deconv_bias(model)
     optimizer = make_optimizer(model, lr, fused=False if (eager or variant == "fast-default-adam") else None)
-    objective = Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc))
+    data = TrainImages(_images(size, max(N_IMAGES, 2 * batch)), dev)
+    objective = Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc),
+                          tc_weight=1.0 if variant == "fast-tc" else 0.0,
+                          dataset_size=None if variant == "fast-no-tc-log" else len(data))
     gen = torch.Generator(device=dev).manual_seed(0)
     if dev.type == "cpu" and not (eager or variant == "fast-no-allocator"):
         tune_cpu_allocator()  # as the training CLI does at its start
@@ -141,7 +146,6 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     if eager:
         kw["cuda_graph"] = False
     step_fn = TrainStep(model, optimizer, objective, generator=gen, **kw)
-    data = TrainImages(_images(size, max(N_IMAGES, 2 * batch)), dev)
     per_epoch = len(data) // batch
     buf = torch.zeros(64, 3 + cont + len(disc), device=dev)
 
@@ -309,6 +313,8 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", type=parse_precisions, default=("fp32",),
                     help="comma list of the fast path's precisions, one row each (default fp32; e.g. fp32,bf16)")
     ap.add_argument("--ablation", action="store_true", help="also time the fast path with each part switched off")
+    ap.add_argument("--variants", nargs="+", choices=("baseline", "baseline-dataloader") + ABLATIONS,
+                    help="time these variants only (instead of the default set or --ablation's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.worker:
@@ -322,6 +328,8 @@ def main(argv=None) -> int:
         print(json.dumps(res))
         return 0
     variants = ("baseline", "baseline-dataloader") + ABLATIONS if args.ablation else VARIANTS
+    if args.variants:
+        variants = tuple(args.variants)
     from benchmarks.machine import describe, one_line
 
     print("#", one_line(describe()))

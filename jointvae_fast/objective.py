@@ -22,6 +22,13 @@ A_d = KL(N(m_d, s_d^2) || N(0, 1)) the KL of the batch's aggregate posterior mat
 (`ops.gaussian_aggregate_kl`) and I_d = KL_d - A_d = (log s_d^2 - mean_b logvar_bd) / 2 (reference/information.py
 derives the identity). Eq. 7 can meet C_z by moving every image's posterior to the same place (dSprites on a
 compressed schedule: docs/experiments/); I_d is 0 there. lambda_z defaults to gamma_z / 10 as well.
+`tc_weight` > 0 (issue 25, opt-in) adds tc_weight * TC, the total correlation of the joint posterior estimated on
+the batch (`total_correlation.batch_tc`: MSS or MWS weights over a dataset of `dataset_size` images, all latents
+or the continuous ones, docs/total-correlation.md), to the bracket of Eq. 7:
+    total = (recon_weight * recon + capacity terms + tc_weight * TC) / (H*W).
+With tc_weight = 0 the total is Eq. 7's, bit for bit. Whenever `dataset_size` is given, TC, the index-code
+information and the dimension-wise KL are also computed outside the graph for the log (`LossTerms.tc_terms`;
+its cost was within the run-to-run noise of the train suite on the 2-core CPU: docs/total-correlation.md).
 Reconstruction is Bernoulli on decoder logits (BCE with
 logits: the paper's sigmoid + BCE without its overflow), summed over pixels per
 image and averaged over the batch. As in the paper's published
@@ -39,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops
+from .total_correlation import ESTIMATORS as TC_ESTIMATORS, TC_ON, TCTerms, batch_tc
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class LossTerms(NamedTuple):
     class_counts: torch.Tensor  # [sum K], images of the batch whose argmax of q(c_i|x) is each class
     info_cont: torch.Tensor  # [D], I_d = KL_d - A_d = (log s_d^2 - mean_b logvar_bd) / 2 (both modes)
     agg_kl_cont: torch.Tensor  # [D], A_d = KL(N(m_d, s_d^2) || N(0, 1)), moment-matched aggregate (both modes)
+    tc_terms: torch.Tensor  # [3] = (TC, index-code information, dimension-wise KL), detached; [0] without dataset_size
 
 
 def information_capacity_term(kl: torch.Tensor, agg_kl: torch.Tensor, c, gamma: float,
@@ -120,9 +129,12 @@ def bernoulli_nll(x: torch.Tensor, x_logits: torch.Tensor) -> torch.Tensor:
 class Objective:
     """Eq. 7 with its settings bound: `Objective(...)(x, out, step)` -> LossTerms.
 
-    out is a model.JointVAEOutput (anything with x_logits [B, C, H, W], mu, logvar [B, D], logits [B, sum K]).
+    out is a model.JointVAEOutput (anything with x_logits [B, C, H, W], mu, logvar [B, D], logits [B, sum K],
+    and, when dataset_size is given, the sampled latent [B, D + sum K]).
     A capacity of None drops that term. disc_capacity_on: "kl" (Eq. 7) or "information" (module docstring);
     disc_aggregate_weight: lambda_agg of the information mode (None: AGGREGATE_WEIGHT_FRACTION * gamma_c).
+    tc_weight, tc_estimator ("mss" or "mws"), tc_on ("joint" or "continuous"), dataset_size (N, the training
+    images; needed when tc_weight > 0, and turns on the TC diagnostics): the total-correlation term.
     """
 
     disc_dims: tuple[int, ...]
@@ -133,6 +145,10 @@ class Objective:
     disc_aggregate_weight: float | None = None
     cont_capacity_on: str = "kl"
     cont_aggregate_weight: float | None = None
+    tc_weight: float = 0.0
+    tc_estimator: str = "mss"
+    tc_on: str = "joint"
+    dataset_size: int | None = None
 
     def __post_init__(self):
         for part, modes in (("disc", DISC_CAPACITY_ON), ("cont", CONT_CAPACITY_ON)):
@@ -142,6 +158,16 @@ class Objective:
             w = getattr(self, f"{part}_aggregate_weight")
             if w is not None and not (math.isfinite(w) and w >= 0):
                 raise ValueError(f"{part}_aggregate_weight must be a finite number >= 0, got {w!r}")
+        if not (math.isfinite(self.tc_weight) and self.tc_weight >= 0):
+            raise ValueError(f"tc_weight must be a finite number >= 0, got {self.tc_weight!r}")
+        for name, value, choices in (("tc_estimator", self.tc_estimator, TC_ESTIMATORS), ("tc_on", self.tc_on, TC_ON)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        n = self.dataset_size
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"dataset_size must be an int >= 1 or None, got {n!r}")
+        if self.tc_weight and n is None:
+            raise ValueError("tc_weight > 0 needs dataset_size (the number of training images)")
 
     @property
     def aggregate_weight(self) -> float:
@@ -154,6 +180,11 @@ class Objective:
         """lambda_z of the continuous information mode: cont_aggregate_weight, or gamma_z *
         AGGREGATE_WEIGHT_FRACTION when it is None (0 without a continuous capacity)."""
         return _aggregate_weight(self.cont_capacity, self.cont_aggregate_weight)
+
+    @property
+    def tracks_tc(self) -> bool:
+        """Whether each batch's TC, index-code information and dimension-wise KL are computed (dataset_size given)."""
+        return self.dataset_size is not None
 
     def capacities(self, step: int) -> tuple[float, float]:
         """(C_z(step), C_c(step)) as Python floats; C_c is capped at sum_i log K_i; an absent term gives 0."""
@@ -193,11 +224,26 @@ class Objective:
         agg_kl_cont = self._gaussian_aggregate_kl(out.mu, out.logvar, differentiable=cont_information)
         if cont_information:
             cap_loss = cap_loss + information_capacity_term(kl_cont, agg_kl_cont, c_cont, g_cont, self.cont_weight)
+        tc = self._total_correlation(out)
         recon = bernoulli_nll(x, out.x_logits)
-        total = (recon * self.recon_weight + cap_loss) / (x.shape[-1] * x.shape[-2])
+        penalty = cap_loss + self.tc_weight * tc.tc if self.tc_weight else cap_loss
+        total = (recon * self.recon_weight + penalty) / (x.shape[-1] * x.shape[-2])
+        tc_terms = torch.stack(tc).detach() if tc is not None else recon.new_zeros(0).detach()
         return LossTerms(total, recon, cap_loss, kl_cont, kl_disc, c_cont, c_disc, (kl_disc - agg_kl).detach(),
                          agg_kl.detach(), argmax_class_counts(out.logits.detach(), self.disc_dims),
-                         (kl_cont - agg_kl_cont).detach(), agg_kl_cont.detach())
+                         (kl_cont - agg_kl_cont).detach(), agg_kl_cont.detach(), tc_terms)
+
+    def _total_correlation(self, out) -> TCTerms | None:
+        """The batch's TCTerms of the sampled latent (None without dataset_size); in the graph when tc_weight > 0."""
+        if self.dataset_size is None:
+            return None
+        d = out.mu.shape[1]
+        args = (out.latent[:, :d], out.latent[:, d:], out.mu, out.logvar, out.logits, self.disc_dims,
+                self.dataset_size, self.tc_estimator, self.tc_on)
+        if self.tc_weight:
+            return batch_tc(*args)
+        with torch.no_grad():
+            return batch_tc(*args)
 
     def _gaussian_aggregate_kl(self, mu: torch.Tensor, logvar: torch.Tensor, differentiable: bool) -> torch.Tensor:
         """A_d [D] (`ops.gaussian_aggregate_kl`); outside the graph unless the information mode differentiates it."""
@@ -237,7 +283,8 @@ def jointvae_loss(
     cont_capacity_on: str = "kl",
     cont_aggregate_weight: float | None = None,
 ) -> LossTerms:
-    """Eq. 7 (or its information variant) for one batch at optimizer step `step`: `Objective` as a function."""
+    """Eq. 7 (or its information variant) for one batch at optimizer step `step`: `Objective` as a function
+    (without the total-correlation term, which needs the sampled latent: use `Objective` with a model output)."""
     out = SimpleNamespace(x_logits=x_logits, mu=mu, logvar=logvar, logits=logits)
     return Objective(tuple(disc_dims), cont_capacity, disc_capacity, recon_weight, disc_capacity_on,
                      disc_aggregate_weight, cont_capacity_on, cont_aggregate_weight)(x, out, step)

@@ -6,9 +6,9 @@ No torch import. jointvae_fast does not import this package at run time.
 Forwards return float64 arrays (scalars as 0-d values). VJP convention: `<name>_vjp` takes the
 forward's positional inputs, then the upstream gradient `grad` (default 1.0 where the forward
 returns a scalar), then the forward's optional arguments as keywords; it returns a tuple of
-gradients for the differentiable inputs (mu, logvar, logits, x_logits, kl) in the order they
-appear in the forward's signature. Noise (eps, u), data (x) and hyperparameters (tau, step,
-capacities, c, gamma) are constants.
+gradients for the differentiable inputs (mu, logvar, logits, x_logits, kl; and the sampled latent z, y
+of the total correlation's functions) in the order they appear in the forward's signature. Noise (eps, u),
+data (x), hyperparameters (tau, step, capacities, c, gamma) and importance weights are constants.
 """
 from .capacity import capacity, capacity_loss, capacity_loss_vjp
 from .categorical import (
@@ -45,6 +45,17 @@ from .philox import (
     uniform_from_words,
 )
 from .reconstruction import bernoulli_nll, bernoulli_nll_vjp
+from .total_correlation import (
+    ESTIMATORS as TC_ESTIMATORS,
+    log_importance_weights,
+    log_posterior,
+    log_prior,
+    tc_decomposition,
+    tc_pairwise,
+    tc_pairwise_vjp,
+    total_correlation,
+    total_correlation_vjp,
+)
 
 __all__ = [
     "philox4x32_10", "philox_counter", "philox_uniform", "philox_words", "uniform_from_words",
@@ -59,4 +70,6 @@ __all__ = [
     "bernoulli_nll", "bernoulli_nll_vjp",
     "jointvae_objective", "jointvae_objective_vjp",
     "sample_latent", "sample_latent_vjp", "sample_latent_noise", "theoretical_max_disc_capacity",
+    "TC_ESTIMATORS", "log_importance_weights", "tc_pairwise", "tc_pairwise_vjp", "log_posterior", "log_prior",
+    "tc_decomposition", "total_correlation", "total_correlation_vjp",
 ]

@@ -48,6 +48,9 @@ Discrete information: jointvae_fast.analysis.metrics.information (I(x; c), KL(q(
 usage, classes in use; I(c; factor) with azimuth in 12 bins over the circle, integer factors as is,
 other factors in 10 quantile bins; a warning when KL_c > 0.5 nats but I(x; c) < 0.25 KL_c); the
 contingency table of test images by argmax class and factor bin (the same bins) for each discrete variable.
+Total correlation: jointvae_fast.analysis.total_correlation (TC, index-code information and dimension-wise KL of
+the test split, one posterior draw per image (--seed), MSS on batches of at most 256 with N = the split size; for all
+latents and the continuous units alone; docs/total-correlation.md).
 """
 from __future__ import annotations
 
@@ -138,6 +141,7 @@ def _evaluate(args, dataset) -> int:
     for w in metrics["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     summary = {k: metrics[k] for k in ("kl_cont_sum", "kl_disc_sum", "recon_nll")}
+    summary["tc"] = metrics["total_correlation"]["joint"]["tc"]
     if metrics["accuracy"]:
         summary["accuracy_hungarian"] = metrics["accuracy"]["hungarian"]
         summary["accuracy_majority"] = metrics["accuracy"]["majority"]

@@ -28,6 +28,7 @@ from .report_figures import MAX_UNIT_FIGURES, FigureContext, write_figures
 from .report_html import write_html
 from .sources import EvaluationError, Source
 from .split import EvalSplit
+from .total_correlation import split_total_correlation
 
 INACTIVE_KL = 0.02  # nats: latents below this carry (almost) no information
 MIG_BINS = 20
@@ -53,6 +54,11 @@ METRIC_FIELDS = {
     "agg_kl_cont": "per continuous unit: A_d = KL(N(m_d, s_d^2) || N(0, 1)) [D] (nats)",
     "info_cont_sum": "sum of info_cont",
     "kl_disc_sum": "KL_c",
+    "total_correlation": ("Chen et al.'s decomposition of the split's KL, one posterior draw per image, estimated "
+                          "by MSS on batches of the split in a seeded order with N = the split size: for all latents "
+                          "(joint) and the continuous units alone (continuous): tc (total correlation), "
+                          "index_code_mi, dim_kl (dimension-wise KL), kl (their sum) (nats); estimator, batch, "
+                          "dataset_size, seed"),
     "inactive_threshold": "KL (nats) below which a latent counts as inactive",
     "active_units": "continuous units with KL above the threshold, highest KL first",
     "ranked_latents": "all latents (z<j>, c<i>), highest KL first",
@@ -203,8 +209,9 @@ class Measured:
 
 
 def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True,
-            inactive_kl: float = INACTIVE_KL) -> Measured:
-    """Every metric the data allows, no figures (eval_seconds and figures stay None)."""
+            inactive_kl: float = INACTIVE_KL, seed: int = 0) -> Measured:
+    """Every metric the data allows, no figures (eval_seconds and figures stay None); `seed` drives the posterior
+    draws of the total correlation."""
     device = torch.device(device)
     model = source.model.to(device).eval()
     enc = encode_split(model, data.images, device, progress=progress)
@@ -221,7 +228,8 @@ def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True
         encode_seconds=enc.seconds, images_per_second=n / max(enc.seconds, 1e-9),
         kl_cont=kl_cont.tolist(), kl_disc=kl_disc.tolist(), kl_cont_sum=float(kl_cont.sum()),
         kl_disc_sum=float(kl_disc.sum()), info_cont=info_cont.tolist(), agg_kl_cont=agg_cont.tolist(),
-        info_cont_sum=float(info_cont.sum()), inactive_threshold=inactive_kl, active_units=active,
+        info_cont_sum=float(info_cont.sum()), total_correlation=split_total_correlation(enc, model.disc, seed),
+        inactive_threshold=inactive_kl, active_units=active,
         ranked_latents=ranked, recon_nll=nll, recon_nll_images=nll_n, warnings=[],
         versions={"jointvae_fast": __version__, "torch": torch.__version__},
     )
@@ -260,7 +268,7 @@ def evaluate(
     _check_request(source.model, data, edits)
     with storage(out, "create"):
         out.mkdir(parents=True, exist_ok=True)
-    r = measure(source, data, device, progress, inactive_kl)
+    r = measure(source, data, device, progress, inactive_kl, seed)
     metrics = r.metrics
     ctx = FigureContext(source.model, data, r.enc, out, r.kl_cont, r.kl_disc, r.unit_order, r.active, inactive_kl,
                         seed, source.log_path)

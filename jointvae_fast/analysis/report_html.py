@@ -11,12 +11,22 @@ _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto} img{max-wid
           ".ct td,.ct th{padding:1px 4px;text-align:right} .ct .g{border-left:1px solid #999}")
 
 
+def _tc_rows(tc: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The decomposition of the KL (metrics["total_correlation"]) as one row per part of the latent."""
+    if not tc:
+        return []
+    return [(f"{on}: TC / index-code I / dimension-wise KL (nats, {tc['estimator'].upper()})",
+             f"{v['tc']:.3f} / {v['index_code_mi']:.3f} / {v['dim_kl']:.3f}")
+            for on, v in ((on, tc[on]) for on in ("joint", "continuous")) if v]
+
+
 def _summary_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
     """(label, value) of the numbers shown above the figures."""
     rows = [("dataset", metrics["dataset"]), ("test images", metrics["n_test"]),
             ("step", metrics["step"]), ("KL_z (sum over units)", metrics["kl_cont_sum"]),
             ("I(x; z) bound (sum over units, nats)", metrics["info_cont_sum"]),
             ("KL_c (sum over variables)", metrics["kl_disc_sum"]),
+            *_tc_rows(metrics["total_correlation"]),
             ("active continuous units", ", ".join(f"z{j}" for j in metrics["active_units"]) or "none"),
             ("reconstruction NLL (nats/image)", metrics["recon_nll"])]
     if metrics["accuracy"]:

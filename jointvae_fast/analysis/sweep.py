@@ -23,6 +23,7 @@ def sweep_record(m: dict[str, Any]) -> dict[str, Any]:
     az = m["azimuth"] or {}
     return {
         "step": m["step"], "recon_nll": m["recon_nll"], "kl_cont_sum": m["kl_cont_sum"], "kl_disc": m["kl_disc"],
+        "tc": m["total_correlation"]["joint"]["tc"],
         "accuracy_hungarian": m["accuracy"]["hungarian"] if m["accuracy"] else None,
         "factor_accuracy": {k: v["hungarian"] for k, v in (m["factor_accuracy"] or {}).items()},
         "mig": mig.get("mig"), "azimuth_r": az.get("circular_linear_r"),

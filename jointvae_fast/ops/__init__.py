@@ -22,7 +22,17 @@ disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
         torch.ops.jointvae.gaussian_aggregate_kl also returns moments float64 [2, D] = (m; s2), what its
         backward reads (not differentiable).
 
-All four are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
+    tc_pairwise(z, mu, logvar, y, logits, disc_dims, log_weights) -> (log_q_joint [B], log_q_marginals [B, D + V])
+        the pairwise part of the total correlation's batch estimators (jointvae_fast/total_correlation.py,
+        docs/total-correlation.md). z [B, D], y [B, sum K]: the latent each row sampled; log_weights [B, B]
+        (not differentiated). With a[n,m,d] = log N(z_n,d; mu_m,d, exp(logvar_m,d)) and
+        b[n,m,i] = sum_k y_n,i,k log_softmax(logits_m,i)_k:
+        log_q_joint[n] = LSE_m (log_weights[n,m] + sum_d a[n,m,d] + sum_i b[n,m,i]);
+        log_q_marginals[n, j] = LSE_m (log_weights[n,m] + a[n,m,j]) for j < D, with b[n,m,j-D] for j >= D.
+        Differentiable in z, mu, logvar, y and logits. For now every device runs the composite twin, which
+        materialises [B, B, D + V] (memory O(B^2 (D + V))); a fused op will stream the LSE over m.
+
+The first four are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
 (kernels/torch/autograd.cpp) call the fused backward ops (no double backward). Fake kernels are registered,
 so torch.compile(fullgraph=True) works; sample_latent is tagged nondeterministic_seeded (never recomputed by
 the partitioner).
@@ -60,9 +70,9 @@ import importlib
 from .limits import MAX_CLASSES, MAX_DISC_VARS, check_latent_limits
 
 _COMPOSITE = ("composite_sample_latent", "composite_kl_capacity_loss", "composite_aggregate_kl",
-              "composite_gaussian_aggregate_kl")
-_FUSED = ("sample_latent", "kl_capacity_loss", "aggregate_kl", "gaussian_aggregate_kl", "philox_uniform",
-          "backend", "backend_info")
+              "composite_gaussian_aggregate_kl", "composite_tc_pairwise")
+_FUSED = ("sample_latent", "kl_capacity_loss", "aggregate_kl", "gaussian_aggregate_kl", "tc_pairwise",
+          "philox_uniform", "backend", "backend_info")
 
 __all__ = [*_FUSED, *_COMPOSITE, "MAX_DISC_VARS", "MAX_CLASSES", "check_latent_limits"]
 

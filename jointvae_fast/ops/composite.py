@@ -11,7 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .validation import check_gaussian, check_inputs, check_logits, check_noise, check_tau
+from .validation import check_gaussian, check_inputs, check_logits, check_noise, check_tau, check_tc_inputs
+
+LOG_2PI = math.log(2.0 * math.pi)
+
 
 def composite_sample_latent(mu, logvar, logits, disc_dims, tau, training=True, generator=None, noise=None):
     """sample_latent from ~10 PyTorch ops per block; noise from torch.randn/torch.rand unless given."""
@@ -88,3 +91,29 @@ def capacity_loss(kl_cont, kl_disc, c_cont, c_disc, gamma_cont, gamma_disc) -> t
     The capacities may be Python floats or 0-d tensors on the KLs' device.
     """
     return gamma_cont * (kl_cont.sum() - c_cont).abs() + gamma_disc * (kl_disc.sum() - c_disc).abs()
+
+
+def gaussian_log_density(z, mu, logvar) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) elementwise, broadcasting: -(log 2 pi + logvar + r^2) / 2, r = (z - mu) exp(-logvar/2).
+
+    (r is scaled before it is squared: (z - mu)^2 alone underflows float32 where logvar < -87.)"""
+    r = (z - mu) * torch.exp(-0.5 * logvar)
+    return -0.5 * (LOG_2PI + logvar + r * r)
+
+
+def composite_tc_pairwise(z, mu, logvar, y, logits, disc_dims, log_weights):
+    """(log_q_joint [B], log_q_marginals [B, D + V]): logsumexp over the batch rows m of log_weights[n, m] plus
+    log q(z_n, c_n | x_m), and of each unit's and variable's own term (formulas: `jointvae_fast.ops`).
+
+    Materialises a[n, m, d] = log N(z_n,d; mu_m,d, exp(logvar_m,d)) [B, B, D] and b[n, m, i] = <y_n,i, log_softmax
+    logits_m,i> [B, B, V]: memory O(B^2 (D + V)) (and autograd keeps them for the backward); a fused op streams
+    the logsumexp over m instead."""
+    z, mu, logvar, y, logits, dims, w = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights)
+    a = gaussian_log_density(z[:, None, :], mu[None, :, :], logvar[None, :, :])
+    blocks = zip(torch.split(y, dims, dim=1), torch.split(logits, dims, dim=1)) if dims else ()
+    b = [yb @ F.log_softmax(lb, dim=1).T for yb, lb in blocks]
+    b = torch.stack(b, dim=2) if b else a.new_zeros(a.shape[0], a.shape[1], 0)
+    joint = torch.logsumexp(w + a.sum(dim=2) + b.sum(dim=2), dim=1)
+    marginals = torch.logsumexp(w[:, :, None] + torch.cat([a, b], dim=2), dim=1)
+    return joint, marginals
+

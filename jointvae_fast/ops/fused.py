@@ -11,7 +11,7 @@ import torch
 
 from . import extension
 from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl, composite_kl_capacity_loss,
-                        composite_sample_latent)
+                        composite_sample_latent, composite_tc_pairwise)
 from .validation import FLOATS, check_float, check_gaussian, check_inputs, check_logits, check_noise, check_tau
 
 _INFO = extension.load()
@@ -224,3 +224,12 @@ if _HAVE_OPS:
         return None
 
     # Autograd: C++ autograd kernels (kernels/torch/autograd.cpp) calling the fused backward ops.
+
+
+def tc_pairwise(z, mu, logvar, y, logits, disc_dims: Sequence[int], log_weights):
+    """(log_q_joint [B], log_q_marginals [B, D + V]) of the total correlation's estimators (`jointvae_fast.ops`).
+
+    No compiled op yet: every device runs the composite twin (memory O(B^2 (D + V))). A fused op with this
+    contract (a streaming logsumexp over m, backward by recomputation) dispatches here."""
+    return composite_tc_pairwise(z, mu, logvar, y, logits, disc_dims, log_weights)
+

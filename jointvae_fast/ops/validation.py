@@ -160,3 +160,24 @@ def check_float(name, v) -> float:
         return float(v)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {v!r}") from None
+
+
+def check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights):
+    """tc_pairwise's inputs -> (z, mu, logvar, y, logits, dims list, log_weights) in one float32/float64 dtype:
+    z, mu, logvar [B, D]; y, logits [B, sum K]; log_weights [B, B] (cast to the dtype: not differentiated)."""
+    for name, t in (("z", z), ("y", y), ("log_weights", log_weights)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    mu, logvar, logits, dims, _ = check_inputs(mu, logvar, logits, disc_dims)
+    for name, t, ref_name, ref in (("z", z, "mu", mu), ("y", y, "logits", logits)):
+        if t.shape != ref.shape:
+            raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(t.shape)}")
+        if t.device != ref.device:
+            raise ValueError(f"{name} must be on {ref.device}, got {t.device}")
+    B = mu.shape[0]
+    if tuple(log_weights.shape) != (B, B):
+        raise ValueError(f"log_weights must have shape {(B, B)}, got {tuple(log_weights.shape)}")
+    if log_weights.device != mu.device:
+        raise ValueError(f"log_weights must be on {mu.device}, got {log_weights.device}")
+    return z.to(mu.dtype), mu, logvar, y.to(mu.dtype), logits, dims, log_weights.to(mu.dtype)
+

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import UserInputError
 from ..ops.limits import check_latent_limits
+from ..total_correlation import ESTIMATORS as TC_ESTIMATORS, TC_ON
 from .presets import DATASET_PRESETS, PRESET_IMAGE_SIZES, PRESETS
 
 
@@ -95,6 +96,14 @@ SCHEMA: dict[str, Setting] = {
                                 "mean posterior || N(0, 1)) per unit)", _MODEL, "kl", choices=("kl", "information")),
     "cont_aggregate_weight": Setting("float?", None, "lambda_z, the weight of A in the continuous information mode",
                                      _MODEL, "cont_gamma / 10"),
+    "tc_weight": Setting("float", 0.0, "weight of the total correlation of the posterior, KL(q(z, c) || prod_d "
+                         "q(z_d) prod_i q(c_i)), estimated on each batch and added to Eq. 7 (Chen et al. 2018; "
+                         "docs/total-correlation.md)", _MODEL, "0: off, Eq. 7 exactly"),
+    "tc_estimator": Setting("str", "mss", "the batch estimator of the aggregate posterior: mss (minibatch stratified "
+                            "sampling) or mws (minibatch weighted sampling, offset by (factors - 1) log N)", _MODEL,
+                            choices=TC_ESTIMATORS),
+    "tc_on": Setting("str", "joint", "the latents the total correlation covers: joint (z and c) or continuous "
+                     "(z alone)", _MODEL, choices=TC_ON),
     "recon_weight": Setting("float", 1.0, "weight of the reconstruction term (1/3 for celeba, see presets)", _MODEL,
                             "1; celeba 1/3"),
     "log_every": Setting("int", 100, "steps between log lines (the only host sync of the loop)", _LOG),
@@ -248,6 +257,11 @@ def _validate_values(cfg: RunConfig) -> None:
         need(getattr(cfg, key) in SCHEMA[key].choices, key, "kl or information")
         w = getattr(cfg, f"{part}_aggregate_weight")
         need(w is None or (math.isfinite(w) and w >= 0), f"{part}_aggregate_weight", "a finite number >= 0 (or unset)")
+    need(math.isfinite(cfg.tc_weight) and cfg.tc_weight >= 0, "tc_weight", "a finite number >= 0")
+    for key in ("tc_estimator", "tc_on"):
+        need(getattr(cfg, key) in SCHEMA[key].choices, key, " or ".join(SCHEMA[key].choices))
+    if cfg.tc_weight > 0 and cfg.tc_on == "continuous" and cfg.cont == 0:
+        raise ConfigError("tc_on continuous needs continuous units (cont > 0): give tc_on joint or cont > 0")
     if (cfg.temperature_final is None) != (cfg.temperature_anneal_steps is None):
         raise ConfigError("temperature annealing needs both temperature_final and temperature_anneal_steps")
     if cfg.temperature_final is not None:

@@ -122,7 +122,7 @@ class CapturedStep:
             s.optimizer.step()
         self._outputs = tuple(t.detach() for t in terms[:5])  # total, recon, capacity_loss, kl_cont, kl_disc
         self._diagnostics = (terms.info_disc, terms.agg_kl_disc, terms.class_counts, terms.info_cont,
-                             terms.agg_kl_cont)
+                             terms.agg_kl_cont, terms.tc_terms)
         self.graph = graph
 
     def _replay(self, x: torch.Tensor, step: int) -> LossTerms:

@@ -23,7 +23,8 @@ averages the gradients. The reconstruction term is linear in the batch, so
 this equals the global batch's gradient; the capacity terms apply |.| to each
 shard's batch-mean KL, so they match the global batch's only while every
 shard's KL - C has the global batch's sign (tests/training/test_ddp.py compares
-in that regime).
+in that regime). The total-correlation term and diagnostics are estimated on each
+shard's rows (a batch of the local size from the same N training images).
 
 Randomness. Sampling noise comes from a torch.Generator on the training
 device per rank, seeded with derive_seed("sampling", seed, rank); checkpoints
@@ -82,13 +83,16 @@ class StopRequest:
         return False
 
 
-def make_objective(config: RunConfig, model: JointVAE) -> Objective:
-    """Eq. 7 with the config's capacities (a part without latent units has no capacity term)."""
+def make_objective(config: RunConfig, model: JointVAE, dataset_size: int | None = None) -> Objective:
+    """Eq. 7 with the config's capacities (a part without latent units has no capacity term) and its
+    total-correlation term; dataset_size (the training images, N of the TC estimators) also turns on the TC
+    diagnostics of the log."""
     cont = Capacity(config.cont_min, config.cont_max, config.cont_iters, config.cont_gamma) if model.cont else None
     disc = Capacity(config.disc_min, config.disc_max, config.disc_iters, config.disc_gamma) if model.disc else None
     return Objective(tuple(model.disc), cont, disc, config.recon_weight,
                      config.disc_capacity_on, config.disc_aggregate_weight,
-                     config.cont_capacity_on, config.cont_aggregate_weight)
+                     config.cont_capacity_on, config.cont_aggregate_weight, config.tc_weight,
+                     config.tc_estimator, config.tc_on, dataset_size)
 
 
 def temperature_at(config: RunConfig, step: int) -> float:
@@ -199,7 +203,7 @@ def train(
     """
     length = run_length(config, len(data), world.size)
     optimizer = make_optimizer(model, config.lr)
-    objective = make_objective(config, model)
+    objective = make_objective(config, model, len(data))
     sampling = torch.Generator(device=world.device)
     sampling.manual_seed(derive_seed("sampling", config.seed, world.rank))
     start = restore(resume, model, optimizer, sampling, world, config.seed) if resume is not None else 0

@@ -10,6 +10,7 @@ Scalars are the values of each log.jsonl record (term_log.py), nothing recompute
   kl_disc/c{i}, info_disc/c{i}, agg_kl_disc/c{i},  kl_disc[i], info_disc[i], agg_kl_disc[i],
   classes_in_use/c{i}                              classes_in_use[i], one per discrete variable
   temperature, speed/img_per_s, speed/steps_per_s
+  tc/tc, tc/index_code_mi, tc/dim_kl                tc, index_code_mi, dim_kl (when the record has them)
 Images images/samples and images/traversal (first_look.py's grids, laid out as samples.png and traversal.png)
 every tensorboard_images_every steps and at the last step.
 
@@ -33,6 +34,7 @@ SCALARS = {  # record key -> tag
     "c_disc": "capacity/c_disc", "kl_disc_sum": "capacity/kl_disc_sum", "info_cont_sum": "capacity/info_cont_sum",
     "temperature": "temperature", "img_per_s": "speed/img_per_s", "steps_per_s": "speed/steps_per_s",
 }
+OPTIONAL_SCALARS = {"tc": "tc/tc", "index_code_mi": "tc/index_code_mi", "dim_kl": "tc/dim_kl"}
 PER_VARIABLE = {"kl_cont": "z", "info_cont": "z", "agg_kl_cont": "z", "kl_disc": "c", "info_disc": "c",
                 "agg_kl_disc": "c", "classes_in_use": "c"}
 
@@ -51,6 +53,7 @@ def require_tensorboard():
 def scalar_items(record: dict[str, Any]) -> list[tuple[str, float]]:
     """(tag, value) of every scalar of a log record (module docstring)."""
     items = [(tag, float(record[key])) for key, tag in SCALARS.items()]
+    items += [(tag, float(record[key])) for key, tag in OPTIONAL_SCALARS.items() if key in record]
     for key, prefix in PER_VARIABLE.items():
         items += [(f"{key}/{prefix}{i}", float(v)) for i, v in enumerate(record[key])]
     return items

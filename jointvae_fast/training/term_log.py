@@ -16,7 +16,10 @@ KLs are means over the steps since the previous line, and over DDP ranks):
   the batch's aggregate posterior moment-matched), info_cont_sum, classes_in_use [V]
   (classes that are the argmax of q(c_i|x) for at least one image of the
   line's batches, all steps since the previous line and all ranks),
-  c_cont (C_z), c_disc (C_c), temperature, img_per_s,
+  c_cont (C_z), c_disc (C_c), tc, index_code_mi, dim_kl (the batch estimates of the
+  total correlation of the posterior, the index-code information and the dimension-wise KL,
+  Chen et al. 2018, over the latents tc_on covers: objective.Objective, docs/total-correlation.md;
+  in every training run, whatever tc_weight), temperature, img_per_s,
   steps_per_s, elapsed_s (since this process started training), steps_in_mean,
   step_mode (how the last step of the line ran: "cuda-graph" or "eager (why)",
   TrainStep.step_mode).
@@ -39,6 +42,9 @@ from .batches import RunLength
 from .distributed import World, all_reduce_mean_
 from .tensorboard_log import TensorBoardLog
 
+TC_FIELDS = ("tc", "index_code_mi", "dim_kl")  # the order of LossTerms.tc_terms
+
+
 def _progress_status(record: dict[str, Any], length: RunLength) -> str:
     step, epochs = record["step"], math.ceil(length.total / length.steps_per_epoch)
     epoch = min((step - 1) // length.steps_per_epoch + 1, epochs)
@@ -53,7 +59,7 @@ class TermLog:
     """The loss terms of each step, kept on the device; `flush` brings them to the host once (module docstring).
 
     Row layout: [loss, recon, capacity_loss, kl_cont (D), kl_disc (V), info_disc (V), agg_kl_disc (V),
-    class_counts (sum K), info_cont (D), agg_kl_cont (D)].
+    class_counts (sum K), info_cont (D), agg_kl_cont (D), tc, index_code_mi, dim_kl (when objective.tracks_tc)].
     """
 
     def __init__(self, model: JointVAE, objective: Objective, world: World, length: RunLength, rows: int,
@@ -62,7 +68,8 @@ class TermLog:
         self.columns = ["loss", "recon", "capacity_loss"] + [f"kl_cont[{i}]" for i in range(model.cont)] + \
             [f"{name}[{i}]" for name in ("kl_disc", "info_disc", "agg_kl_disc") for i in range(len(model.disc))] + \
             [f"class_counts[{j}]" for j in range(sum(model.disc))] + \
-            [f"{name}[{i}]" for name in ("info_cont", "agg_kl_cont") for i in range(model.cont)]
+            [f"{name}[{i}]" for name in ("info_cont", "agg_kl_cont") for i in range(model.cont)] + \
+            (list(TC_FIELDS) if objective.tracks_tc else [])
         self.buf = torch.zeros(rows, len(self.columns), device=world.device)
         self.rows = 0
         self.log_path = log_path if world.is_writer else None
@@ -84,7 +91,7 @@ class TermLog:
                        terms.capacity_loss.detach().reshape(1), terms.kl_cont.detach().reshape(-1),
                        terms.kl_disc.detach().reshape(-1), terms.info_disc.reshape(-1),
                        terms.agg_kl_disc.reshape(-1), terms.class_counts.reshape(-1), terms.info_cont.reshape(-1),
-                       terms.agg_kl_cont.reshape(-1)], out=self.buf[self.rows])
+                       terms.agg_kl_cont.reshape(-1), terms.tc_terms.reshape(-1)], out=self.buf[self.rows])
         self.rows += 1
 
     def flush(self, step: int) -> str | None:
@@ -136,5 +143,7 @@ class TermLog:
             "elapsed_s": now - self.t_start, "steps_in_mean": self.rows,
             "step_mode": self.step_modes[-1]["mode"] if self.step_modes else None,
         }
+        if self.objective.tracks_tc:
+            record.update(zip(TC_FIELDS, mean[k + 2 * d : k + 2 * d + len(TC_FIELDS)].tolist()))
         self.t_last = now
         return record

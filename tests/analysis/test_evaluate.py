@@ -91,13 +91,19 @@ def _report(out):
     return metrics, index
 
 
-def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path):
+def test_report_with_factors_has_every_figure_and_field(run_dir, tmp_path, capsys):
     ds = make_dataset(300, seed=3)
     out = tmp_path / "report"
     rc = evaluate_main([str(run_dir), "--out", str(out), "--no-progress", "--edit", "z0=1.5", "c0=2", "--device", "cpu"],
                        dataset=ds)
     assert rc == 0
     m, index = _report(out)
+    tc = m["total_correlation"]  # tests/analysis/test_total_correlation_split.py checks the numbers
+    assert (tc["estimator"], tc["dataset_size"], tc["batch"], tc["seed"]) == ("mss", 300, 150, 0)  # 2 batches
+    for part in ("joint", "continuous"):
+        assert tc[part]["kl"] == pytest.approx(tc[part]["tc"] + tc[part]["index_code_mi"] + tc[part]["dim_kl"])
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["tc"] == pytest.approx(tc["joint"]["tc"])
+    assert "joint: TC / index-code I / dimension-wise KL (nats, MSS)" in index
     assert set(m) == set(METRIC_FIELDS)
     missing = [k for k, v in m.items() if v is None]
     assert not missing, missing

@@ -23,7 +23,7 @@ LAYERS = [
     {"errors", "progress"},
     {"atomic_write", "devices"},
     {"ops", "data"},
-    {"model"},
+    {"model", "total_correlation"},
     {"objective", "paper_checkpoints", "grids", "store"},
     {"training", "pretrained"},
     {"analysis"},

@@ -348,3 +348,29 @@ def test_cuda_graph_draws_fresh_noise_from_the_generator(precision):
     tol = {"fp32": (1e-4, 1e-4, 2e-4, 1e-5), "bf16": (1e-2, 1e-2, 1e-2, 1e-3)}[precision]
     torch.testing.assert_close(graph_z, eager_z, rtol=tol[0], atol=tol[1])
     torch.testing.assert_close(graph, eager, rtol=tol[2], atol=tol[3])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("tc_on", ["joint", "continuous"])
+def test_cuda_graph_carries_the_total_correlation_term(tc_on):
+    """tc_weight > 0: the captured step's total and TC diagnostics (a function of the sampled latent) equal those
+    of eager fused steps started from the same generator state, step for step."""
+    steps = 10
+
+    def run(cuda_graph):
+        torch.manual_seed(0)
+        model = JointVAE((1, SIZE, SIZE), CONT, DISC).cuda()
+        gen = torch.Generator(device="cuda").manual_seed(5)
+        objective = Objective(DISC, Capacity(0.0, 5.0, 25000, 30.0), Capacity(0.0, 5.0, 25000, 30.0),
+                              tc_weight=3.0, tc_on=tc_on, dataset_size=1000)
+        step_fn = TrainStep(model, make_optimizer(model, 1e-3), objective, generator=gen, cuda_graph=cuda_graph)
+        rows = []
+        for step, x in enumerate(_batches(steps), start=1):
+            terms = step_fn(x.cuda(), step)
+            rows.append(torch.cat([terms.total.detach().reshape(1), terms.tc_terms]).cpu())
+        return torch.stack(rows), step_fn.step_mode
+
+    (eager, m0), (graph, m1) = run(False), run(True)
+    assert (m0, m1) == ("eager (cuda_graph=False)", "cuda-graph")
+    assert eager.shape == (steps, 4) and torch.isfinite(eager).all()
+    torch.testing.assert_close(graph, eager, rtol=2e-4, atol=1e-5)

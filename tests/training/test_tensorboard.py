@@ -55,13 +55,14 @@ def test_scalars_are_the_log_records(tmp_path):
         "loss/total", "loss/recon", "loss/capacity", "capacity/c_cont", "capacity/kl_cont_sum", "capacity/c_disc",
         "capacity/kl_disc_sum", "temperature", "speed/img_per_s", "speed/steps_per_s", "kl_cont/z0", "kl_cont/z1",
         "kl_disc/c0", "info_disc/c0", "agg_kl_disc/c0", "classes_in_use/c0", "capacity/info_cont_sum", "info_cont/z0",
-        "info_cont/z1", "agg_kl_cont/z0", "agg_kl_cont/z1"}
+        "info_cont/z1", "agg_kl_cont/z0", "agg_kl_cont/z1", "tc/tc", "tc/index_code_mi", "tc/dim_kl"}
     by_hand = {"loss/total": lambda r: r["loss"], "loss/recon": lambda r: r["recon"],
                "kl_cont/z0": lambda r: r["kl_cont"][0], "kl_cont/z1": lambda r: r["kl_cont"][1],
                "info_cont/z1": lambda r: r["info_cont"][1],
                "kl_disc/c0": lambda r: r["kl_disc"][0], "capacity/c_disc": lambda r: r["c_disc"],
                "capacity/kl_cont_sum": lambda r: r["kl_cont_sum"], "temperature": lambda r: r["temperature"],
-               "speed/img_per_s": lambda r: r["img_per_s"], "classes_in_use/c0": lambda r: r["classes_in_use"][0]}
+               "speed/img_per_s": lambda r: r["img_per_s"], "classes_in_use/c0": lambda r: r["classes_in_use"][0],
+               "tc/tc": lambda r: r["tc"]}
     for tag, value in by_hand.items():  # stored as float32
         assert scalar(acc, tag) == {r["step"]: pytest.approx(value(r), rel=1e-6) for r in records}, tag
     for r in records:
