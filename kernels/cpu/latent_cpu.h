@@ -10,7 +10,7 @@
 namespace jointvae {
 namespace cpu {
 
-
+// z = mu + exp(logvar/2) eps, y per block = softmax((l - max l + g) / tau); evaluation: z = mu, y = one-hot.
 template <typename T>
 void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end);
 

@@ -44,9 +44,9 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
           eps = (j & 1) ? box_muller<T>(uniform_from_word(w.z), uniform_from_word(w.w))
                         : box_muller<T>(uniform_from_word(w.x), uniform_from_word(w.y));
         }
-        s = jv_exp(T(0.5) * a.logvar[b * a.ld_logvar + d]) * eps;
+        s = sigma_eps_of(a.logvar[b * a.ld_logvar + d], eps);
       }
-      a.latent[b * W + d] = mu + s;
+      a.latent[b * W + d] = reparameterise(mu, s);  // evaluation: mu + 0
       a.sigma_eps[t] = s;
     } else {
       const int64_t r = t - n_cont, b = r / V, v = r - b * V;
@@ -78,7 +78,7 @@ __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
       const int64_t b = t / D, d = t - b * D;
       const T g = a.grad[b * a.ld_grad + d];
       a.dmu[t] = g;
-      a.dlogvar[t] = a.training ? T(0.5) * g * a.sigma_eps[t] : T(0);
+      a.dlogvar[t] = a.training ? reparameterise_dlogvar(g, a.sigma_eps[t]) : T(0);
     } else {
       const int64_t r = t - n_cont, b = r / V, v = r - b * V;
       const int o = a.disc.off[v], k = a.disc.dims[v];
@@ -287,8 +287,7 @@ __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont,
     if (t < n_cont) {
       const int64_t b = t / D, d = t - b * D;
       const T w = (wc + (gkc ? gkc[d] : T(0))) * inv_b;  // d objective / d kl_cont[d], over B
-      dmu[t] = w * a.mu[b * a.ld_mu + d];
-      dlogvar[t] = T(0.5) * w * jv_expm1(a.logvar[b * a.ld_logvar + d]);
+      kl_normal_term_backward(a.mu[b * a.ld_mu + d], a.logvar[b * a.ld_logvar + d], w, dmu + t, dlogvar + t);
     } else {
       const int64_t r = t - n_cont, b = r / V, v = r - b * V;
       const int o = a.disc.off[v];
