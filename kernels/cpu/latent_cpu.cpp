@@ -243,8 +243,8 @@ JV_INLINE void kl_sums_rows_impl(const KLArgs<T>& a, int64_t row_begin, int64_t 
 }  // namespace
 
 template <typename T>
-void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont,
-               double gamma_disc, T* loss, T* kl_cont, T* kl_disc) {
+void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, const KLConstants& c, T* loss, T* kl_cont,
+               T* kl_disc) {
   const double inv_b = 1.0 / static_cast<double>(B);
   double s_cont = 0.0, s_disc = 0.0;
   for (int64_t d = 0; d < D; ++d) {
@@ -257,19 +257,15 @@ void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, double c_cont
     kl_disc[v] = static_cast<T>(k);
     s_disc += k;
   }
-  *loss = static_cast<T>(gamma_cont * fabs(s_cont - c_cont) + gamma_disc * fabs(s_disc - c_disc));
+  *loss = static_cast<T>(capacity_loss(s_cont, s_disc, c));
 }
 
 template <typename T>
 void kl_weights(const T* kl_cont, const T* kl_disc, T grad_loss, const T* grad_kl_cont, const T* grad_kl_disc,
-                int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont, double gamma_disc, T* w) {
-  double s_cont = 0.0, s_disc = 0.0;
-  for (int64_t d = 0; d < D; ++d) s_cont += static_cast<double>(kl_cont[d]);
-  for (int32_t v = 0; v < V; ++v) s_disc += static_cast<double>(kl_disc[v]);
-  const T wc = grad_loss * static_cast<T>(gamma_cont * jv_sign(s_cont - c_cont));
-  const T wd = grad_loss * static_cast<T>(gamma_disc * jv_sign(s_disc - c_disc));
-  for (int64_t d = 0; d < D; ++d) w[d] = wc + (grad_kl_cont ? grad_kl_cont[d] : T(0));
-  for (int32_t v = 0; v < V; ++v) w[D + v] = wd + (grad_kl_disc ? grad_kl_disc[v] : T(0));
+                int64_t D, int32_t V, const KLConstants& c, T* w) {
+  const CapacityWeights<T> wg = capacity_weights(kl_cont, D, kl_disc, V, grad_loss, c);
+  for (int64_t d = 0; d < D; ++d) w[d] = wg.cont + (grad_kl_cont ? grad_kl_cont[d] : T(0));
+  for (int32_t v = 0; v < V; ++v) w[D + v] = wg.disc + (grad_kl_disc ? grad_kl_disc[v] : T(0));
 }
 
 namespace {
@@ -415,9 +411,8 @@ void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t
   template void sample_latent_rows<T>(const SampleLatentArgs<T>&, int64_t, int64_t);                              \
   template void sample_latent_backward_rows<T>(const SampleLatentBackwardArgs<T>&, int64_t, int64_t);             \
   template void kl_sums_rows<T>(const KLArgs<T>&, int64_t, int64_t, double*);                                     \
-  template void kl_finish<T>(const double*, int64_t, int64_t, int32_t, double, double, double, double, T*, T*, T*); \
-  template void kl_weights<T>(const T*, const T*, T, const T*, const T*, int64_t, int32_t, double, double, double,  \
-                              double, T*);                                                                         \
+  template void kl_finish<T>(const double*, int64_t, int64_t, int32_t, const KLConstants&, T*, T*, T*);           \
+  template void kl_weights<T>(const T*, const T*, T, const T*, const T*, int64_t, int32_t, const KLConstants&, T*); \
   template void kl_backward_rows<T>(const KLArgs<T>&, const T*, int64_t, int64_t, T*, T*, T*);                   \
   template void aggregate_sums_rows<T>(const AggregateArgs<T>&, int64_t, int64_t, double*);                      \
   template void aggregate_finish<T>(const double*, int64_t, const DiscLayout&, T*, T*);                          \

@@ -161,10 +161,7 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
   }
   __syncthreads();
   if (tid == 0) {
-    double sc = 0.0, sd = 0.0;
-    for (int64_t j = 0; j < D; ++j) sc += partial[j];
-    for (int64_t j = D; j < J; ++j) sd += partial[j];
-    *loss = static_cast<T>(c.gamma_cont * fabs(sc - c.c_cont) + c.gamma_disc * fabs(sd - c.c_disc));
+    *loss = static_cast<T>(capacity_loss(sum_in_double(partial, D), sum_in_double(partial + D, V), c));
     *counter = 0u;
   }
 }
@@ -268,17 +265,9 @@ __global__ void gaussian_aggregate_kl_backward_kernel(GaussianAggregateArgs<T> a
 template <typename T>
 __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont, const T* kl_disc, const T* grad_loss,
                                    const T* gkc, const T* gkd, T* dmu, T* dlogvar, T* dlogits) {
-  JV_SHARED(T, wc);
-  JV_SHARED(T, wd);
+  JV_SHARED(CapacityWeights<T>, wg);
   const int64_t D = a.D, V = a.disc.num_vars, K = a.disc.total;
-  if (threadIdx.x == 0) {
-    double sc = 0.0, sd = 0.0;
-    for (int64_t j = 0; j < D; ++j) sc += static_cast<double>(kl_cont[j]);
-    for (int64_t j = 0; j < V; ++j) sd += static_cast<double>(kl_disc[j]);
-    const T g = *grad_loss;
-    wc = g * static_cast<T>(c.gamma_cont * jv_sign(sc - c.c_cont));
-    wd = g * static_cast<T>(c.gamma_disc * jv_sign(sd - c.c_disc));
-  }
+  if (threadIdx.x == 0) wg = capacity_weights(kl_cont, D, kl_disc, V, *grad_loss, c);
   __syncthreads();
   const T inv_b = T(1) / static_cast<T>(a.B);
   const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
@@ -286,12 +275,12 @@ __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont,
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
     if (t < n_cont) {
       const int64_t b = t / D, d = t - b * D;
-      const T w = (wc + (gkc ? gkc[d] : T(0))) * inv_b;  // d objective / d kl_cont[d], over B
+      const T w = (wg.cont + (gkc ? gkc[d] : T(0))) * inv_b;  // d objective / d kl_cont[d], over B
       kl_normal_term_backward(a.mu[b * a.ld_mu + d], a.logvar[b * a.ld_logvar + d], w, dmu + t, dlogvar + t);
     } else {
       const int64_t r = t - n_cont, b = r / V, v = r - b * V;
       const int o = a.disc.off[v];
-      const T w = (wd + (gkd ? gkd[v] : T(0))) * inv_b;
+      const T w = (wg.disc + (gkd ? gkd[v] : T(0))) * inv_b;
       kl_categorical_row_backward(a.logits + b * a.ld_logits + o, a.disc.dims[v], w, dlogits + b * K + o);
     }
   }

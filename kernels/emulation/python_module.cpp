@@ -154,7 +154,7 @@ py::tuple kl_forward(const py::array& mu, const py::array& logvar, const py::arr
   cudaError_t e;
   {
     py::gil_scoped_release release;
-    e = cuda::kl_forward<T>(a, cuda::KLConstants{c_cont, c_disc, g_cont, g_disc}, work.data(), &counter,
+    e = cuda::kl_forward<T>(a, KLConstants{c_cont, c_disc, g_cont, g_disc}, work.data(), &counter,
                             loss.mutable_data(), kc.mutable_data(), kd.mutable_data(), nullptr);
   }
   check(e, "kl_forward");
@@ -180,7 +180,7 @@ py::tuple kl_backward(const py::array& mu, const py::array& logvar, const py::ar
   cudaError_t e;
   {
     py::gil_scoped_release release;
-    e = cuda::kl_backward<T>(a, cuda::KLConstants{c_cont, c_disc, g_cont, g_disc}, kc, kd, &gl, gkc, gkd,
+    e = cuda::kl_backward<T>(a, KLConstants{c_cont, c_disc, g_cont, g_disc}, kc, kd, &gl, gkc, gkd,
                              dmu.mutable_data(), dlv.mutable_data(), dl.mutable_data(), nullptr);
   }
   check(e, "kl_backward");

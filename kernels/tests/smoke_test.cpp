@@ -124,7 +124,7 @@ static void kl_and_softmax_known_answers() {
   double acc[2] = {0, 0};
   cpu::kl_sums_rows(k, 0, 2, acc);
   float loss, kc, kd;
-  cpu::kl_finish(acc, 2, 1, 1, 0.0, 0.0, 1.0, 1.0, &loss, &kc, &kd);
+  cpu::kl_finish(acc, 2, 1, 1, KLConstants{0.0, 0.0, 1.0, 1.0}, &loss, &kc, &kd);
   const double kc_want = 0.5 * (0.5 * (1.0) + 0.5 * (4.0 + 4.0 - 1.0 - std::log(4.0)));
   const double kd_want = 0.5 * (want + 0.0);
   CHECK(std::fabs(kc - kc_want) < 1e-6 && std::fabs(kd - kd_want) < 1e-6, "kl %g %g vs %g %g", kc, kd, kc_want, kd_want);

@@ -110,7 +110,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cpu(const Tensor& mu, const 
                      });
     for (int64_t c = 1; c < chunks; ++c)
       for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
-    cpu::kl_finish<T>(acc, B, D, static_cast<int32_t>(V), c_cont, c_disc, gamma_cont, gamma_disc,
+    cpu::kl_finish<T>(acc, B, D, static_cast<int32_t>(V), KLConstants{c_cont, c_disc, gamma_cont, gamma_disc},
                       loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc));
   };
   if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
@@ -142,7 +142,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cpu(
     }
     cpu::kl_weights<T>(ptr_or_null<T>(kc), ptr_or_null<T>(kd), *grad_loss.const_data_ptr<T>(),
                        gkc.defined() ? ptr_or_null<T>(gkc) : nullptr, gkd.defined() ? ptr_or_null<T>(gkd) : nullptr, D,
-                       static_cast<int32_t>(V), c_cont, c_disc, gamma_cont, gamma_disc, w);
+                       static_cast<int32_t>(V), KLConstants{c_cont, c_disc, gamma_cont, gamma_disc}, w);
     T* pm = mut_or_null<T>(dmu);
     T* pl = mut_or_null<T>(dlv);
     T* pk = mut_or_null<T>(dl);

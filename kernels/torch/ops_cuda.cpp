@@ -129,7 +129,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cuda(const Tensor& mu, const
   Tensor work = at::empty({cuda::kl_workspace_doubles(in.B, D + V)}, mu.options().dtype(at::kDouble));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
   Tensor counter = kl_counter(mu, stream);
-  const cuda::KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
+  const KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
   auto run = [&](auto zero) {
     using T = decltype(zero);
     check_launch(cuda::kl_forward<T>(kl_args<T>(in), k, work.mutable_data_ptr<double>(),
@@ -156,7 +156,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cuda(
   Tensor dmu = at::empty({B, D}, mu.options()), dlv = at::empty({B, D}, mu.options()),
          dl = at::empty({B, K}, mu.options());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
-  const cuda::KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
+  const KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
   auto run = [&](auto zero) {
     using T = decltype(zero);
     check_launch(cuda::kl_backward<T>(kl_args<T>(in), k, ptr_or_null<T>(kc), ptr_or_null<T>(kd),

@@ -4,6 +4,7 @@
 #pragma once
 #include <stdint.h>
 
+#include "jointvae/capacity.h"
 #include "jointvae/latent_math.h"
 
 namespace jointvae {
