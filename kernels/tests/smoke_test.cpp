@@ -110,17 +110,8 @@ static void kl_and_softmax_known_answers() {
   CHECK(latent[0][0] == 1.0f && latent[0][1] == 0.0f && latent[0][2] == 1.0f, "eval row 0");
   CHECK(latent[1][1] == 1.0f && latent[1][2] == 0.0f, "eval row 1 (tie -> first index)");
 
-  // KL sums and loss: rows as above, D = 1
-  KLArgs<float> k{};
-  k.B = 2;
-  k.D = 1;
-  k.disc = a.disc;
-  k.mu = a.mu;
-  k.ld_mu = 4;
-  k.logvar = a.logvar;
-  k.ld_logvar = 4;
-  k.logits = a.logits;
-  k.ld_logits = 4;
+  // KL sums and loss: rows as above, D = 1 (the inputs of sample_latent are those of kl_capacity_loss)
+  const KLArgs<float> k = a;
   double acc[2] = {0, 0};
   cpu::kl_sums_rows(k, 0, 2, acc);
   float loss, kc, kd;

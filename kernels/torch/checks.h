@@ -103,39 +103,22 @@ T* mut_or_null(at::Tensor& t) {
   return t.numel() == 0 ? nullptr : t.mutable_data_ptr<T>();
 }
 
+// The checked inputs as the kernels' view: the KLArgs of kl_capacity_loss and the base of SampleLatentArgs.
 template <typename T>
-KLArgs<T> kl_args(const LatentInputs& in) {
-  KLArgs<T> a{};
-  a.B = in.B;
-  a.D = in.D;
-  a.disc = in.disc;
-  a.mu = ptr_or_null<T>(in.mu);
-  a.ld_mu = row_stride(in.mu);
-  a.logvar = ptr_or_null<T>(in.logvar);
-  a.ld_logvar = row_stride(in.logvar);
-  a.logits = ptr_or_null<T>(in.logits);
-  a.ld_logits = row_stride(in.logits);
-  return a;
+LatentView<T> latent_view(const LatentInputs& in) {
+  return LatentView<T>{in.B, in.D, in.disc, ptr_or_null<T>(in.mu), row_stride(in.mu), ptr_or_null<T>(in.logvar),
+                       row_stride(in.logvar), ptr_or_null<T>(in.logits), row_stride(in.logits)};
 }
 
-
-// Fills the pointer/stride fields; explicit noise when eps/u are defined (a width-0 block still counts as
+// The view plus tau, mode and outputs; explicit noise when eps/u are defined (a width-0 block still counts as
 // given: it points at a dummy). seed/offset are left 0.
 template <typename T>
 SampleLatentArgs<T> sample_args(const LatentInputs& in, double tau, bool training, const at::Tensor& eps,
                                 const at::Tensor& u, at::Tensor& latent, at::Tensor& sigma_eps, const T* dummy) {
   SampleLatentArgs<T> a{};
-  a.B = in.B;
-  a.D = in.D;
-  a.disc = in.disc;
+  static_cast<LatentView<T>&>(a) = latent_view<T>(in);
   a.tau = static_cast<T>(tau);
   a.training = training;
-  a.mu = ptr_or_null<T>(in.mu);
-  a.ld_mu = row_stride(in.mu);
-  a.logvar = ptr_or_null<T>(in.logvar);
-  a.ld_logvar = row_stride(in.logvar);
-  a.logits = ptr_or_null<T>(in.logits);
-  a.ld_logits = row_stride(in.logits);
   if (eps.defined()) {
     a.eps = in.D ? eps.const_data_ptr<T>() : dummy;
     a.ld_eps = row_stride(eps);

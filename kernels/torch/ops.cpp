@@ -92,7 +92,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cpu(const Tensor& mu, const 
          kl_disc = at::empty({V}, mu.options());
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    const KLArgs<T> a = kl_args<T>(in);
+    const KLArgs<T> a = latent_view<T>(in);
     const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
     double stack[kStackCols];
     std::vector<double> heap;
@@ -132,7 +132,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cpu(
   if (B == 0) return {dmu, dlv, dl};
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    const KLArgs<T> a = kl_args<T>(in);
+    const KLArgs<T> a = latent_view<T>(in);
     T stack[kStackCols];
     std::vector<T> heap;
     T* w = stack;

@@ -132,7 +132,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cuda(const Tensor& mu, const
   const KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    check_launch(cuda::kl_forward<T>(kl_args<T>(in), k, work.mutable_data_ptr<double>(),
+    check_launch(cuda::kl_forward<T>(latent_view<T>(in), k, work.mutable_data_ptr<double>(),
                                      reinterpret_cast<unsigned*>(counter.mutable_data_ptr<int32_t>()),
                                      loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc),
                                      stream),
@@ -159,7 +159,7 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cuda(
   const KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    check_launch(cuda::kl_backward<T>(kl_args<T>(in), k, ptr_or_null<T>(kc), ptr_or_null<T>(kd),
+    check_launch(cuda::kl_backward<T>(latent_view<T>(in), k, ptr_or_null<T>(kc), ptr_or_null<T>(kd),
                                       gl.const_data_ptr<T>(), gkc.defined() ? ptr_or_null<T>(gkc) : nullptr,
                                       gkd.defined() ? ptr_or_null<T>(gkd) : nullptr, mut_or_null<T>(dmu),
                                       mut_or_null<T>(dlv), mut_or_null<T>(dl), stream),
