@@ -304,6 +304,22 @@ JV_LAUNCH_PARAM(int, kRowsY, 8);            // kl_forward: block (32, kRowsY)
 JV_LAUNCH_PARAM(int, kColsPerTile, 256);    // kl_forward: columns of a tile (grid y), 16 KiB of shared memory
 JV_LAUNCH_PARAM(int64_t, kMaxTilesY, 65535);  // grid y limit; tiles stride beyond it
 
+int64_t row_blocks(int64_t B) { return std::max<int64_t>(1, (B + kRowsPerBlock - 1) / kRowsPerBlock); }
+
+// The launch of a column reduction over B rows and J columns (block_column_sums): grid (row blocks, column tiles),
+// block (32, kRowsY), kRowsY * cols_per_tile doubles of shared memory; at least one block, also for J = 0.
+struct ColumnReduction {
+  dim3 grid, block;
+  size_t smem;
+  int cols_per_tile;
+};
+ColumnReduction column_reduction(int64_t B, int64_t J) {
+  const int64_t tiles = std::max<int64_t>(1, std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY));
+  const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(J, kColsPerTile));
+  return ColumnReduction{dim3(static_cast<unsigned>(row_blocks(B)), static_cast<unsigned>(tiles)), dim3(32, kRowsY),
+                         static_cast<size_t>(kRowsY * cols) * sizeof(double), static_cast<int>(cols)};
+}
+
 }  // namespace
 
 template <typename T>
@@ -323,20 +339,15 @@ cudaError_t sample_latent_backward(const SampleLatentBackwardArgs<T>& a, cudaStr
 }
 
 int64_t kl_workspace_doubles(int64_t B, int64_t J) {
-  return std::max<int64_t>(1, (B + kRowsPerBlock - 1) / kRowsPerBlock) * std::max<int64_t>(J, 1);
+  return row_blocks(B) * std::max<int64_t>(J, 1);
 }
 
 template <typename T>
 cudaError_t kl_forward(const KLArgs<T>& a, KLConstants k, double* workspace, unsigned* counter, T* loss, T* kl_cont,
                        T* kl_disc, cudaStream_t stream) {
-  const int64_t J = a.D + a.disc.num_vars;
-  const int64_t blocks = std::max<int64_t>(1, (a.B + kRowsPerBlock - 1) / kRowsPerBlock);
-  const int64_t tiles = std::max<int64_t>(1, std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY));
-  const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(J, kColsPerTile));
-  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
-  JV_LAUNCH(kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)), dim3(32, kRowsY),
-            smem, stream)(
-      a, k, kRowsPerBlock, static_cast<int>(cols), workspace, counter, loss, kl_cont, kl_disc);
+  const ColumnReduction r = column_reduction(a.B, a.D + a.disc.num_vars);
+  JV_LAUNCH(kl_forward_kernel<T>, r.grid, r.block, r.smem, stream)(a, k, kRowsPerBlock, r.cols_per_tile, workspace,
+                                                                   counter, loss, kl_cont, kl_disc);
   return cudaGetLastError();
 }
 
@@ -360,13 +371,10 @@ cudaError_t aggregate_kl_forward(const AggregateArgs<T>& a, T* q, double* worksp
   JV_LAUNCH(softmax_rows_kernel<T>, grid_for(items), kThreads, 0, stream)(a, q);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
-  const int64_t blocks = (a.B + kRowsPerBlock - 1) / kRowsPerBlock;
-  const int64_t tiles = std::min<int64_t>((N + kColsPerTile - 1) / kColsPerTile, kMaxTilesY);
-  const int64_t cols = std::min<int64_t>(N, kColsPerTile);
-  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
-  JV_LAUNCH(aggregate_kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)),
-            dim3(32, kRowsY), smem, stream)(a.B, a.disc, q, kRowsPerBlock, static_cast<int>(cols), workspace, counter,
-                                            agg_kl, qbar);
+  const ColumnReduction r = column_reduction(a.B, N);
+  JV_LAUNCH(aggregate_kl_forward_kernel<T>, r.grid, r.block, r.smem, stream)(a.B, a.disc, q, kRowsPerBlock,
+                                                                             r.cols_per_tile, workspace, counter,
+                                                                             agg_kl, qbar);
   return cudaGetLastError();
 }
 
@@ -384,13 +392,9 @@ cudaError_t gaussian_aggregate_kl_forward(const GaussianAggregateArgs<T>& a, dou
                                           T* agg_kl, double* moments, cudaStream_t stream) {
   const int64_t J = 3 * a.D;
   if (a.B * J == 0) return cudaSuccess;
-  const int64_t blocks = (a.B + kRowsPerBlock - 1) / kRowsPerBlock;
-  const int64_t tiles = std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY);
-  const int64_t cols = std::min<int64_t>(J, kColsPerTile);
-  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
-  JV_LAUNCH(gaussian_aggregate_kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)),
-            dim3(32, kRowsY), smem, stream)(a, kRowsPerBlock, static_cast<int>(cols), workspace, counter, agg_kl,
-                                            moments);
+  const ColumnReduction r = column_reduction(a.B, J);
+  JV_LAUNCH(gaussian_aggregate_kl_forward_kernel<T>, r.grid, r.block, r.smem, stream)(
+      a, kRowsPerBlock, r.cols_per_tile, workspace, counter, agg_kl, moments);
   return cudaGetLastError();
 }
 
