@@ -140,9 +140,9 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cpu(
       heap.resize(static_cast<size_t>(D + V));
       w = heap.data();
     }
-    cpu::kl_weights<T>(ptr_or_null<T>(kc), ptr_or_null<T>(kd), *grad_loss.const_data_ptr<T>(),
-                       gkc.defined() ? ptr_or_null<T>(gkc) : nullptr, gkd.defined() ? ptr_or_null<T>(gkd) : nullptr, D,
-                       static_cast<int32_t>(V), KLConstants{c_cont, c_disc, gamma_cont, gamma_disc}, w);
+    cpu::kl_weights<T>(ptr_or_null<T>(kc), ptr_or_null<T>(kd), *grad_loss.const_data_ptr<T>(), ptr_or_null<T>(gkc),
+                       ptr_or_null<T>(gkd), D, static_cast<int32_t>(V),
+                       KLConstants{c_cont, c_disc, gamma_cont, gamma_disc}, w);
     T* pm = mut_or_null<T>(dmu);
     T* pl = mut_or_null<T>(dlv);
     T* pk = mut_or_null<T>(dl);
@@ -241,9 +241,7 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad
 }
 
 void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {
-  TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
-              "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
-              out.scalar_type());
+  check_philox_out(out);
   const int64_t n = out.numel();
   float* p = n ? out.mutable_data_ptr<float>() : nullptr;
   at::parallel_for(0, (n + 3) / 4, 4096, [&](int64_t q0, int64_t q1) {

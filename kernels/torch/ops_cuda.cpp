@@ -160,9 +160,8 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cuda(
   auto run = [&](auto zero) {
     using T = decltype(zero);
     check_launch(cuda::kl_backward<T>(latent_view<T>(in), k, ptr_or_null<T>(kc), ptr_or_null<T>(kd),
-                                      gl.const_data_ptr<T>(), gkc.defined() ? ptr_or_null<T>(gkc) : nullptr,
-                                      gkd.defined() ? ptr_or_null<T>(gkd) : nullptr, mut_or_null<T>(dmu),
-                                      mut_or_null<T>(dlv), mut_or_null<T>(dl), stream),
+                                      gl.const_data_ptr<T>(), ptr_or_null<T>(gkc), ptr_or_null<T>(gkd),
+                                      mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dl), stream),
                  "kl_capacity_loss_backward");
   };
   if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
@@ -250,9 +249,7 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cuda(const Tensor& gra
 }
 
 void philox_uniform_cuda(Tensor& out, int64_t seed, int64_t offset) {
-  TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
-              "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
-              out.scalar_type());
+  check_philox_out(out);
   c10::cuda::CUDAGuard guard(out.device());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(out.device().index()).stream();
   check_launch(cuda::philox_uniform(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), out.numel(),
