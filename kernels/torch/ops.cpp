@@ -8,6 +8,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -81,6 +82,28 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cpu(const Tensor& grad
 constexpr int64_t kStackCols = 256;
 constexpr int64_t kChunkRows = 1024;  // fixed chunks: the summation order does not depend on thread count
 
+// Column sums over B rows in double: sums(row_begin, row_end, acc) adds rows to acc [J]; each chunk of kChunkRows
+// rows gets its own acc (chunks run in parallel), then the chunks are added in order, so the result does not
+// depend on the thread count. finish(acc) reads the J totals. width (columns read per row) sets the grain.
+template <typename Sums, typename Finish>
+void chunked_column_sums(int64_t B, int64_t J, int64_t width, Sums sums, Finish finish) {
+  const int64_t chunks = (B + kChunkRows - 1) / kChunkRows, n = chunks * J;
+  double stack[kStackCols];
+  std::vector<double> heap;
+  double* acc = stack;
+  if (n > kStackCols) {
+    heap.resize(static_cast<size_t>(n));
+    acc = heap.data();
+  }
+  std::fill(acc, acc + n, 0.0);
+  at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(width) / kChunkRows), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) sums(c * kChunkRows, std::min(B, (c + 1) * kChunkRows), acc + c * J);
+  });
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
+  finish(acc);
+}
+
 std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cpu(const Tensor& mu, const Tensor& logvar, const Tensor& logits,
                                                         at::IntArrayRef disc_dims, double c_cont, double c_disc,
                                                         double gamma_cont, double gamma_disc) {
@@ -92,25 +115,12 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cpu(const Tensor& mu, const 
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "kl_capacity_loss", [&] {
     using T = scalar_t;
     const KLArgs<T> a = latent_view<T>(in);
-    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
-    double stack[kStackCols];
-    std::vector<double> heap;
-    double* acc = stack;
-    if (chunks * J > kStackCols) {
-      heap.assign(static_cast<size_t>(chunks * J), 0.0);
-      acc = heap.data();
-    } else {
-      for (int64_t j = 0; j < chunks * J; ++j) acc[j] = 0.0;
-    }
-    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(D + in.disc.total) / kChunkRows),
-                     [&](int64_t c0, int64_t c1) {
-                       for (int64_t c = c0; c < c1; ++c)
-                         cpu::kl_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows), acc + c * J);
-                     });
-    for (int64_t c = 1; c < chunks; ++c)
-      for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
-    cpu::kl_finish<T>(acc, B, D, static_cast<int32_t>(V), KLConstants{c_cont, c_disc, gamma_cont, gamma_disc},
-                      loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc));
+    chunked_column_sums(
+        B, J, D + in.disc.total, [&](int64_t b0, int64_t b1, double* acc) { cpu::kl_sums_rows<T>(a, b0, b1, acc); },
+        [&](const double* acc) {
+          cpu::kl_finish<T>(acc, B, D, static_cast<int32_t>(V), KLConstants{c_cont, c_disc, gamma_cont, gamma_disc},
+                            loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc));
+        });
   });
   return {loss, kl_cont, kl_disc};
 }
@@ -157,15 +167,9 @@ std::tuple<Tensor, Tensor> aggregate_kl_cpu(const Tensor& logits, at::IntArrayRe
   AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "aggregate_kl", [&] {
     using T = scalar_t;
     const AggregateArgs<T> a = aggregate_args<T>(lg, disc);
-    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
-    std::vector<double> acc(static_cast<size_t>(chunks * N), 0.0);
-    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(N) / kChunkRows), [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c)
-        cpu::aggregate_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows), acc.data() + c * N);
-    });
-    for (int64_t c = 1; c < chunks; ++c)
-      for (int64_t j = 0; j < N; ++j) acc[j] += acc[c * N + j];
-    cpu::aggregate_finish<T>(acc.data(), B, disc, mut_or_null<T>(agg), mut_or_null<T>(qbar));
+    chunked_column_sums(
+        B, N, N, [&](int64_t b0, int64_t b1, double* acc) { cpu::aggregate_sums_rows<T>(a, b0, b1, acc); },
+        [&](const double* acc) { cpu::aggregate_finish<T>(acc, B, disc, mut_or_null<T>(agg), mut_or_null<T>(qbar)); });
   });
   return {agg, qbar};
 }
@@ -197,16 +201,11 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_cpu(const Tensor& mu, const Ten
   AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "gaussian_aggregate_kl", [&] {
     using T = scalar_t;
     const GaussianAggregateArgs<T> a = gaussian_aggregate_args<T>(m, lv);
-    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
-    std::vector<double> acc(static_cast<size_t>(chunks * J), 0.0);
-    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(2 * D) / kChunkRows), [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c)
-        cpu::gaussian_aggregate_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows),
-                                             acc.data() + c * J);
-    });
-    for (int64_t c = 1; c < chunks; ++c)
-      for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
-    cpu::gaussian_aggregate_finish<T>(a, acc.data(), agg.mutable_data_ptr<T>(), moments.mutable_data_ptr<double>());
+    chunked_column_sums(
+        B, J, 2 * D, [&](int64_t b0, int64_t b1, double* acc) { cpu::gaussian_aggregate_sums_rows<T>(a, b0, b1, acc); },
+        [&](const double* acc) {
+          cpu::gaussian_aggregate_finish<T>(a, acc, agg.mutable_data_ptr<T>(), moments.mutable_data_ptr<double>());
+        });
   });
   return {agg, moments};
 }
