@@ -54,34 +54,29 @@ JV_CLONES void gumbel_noise_chunk(const float* __restrict u, int64_t n, float* _
   for (int64_t i = 0; i < n; ++i) g[i] = gumbel_from_uniform(u[i]);
 }
 
-// The Gumbel-softmax block of latent_math.h (same formula and operation order) as separate loops over
-// local buffers, so each loop vectorises and no data-dependent branch remains. K <= kMaxK.
-constexpr int kMaxK = 2 * kChunk;
-template <typename T>
-void softmax_with_noise_cpu(const T* l, int K, T tau, const T* __restrict gin, T* __restrict y) {
-  T g[kMaxK];
-  T lmax = -jv_inf<T>();
-  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
-  for (int k = 0; k < K; ++k) g[k] = (l[k] - lmax + gin[k]) / tau;
-  T vmax = -jv_inf<T>();
-  for (int k = 0; k < K; ++k) vmax = g[k] > vmax ? g[k] : vmax;
-  for (int k = 0; k < K; ++k) g[k] = fast_exp(g[k] - vmax);
-  T sum = T(0);
-  for (int k = 0; k < K; ++k) sum += g[k];
-  const T inv = T(1) / sum;
-  for (int k = 0; k < K; ++k) y[k] = g[k] * inv;
-}
-
 template <typename T, typename U>
 void gumbel_noise_chunk(const U* __restrict u, int64_t n, T* __restrict g) {
   for (int64_t i = 0; i < n; ++i) g[i] = gumbel_from_uniform(static_cast<T>(u[i]));
 }
 
+// z = mu + exp(logvar/2) * eps over n units of a row (sigma_eps_of, reparameterise of latent_math.h).
+template <typename T>
+JV_INLINE void reparameterise_row(const T* mu, const T* lv, const T* eps, int64_t n, T* z, T* sigma_eps) {
+  for (int64_t d = 0; d < n; ++d) {
+    const T s = sigma_eps_of(lv[d], eps[d]);
+    sigma_eps[d] = s;
+    z[d] = reparameterise(mu[d], s);
+  }
+}
+
+// The Gumbel-softmax of a block of K <= kMaxK classes from its uniforms: the Gumbel transform first, as one loop
+// over a local buffer that vectorises, then gumbel_softmax_noise_block of latent_math.h.
+constexpr int kMaxK = 2 * kChunk;
 template <typename T, typename U>
 void gumbel_softmax_cpu(const T* l, int K, T tau, const U* __restrict u, T* __restrict y) {
   T g[kMaxK];
   gumbel_noise_chunk(u, K, g);
-  softmax_with_noise_cpu(l, K, tau, g, y);
+  gumbel_softmax_noise_block(l, K, tau, [&g](int k) { return g[k]; }, y);
 }
 
 // Generator mode over a tile of rows: the tile's uniforms are one contiguous range of each stream, so
@@ -103,16 +98,8 @@ JV_INLINE void sample_latent_tiles(const SampleLatentArgs<T>& a, int64_t row_beg
       box_muller_chunk(ubuf, n * D, nbuf);
       for (int64_t r = 0; r < n; ++r) {
         const int64_t b = b0 + r;
-        const T* mu = a.mu + b * a.ld_mu;
-        const T* lv = a.logvar + b * a.ld_logvar;
-        const T* eps = nbuf + r * D;
-        T* out = a.latent + b * W;
-        T* se = a.sigma_eps + b * D;
-        for (int64_t d = 0; d < D; ++d) {
-          const T s = fast_exp(T(0.5) * lv[d]) * eps[d];
-          se[d] = s;
-          out[d] = mu[d] + s;
-        }
+        reparameterise_row(a.mu + b * a.ld_mu, a.logvar + b * a.ld_logvar, nbuf + r * D, D, a.latent + b * W,
+                           a.sigma_eps + b * D);
       }
     }
     if (sumK) {
@@ -124,7 +111,8 @@ JV_INLINE void sample_latent_tiles(const SampleLatentArgs<T>& a, int64_t row_beg
         T* out = a.latent + b * W + D;
         for (int v = 0; v < V; ++v) {
           const int o = a.disc.off[v];
-          softmax_with_noise_cpu(lg + o, a.disc.dims[v], a.tau, nbuf + r * sumK + o, out + o);
+          const T* g = nbuf + r * sumK + o;
+          gumbel_softmax_noise_block(lg + o, a.disc.dims[v], a.tau, [g](int k) { return g[k]; }, out + o);
         }
       }
     }
@@ -170,23 +158,14 @@ void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t
       continue;
     }
     if (a.eps) {
-      const T* eps = a.eps + b * a.ld_eps;
-      for (int64_t d = 0; d < D; ++d) {
-        const T s = fast_exp(T(0.5) * lv[d]) * eps[d];
-        se[d] = s;
-        out[d] = mu[d] + s;
-      }
+      reparameterise_row(mu, lv, a.eps + b * a.ld_eps, D, out, se);
     } else {
       const uint64_t j0 = static_cast<uint64_t>(b) * static_cast<uint64_t>(D);
       for (int64_t d0 = 0; d0 < D; d0 += kChunk) {
         const int64_t n = D - d0 < kChunk ? D - d0 : kChunk;
         fill_uniforms(a.seed, a.offset, 2 * (j0 + static_cast<uint64_t>(d0)), 2 * n, ubuf);
         box_muller_chunk(ubuf, n, ebuf);
-        for (int64_t k = 0; k < n; ++k) {
-          const T s = fast_exp(T(0.5) * lv[d0 + k]) * static_cast<T>(ebuf[k]);
-          se[d0 + k] = s;
-          out[d0 + k] = mu[d0 + k] + s;
-        }
+        reparameterise_row(mu + d0, lv + d0, ebuf, n, out + d0, se + d0);
       }
     }
     if (a.u) {
@@ -231,7 +210,7 @@ void sample_latent_backward_rows(const SampleLatentBackwardArgs<T>& a, int64_t r
     if (a.training) {
       for (int64_t d = 0; d < D; ++d) {
         dmu[d] = g[d];
-        dlv[d] = T(0.5) * g[d] * se[d];
+        dlv[d] = reparameterise_dlogvar(g[d], se[d]);
       }
       for (int v = 0; v < V; ++v) {
         const int o = a.disc.off[v];
@@ -264,8 +243,8 @@ JV_INLINE void kl_sums_rows_impl(const KLArgs<T>& a, int64_t row_begin, int64_t 
 }  // namespace
 
 template <typename T>
-void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont,
-               double gamma_disc, T* loss, T* kl_cont, T* kl_disc) {
+void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, const KLConstants& c, T* loss, T* kl_cont,
+               T* kl_disc) {
   const double inv_b = 1.0 / static_cast<double>(B);
   double s_cont = 0.0, s_disc = 0.0;
   for (int64_t d = 0; d < D; ++d) {
@@ -278,19 +257,15 @@ void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, double c_cont
     kl_disc[v] = static_cast<T>(k);
     s_disc += k;
   }
-  *loss = static_cast<T>(gamma_cont * fabs(s_cont - c_cont) + gamma_disc * fabs(s_disc - c_disc));
+  *loss = static_cast<T>(capacity_loss(s_cont, s_disc, c));
 }
 
 template <typename T>
 void kl_weights(const T* kl_cont, const T* kl_disc, T grad_loss, const T* grad_kl_cont, const T* grad_kl_disc,
-                int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont, double gamma_disc, T* w) {
-  double s_cont = 0.0, s_disc = 0.0;
-  for (int64_t d = 0; d < D; ++d) s_cont += static_cast<double>(kl_cont[d]);
-  for (int32_t v = 0; v < V; ++v) s_disc += static_cast<double>(kl_disc[v]);
-  const T wc = grad_loss * static_cast<T>(gamma_cont * jv_sign(s_cont - c_cont));
-  const T wd = grad_loss * static_cast<T>(gamma_disc * jv_sign(s_disc - c_disc));
-  for (int64_t d = 0; d < D; ++d) w[d] = wc + (grad_kl_cont ? grad_kl_cont[d] : T(0));
-  for (int32_t v = 0; v < V; ++v) w[D + v] = wd + (grad_kl_disc ? grad_kl_disc[v] : T(0));
+                int64_t D, int32_t V, const KLConstants& c, T* w) {
+  const CapacityWeights<T> wg = capacity_weights(kl_cont, D, kl_disc, V, grad_loss, c);
+  for (int64_t d = 0; d < D; ++d) w[d] = wg.cont + (grad_kl_cont ? grad_kl_cont[d] : T(0));
+  for (int32_t v = 0; v < V; ++v) w[D + v] = wg.disc + (grad_kl_disc ? grad_kl_disc[v] : T(0));
 }
 
 namespace {
@@ -307,11 +282,7 @@ JV_INLINE void kl_backward_rows_impl(const KLArgs<T>& a, const T* w, int64_t row
     T* gm = dmu + b * D;
     T* gl = dlogvar + b * D;
     T* gk = dlogits + b * sumK;
-    for (int64_t d = 0; d < D; ++d) {
-      const T wd = w[d] * inv_b;
-      gm[d] = wd * mu[d];
-      gl[d] = T(0.5) * wd * fast_expm1(lv[d]);
-    }
+    for (int64_t d = 0; d < D; ++d) kl_normal_term_backward(mu[d], lv[d], w[d] * inv_b, gm + d, gl + d);
     for (int v = 0; v < V; ++v) {
       const int o = a.disc.off[v];
       kl_categorical_row_backward(lg + o, a.disc.dims[v], w[D + v] * inv_b, gk + o);
@@ -440,9 +411,8 @@ void philox_uniform_range(uint64_t seed, uint64_t offset, int64_t begin, int64_t
   template void sample_latent_rows<T>(const SampleLatentArgs<T>&, int64_t, int64_t);                              \
   template void sample_latent_backward_rows<T>(const SampleLatentBackwardArgs<T>&, int64_t, int64_t);             \
   template void kl_sums_rows<T>(const KLArgs<T>&, int64_t, int64_t, double*);                                     \
-  template void kl_finish<T>(const double*, int64_t, int64_t, int32_t, double, double, double, double, T*, T*, T*); \
-  template void kl_weights<T>(const T*, const T*, T, const T*, const T*, int64_t, int32_t, double, double, double,  \
-                              double, T*);                                                                         \
+  template void kl_finish<T>(const double*, int64_t, int64_t, int32_t, const KLConstants&, T*, T*, T*);           \
+  template void kl_weights<T>(const T*, const T*, T, const T*, const T*, int64_t, int32_t, const KLConstants&, T*); \
   template void kl_backward_rows<T>(const KLArgs<T>&, const T*, int64_t, int64_t, T*, T*, T*);                   \
   template void aggregate_sums_rows<T>(const AggregateArgs<T>&, int64_t, int64_t, double*);                      \
   template void aggregate_finish<T>(const double*, int64_t, const DiscLayout&, T*, T*);                          \

@@ -10,7 +10,7 @@
 namespace jointvae {
 namespace cpu {
 
-
+// z = mu + exp(logvar/2) eps, y per block = softmax((l - max l + g) / tau); evaluation: z = mu, y = one-hot.
 template <typename T>
 void sample_latent_rows(const SampleLatentArgs<T>& a, int64_t row_begin, int64_t row_end);
 
@@ -25,17 +25,16 @@ void sample_latent_backward_rows(const SampleLatentBackwardArgs<T>& a, int64_t r
 template <typename T>
 void kl_sums_rows(const KLArgs<T>& a, int64_t row_begin, int64_t row_end, double* acc);
 
-// From column sums: kl_cont = acc[:D]/B, kl_disc = acc[D:]/B,
-// loss = gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|.
+// From column sums: kl_cont = acc[:D]/B, kl_disc = acc[D:]/B, loss = capacity_loss (capacity.h).
 template <typename T>
-void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont,
-               double gamma_disc, T* loss, T* kl_cont, T* kl_disc);
+void kl_finish(const double* acc, int64_t B, int64_t D, int32_t V, const KLConstants& c, T* loss, T* kl_cont,
+               T* kl_disc);
 
-// Weights w[j] = d objective / d kl_j, j over D + V:
-// grad_loss * gamma * sign(sum kl - c) (+ grad_kl_cont / grad_kl_disc when given).
+// Weights w[j] = d objective / d kl_j, j over D + V: capacity_weights (capacity.h), plus grad_kl_cont /
+// grad_kl_disc when given.
 template <typename T>
 void kl_weights(const T* kl_cont, const T* kl_disc, T grad_loss, const T* grad_kl_cont, const T* grad_kl_disc,
-                int64_t D, int32_t V, double c_cont, double c_disc, double gamma_cont, double gamma_disc, T* w);
+                int64_t D, int32_t V, const KLConstants& c, T* w);
 
 // dmu = w_d mu / B, dlogvar = w_d expm1(logvar) / (2B), dlogits = w_v p (a - E_p a) / B.
 template <typename T>

@@ -23,10 +23,6 @@ cudaError_t sample_latent_backward(const SampleLatentBackwardArgs<T>& a, cudaStr
 // before the launch (the kernel resets it to zero when done, so a captured graph can replay).
 int64_t kl_workspace_doubles(int64_t B, int64_t J);
 
-struct KLConstants {
-  double c_cont, c_disc, gamma_cont, gamma_disc;
-};
-
 template <typename T>
 cudaError_t kl_forward(const KLArgs<T>& a, KLConstants k, double* workspace, unsigned* counter, T* loss, T* kl_cont,
                        T* kl_disc, cudaStream_t stream);

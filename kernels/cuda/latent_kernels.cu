@@ -16,6 +16,29 @@ int grid_for(int64_t items) {
   return static_cast<int>(std::max<int64_t>(1, std::min(blocks, kMaxBlocks)));
 }
 
+// f(t) for every t in [0, n), grid-stride.
+template <typename F>
+__device__ void grid_stride(int64_t n, F f) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n; t += stride) f(t);
+}
+
+// The work items of sample_latent, its backward and kl_backward: first the B * D continuous elements,
+// cont(t, b, d) with t = b * D + d, then the B * V discrete blocks, disc(b, v).
+template <typename Cont, typename Disc>
+__device__ void for_each_latent_item(int64_t B, int64_t D, int64_t V, Cont cont, Disc disc) {
+  const int64_t n_cont = B * D;
+  grid_stride(n_cont + B * V, [&](int64_t t) {
+    if (t < n_cont) {
+      const int64_t b = t / D;
+      cont(t, b, t - b * D);
+    } else {
+      const int64_t r = t - n_cont, b = r / V;
+      disc(b, r - b * V);
+    }
+  });
+}
+
 template <typename T>
 __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int64_t* rng_out) {
   uint64_t seed = 0, offset = 0;
@@ -25,71 +48,63 @@ __global__ void sample_latent_kernel(SampleLatentArgs<T> a, PhiloxArgs rng, int6
     rng_out[0] = static_cast<int64_t>(seed);
     rng_out[1] = static_cast<int64_t>(offset);
   }
-  const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const int64_t D = a.D, K = a.disc.total, W = D + K;
   const T tau = tau_of(a);
-  const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
-    if (t < n_cont) {
-      const int64_t b = t / D, d = t - b * D;
-      const T mu = a.mu[b * a.ld_mu + d];
-      T s = T(0);
-      if (a.training) {
-        T eps;
-        if (a.eps != nullptr) {
-          eps = a.eps[b * a.ld_eps + d];
-        } else {
-          const uint64_t j = static_cast<uint64_t>(t);  // = b * D + d
-          const Words4 w = philox_block(seed, offset, j >> 1);
-          eps = (j & 1) ? box_muller<T>(uniform_from_word(w.z), uniform_from_word(w.w))
-                        : box_muller<T>(uniform_from_word(w.x), uniform_from_word(w.y));
-        }
-        s = jv_exp(T(0.5) * a.logvar[b * a.ld_logvar + d]) * eps;
-      }
-      a.latent[b * W + d] = mu + s;
-      a.sigma_eps[t] = s;
-    } else {
-      const int64_t r = t - n_cont, b = r / V, v = r - b * V;
-      const int o = a.disc.off[v], k = a.disc.dims[v];
-      const T* lg = a.logits + b * a.ld_logits + o;
-      T* y = a.latent + b * W + D + o;
-      if (!a.training) {
-        onehot_argmax_block(lg, k, y);
-      } else if (a.u != nullptr) {
-        const T* u = a.u + b * a.ld_u + o;
-        gumbel_softmax_block(lg, k, tau, [u](int i) { return u[i]; }, y);
+  auto cont = [&](int64_t t, int64_t b, int64_t d) {
+    const T mu = a.mu[b * a.ld_mu + d];
+    T s = T(0);
+    if (a.training) {
+      T eps;
+      if (a.eps != nullptr) {
+        eps = a.eps[b * a.ld_eps + d];
       } else {
-        PhiloxReader reader(seed, offset + kGumbelOffset);
-        const uint64_t base = static_cast<uint64_t>(b) * static_cast<uint64_t>(K) + static_cast<uint64_t>(o);
-        gumbel_softmax_block(lg, k, tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
+        const uint64_t j = static_cast<uint64_t>(t);  // = b * D + d
+        const Words4 w = philox_block(seed, offset, j >> 1);
+        eps = (j & 1) ? box_muller<T>(uniform_from_word(w.z), uniform_from_word(w.w))
+                      : box_muller<T>(uniform_from_word(w.x), uniform_from_word(w.y));
       }
+      s = sigma_eps_of(a.logvar[b * a.ld_logvar + d], eps);
     }
-  }
+    a.latent[b * W + d] = reparameterise(mu, s);  // evaluation: mu + 0
+    a.sigma_eps[t] = s;
+  };
+  auto disc = [&](int64_t b, int64_t v) {
+    const int o = a.disc.off[v], k = a.disc.dims[v];
+    const T* lg = a.logits + b * a.ld_logits + o;
+    T* y = a.latent + b * W + D + o;
+    if (!a.training) {
+      onehot_argmax_block(lg, k, y);
+    } else if (a.u != nullptr) {
+      const T* u = a.u + b * a.ld_u + o;
+      gumbel_softmax_block(lg, k, tau, [u](int i) { return u[i]; }, y);
+    } else {
+      PhiloxReader reader(seed, offset + kGumbelOffset);
+      const uint64_t base = static_cast<uint64_t>(b) * static_cast<uint64_t>(K) + static_cast<uint64_t>(o);
+      gumbel_softmax_block(lg, k, tau, [&reader, base](int i) { return reader.uniform(base + i); }, y);
+    }
+  };
+  for_each_latent_item(a.B, D, a.disc.num_vars, cont, disc);
 }
 
 template <typename T>
 __global__ void sample_latent_backward_kernel(SampleLatentBackwardArgs<T> a) {
-  const int64_t D = a.D, K = a.disc.total, W = D + K, V = a.disc.num_vars;
+  const int64_t D = a.D, K = a.disc.total, W = D + K;
   const T tau = tau_of(a);
-  const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
-    if (t < n_cont) {
-      const int64_t b = t / D, d = t - b * D;
-      const T g = a.grad[b * a.ld_grad + d];
-      a.dmu[t] = g;
-      a.dlogvar[t] = a.training ? T(0.5) * g * a.sigma_eps[t] : T(0);
+  auto cont = [&](int64_t t, int64_t b, int64_t d) {
+    const T g = a.grad[b * a.ld_grad + d];
+    a.dmu[t] = g;
+    a.dlogvar[t] = a.training ? reparameterise_dlogvar(g, a.sigma_eps[t]) : T(0);
+  };
+  auto disc = [&](int64_t b, int64_t v) {
+    const int o = a.disc.off[v], k = a.disc.dims[v];
+    T* dl = a.dlogits + b * K + o;
+    if (a.training) {
+      gumbel_softmax_block_backward(a.grad + b * a.ld_grad + D + o, a.latent + b * W + D + o, k, tau, dl);
     } else {
-      const int64_t r = t - n_cont, b = r / V, v = r - b * V;
-      const int o = a.disc.off[v], k = a.disc.dims[v];
-      T* dl = a.dlogits + b * K + o;
-      if (a.training) {
-        gumbel_softmax_block_backward(a.grad + b * a.ld_grad + D + o, a.latent + b * W + D + o, k, tau, dl);
-      } else {
-        for (int i = 0; i < k; ++i) dl[i] = T(0);
-      }
+      for (int i = 0; i < k; ++i) dl[i] = T(0);
     }
-  }
+  };
+  for_each_latent_item(a.B, D, a.disc.num_vars, cont, disc);
 }
 
 // The deterministic batch reduction of kl_forward, aggregate_kl_forward and gaussian_aggregate_kl_forward. Grid (row blocks, column tiles),
@@ -161,10 +176,7 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
   }
   __syncthreads();
   if (tid == 0) {
-    double sc = 0.0, sd = 0.0;
-    for (int64_t j = 0; j < D; ++j) sc += partial[j];
-    for (int64_t j = D; j < J; ++j) sd += partial[j];
-    *loss = static_cast<T>(c.gamma_cont * fabs(sc - c.c_cont) + c.gamma_disc * fabs(sd - c.c_disc));
+    *loss = static_cast<T>(capacity_loss(sum_in_double(partial, D), sum_in_double(partial + D, V), c));
     *counter = 0u;
   }
 }
@@ -172,13 +184,12 @@ __global__ void kl_forward_kernel(KLArgs<T> a, KLConstants c, int rows_per_block
 // q [B, sum K] = the softmax of each row's blocks (input of aggregate_kl_forward_kernel).
 template <typename T>
 __global__ void softmax_rows_kernel(AggregateArgs<T> a, T* q) {
-  const int64_t V = a.disc.num_vars, N = a.disc.total, n_all = a.B * V;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+  const int64_t V = a.disc.num_vars, N = a.disc.total;
+  grid_stride(a.B * V, [&](int64_t t) {
     const int64_t b = t / V, v = t - b * V;
     const int o = a.disc.off[v];
     softmax_block(a.logits + b * a.ld_logits + o, a.disc.dims[v], q + b * N + o);
-  }
+  });
 }
 
 // Columns: the sum K classes. The last block writes qbar = column sums / B and A_v per variable.
@@ -209,15 +220,14 @@ __global__ void aggregate_kl_forward_kernel(int64_t B, DiscLayout disc, const T*
 // dlogits per (row, variable) = (grad_agg[v] / B) p (m - E_p m), m = log(K qbar).
 template <typename T>
 __global__ void aggregate_kl_backward_kernel(AggregateArgs<T> a, const T* qbar, const T* grad_agg, T* dlogits) {
-  const int64_t V = a.disc.num_vars, N = a.disc.total, n_all = a.B * V;
+  const int64_t V = a.disc.num_vars, N = a.disc.total;
   const T inv_b = T(1) / static_cast<T>(a.B);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+  grid_stride(a.B * V, [&](int64_t t) {
     const int64_t b = t / V, v = t - b * V;
     const int o = a.disc.off[v];
     kl_aggregate_row_backward(a.logits + b * a.ld_logits + o, qbar + o, a.disc.dims[v], grad_agg[v] * inv_b,
                               dlogits + b * N + o);
-  }
+  });
 }
 
 // Columns: j in [0, D) mu - c, [D, 2D) (mu - c)^2, [2D, 3D) exp(logvar), c = mu of row 0. The last block writes
@@ -254,67 +264,67 @@ __global__ void gaussian_aggregate_kl_forward_kernel(GaussianAggregateArgs<T> a,
 template <typename T>
 __global__ void gaussian_aggregate_kl_backward_kernel(GaussianAggregateArgs<T> a, const double* moments,
                                                       const T* grad_agg, T* dmu, T* dlogvar) {
-  const int64_t D = a.D, n_all = a.B * D;
+  const int64_t D = a.D;
   const T inv_b = T(1) / static_cast<T>(a.B);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
+  grid_stride(a.B * D, [&](int64_t t) {
     const int64_t b = t / D, d = t - b * D;
     gaussian_aggregate_backward(a.mu[b * a.ld_mu + d], a.logvar[b * a.ld_logvar + d], moments[d],
                                 gaussian_aggregate_shrink<T>(moments[D + d]), grad_agg[d] * inv_b, dmu + t,
                                 dlogvar + t);
-  }
+  });
 }
 
 template <typename T>
 __global__ void kl_backward_kernel(KLArgs<T> a, KLConstants c, const T* kl_cont, const T* kl_disc, const T* grad_loss,
                                    const T* gkc, const T* gkd, T* dmu, T* dlogvar, T* dlogits) {
-  JV_SHARED(T, wc);
-  JV_SHARED(T, wd);
+  JV_SHARED(CapacityWeights<T>, wg);
   const int64_t D = a.D, V = a.disc.num_vars, K = a.disc.total;
-  if (threadIdx.x == 0) {
-    double sc = 0.0, sd = 0.0;
-    for (int64_t j = 0; j < D; ++j) sc += static_cast<double>(kl_cont[j]);
-    for (int64_t j = 0; j < V; ++j) sd += static_cast<double>(kl_disc[j]);
-    const T g = *grad_loss;
-    wc = g * static_cast<T>(c.gamma_cont * jv_sign(sc - c.c_cont));
-    wd = g * static_cast<T>(c.gamma_disc * jv_sign(sd - c.c_disc));
-  }
+  if (threadIdx.x == 0) wg = capacity_weights(kl_cont, D, kl_disc, V, *grad_loss, c);
   __syncthreads();
   const T inv_b = T(1) / static_cast<T>(a.B);
-  const int64_t n_cont = a.B * D, n_all = n_cont + a.B * V;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < n_all; t += stride) {
-    if (t < n_cont) {
-      const int64_t b = t / D, d = t - b * D;
-      const T w = (wc + (gkc ? gkc[d] : T(0))) * inv_b;  // d objective / d kl_cont[d], over B
-      dmu[t] = w * a.mu[b * a.ld_mu + d];
-      dlogvar[t] = T(0.5) * w * jv_expm1(a.logvar[b * a.ld_logvar + d]);
-    } else {
-      const int64_t r = t - n_cont, b = r / V, v = r - b * V;
-      const int o = a.disc.off[v];
-      const T w = (wd + (gkd ? gkd[v] : T(0))) * inv_b;
-      kl_categorical_row_backward(a.logits + b * a.ld_logits + o, a.disc.dims[v], w, dlogits + b * K + o);
-    }
-  }
+  auto cont = [&](int64_t t, int64_t b, int64_t d) {
+    const T w = (wg.cont + (gkc ? gkc[d] : T(0))) * inv_b;  // d objective / d kl_cont[d], over B
+    kl_normal_term_backward(a.mu[b * a.ld_mu + d], a.logvar[b * a.ld_logvar + d], w, dmu + t, dlogvar + t);
+  };
+  auto disc = [&](int64_t b, int64_t v) {
+    const int o = a.disc.off[v];
+    const T w = (wg.disc + (gkd ? gkd[v] : T(0))) * inv_b;
+    kl_categorical_row_backward(a.logits + b * a.ld_logits + o, a.disc.dims[v], w, dlogits + b * K + o);
+  };
+  for_each_latent_item(a.B, D, V, cont, disc);
 }
 
 __global__ void philox_uniform_kernel(uint64_t seed, uint64_t offset, int64_t n, float* out) {
-  const int64_t nq = (n + 3) / 4;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t q = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; q < nq; q += stride) {
+  grid_stride((n + 3) / 4, [&](int64_t q) {
     const Words4 w = philox_block(seed, offset, static_cast<uint64_t>(q));
     const int64_t i = 4 * q;
     out[i] = uniform_from_word(w.x);
     if (i + 1 < n) out[i + 1] = uniform_from_word(w.y);
     if (i + 2 < n) out[i + 2] = uniform_from_word(w.z);
     if (i + 3 < n) out[i + 3] = uniform_from_word(w.w);
-  }
+  });
 }
 
 JV_LAUNCH_PARAM(int, kRowsPerBlock, 256);   // kl_forward: rows of a block
 JV_LAUNCH_PARAM(int, kRowsY, 8);            // kl_forward: block (32, kRowsY)
 JV_LAUNCH_PARAM(int, kColsPerTile, 256);    // kl_forward: columns of a tile (grid y), 16 KiB of shared memory
 JV_LAUNCH_PARAM(int64_t, kMaxTilesY, 65535);  // grid y limit; tiles stride beyond it
+
+int64_t row_blocks(int64_t B) { return std::max<int64_t>(1, (B + kRowsPerBlock - 1) / kRowsPerBlock); }
+
+// The launch of a column reduction over B rows and J columns (block_column_sums): grid (row blocks, column tiles),
+// block (32, kRowsY), kRowsY * cols_per_tile doubles of shared memory; at least one block, also for J = 0.
+struct ColumnReduction {
+  dim3 grid, block;
+  size_t smem;
+  int cols_per_tile;
+};
+ColumnReduction column_reduction(int64_t B, int64_t J) {
+  const int64_t tiles = std::max<int64_t>(1, std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY));
+  const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(J, kColsPerTile));
+  return ColumnReduction{dim3(static_cast<unsigned>(row_blocks(B)), static_cast<unsigned>(tiles)), dim3(32, kRowsY),
+                         static_cast<size_t>(kRowsY * cols) * sizeof(double), static_cast<int>(cols)};
+}
 
 }  // namespace
 
@@ -335,20 +345,15 @@ cudaError_t sample_latent_backward(const SampleLatentBackwardArgs<T>& a, cudaStr
 }
 
 int64_t kl_workspace_doubles(int64_t B, int64_t J) {
-  return std::max<int64_t>(1, (B + kRowsPerBlock - 1) / kRowsPerBlock) * std::max<int64_t>(J, 1);
+  return row_blocks(B) * std::max<int64_t>(J, 1);
 }
 
 template <typename T>
 cudaError_t kl_forward(const KLArgs<T>& a, KLConstants k, double* workspace, unsigned* counter, T* loss, T* kl_cont,
                        T* kl_disc, cudaStream_t stream) {
-  const int64_t J = a.D + a.disc.num_vars;
-  const int64_t blocks = std::max<int64_t>(1, (a.B + kRowsPerBlock - 1) / kRowsPerBlock);
-  const int64_t tiles = std::max<int64_t>(1, std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY));
-  const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(J, kColsPerTile));
-  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
-  JV_LAUNCH(kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)), dim3(32, kRowsY),
-            smem, stream)(
-      a, k, kRowsPerBlock, static_cast<int>(cols), workspace, counter, loss, kl_cont, kl_disc);
+  const ColumnReduction r = column_reduction(a.B, a.D + a.disc.num_vars);
+  JV_LAUNCH(kl_forward_kernel<T>, r.grid, r.block, r.smem, stream)(a, k, kRowsPerBlock, r.cols_per_tile, workspace,
+                                                                   counter, loss, kl_cont, kl_disc);
   return cudaGetLastError();
 }
 
@@ -372,13 +377,10 @@ cudaError_t aggregate_kl_forward(const AggregateArgs<T>& a, T* q, double* worksp
   JV_LAUNCH(softmax_rows_kernel<T>, grid_for(items), kThreads, 0, stream)(a, q);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
-  const int64_t blocks = (a.B + kRowsPerBlock - 1) / kRowsPerBlock;
-  const int64_t tiles = std::min<int64_t>((N + kColsPerTile - 1) / kColsPerTile, kMaxTilesY);
-  const int64_t cols = std::min<int64_t>(N, kColsPerTile);
-  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
-  JV_LAUNCH(aggregate_kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)),
-            dim3(32, kRowsY), smem, stream)(a.B, a.disc, q, kRowsPerBlock, static_cast<int>(cols), workspace, counter,
-                                            agg_kl, qbar);
+  const ColumnReduction r = column_reduction(a.B, N);
+  JV_LAUNCH(aggregate_kl_forward_kernel<T>, r.grid, r.block, r.smem, stream)(a.B, a.disc, q, kRowsPerBlock,
+                                                                             r.cols_per_tile, workspace, counter,
+                                                                             agg_kl, qbar);
   return cudaGetLastError();
 }
 
@@ -396,13 +398,9 @@ cudaError_t gaussian_aggregate_kl_forward(const GaussianAggregateArgs<T>& a, dou
                                           T* agg_kl, double* moments, cudaStream_t stream) {
   const int64_t J = 3 * a.D;
   if (a.B * J == 0) return cudaSuccess;
-  const int64_t blocks = (a.B + kRowsPerBlock - 1) / kRowsPerBlock;
-  const int64_t tiles = std::min<int64_t>((J + kColsPerTile - 1) / kColsPerTile, kMaxTilesY);
-  const int64_t cols = std::min<int64_t>(J, kColsPerTile);
-  const size_t smem = static_cast<size_t>(kRowsY * cols) * sizeof(double);
-  JV_LAUNCH(gaussian_aggregate_kl_forward_kernel<T>, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(tiles)),
-            dim3(32, kRowsY), smem, stream)(a, kRowsPerBlock, static_cast<int>(cols), workspace, counter, agg_kl,
-                                            moments);
+  const ColumnReduction r = column_reduction(a.B, J);
+  JV_LAUNCH(gaussian_aggregate_kl_forward_kernel<T>, r.grid, r.block, r.smem, stream)(
+      a, kRowsPerBlock, r.cols_per_tile, workspace, counter, agg_kl, moments);
   return cudaGetLastError();
 }
 

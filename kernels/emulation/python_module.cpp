@@ -69,12 +69,14 @@ DiscLayout layout(const std::vector<int>& dims) {
   return d;
 }
 
+// mu, logvar [B, D] and logits [B, sum K]: the KLArgs of kl_forward/kl_backward and the base of SampleLatentArgs.
 template <typename T>
-KLArgs<T> kl_args(const py::array& mu, const py::array& logvar, const py::array& logits, const DiscLayout& disc) {
+LatentView<T> latent_view(const py::array& mu, const py::array& logvar, const py::array& logits,
+                          const DiscLayout& disc) {
   const Rows<T> m = rows_of<T>(mu, "mu", -1, -1);
   const Rows<T> lv = rows_of<T>(logvar, "logvar", m.rows, m.cols);
   const Rows<T> lg = rows_of<T>(logits, "logits", m.rows, disc.total);
-  return KLArgs<T>{m.rows, m.cols, disc, m.p, m.ld, lv.p, lv.ld, lg.p, lg.ld};
+  return LatentView<T>{m.rows, m.cols, disc, m.p, m.ld, lv.p, lv.ld, lg.p, lg.ld};
 }
 
 template <typename T>
@@ -83,12 +85,10 @@ py::tuple sample_latent(const py::array& mu, const py::array& logvar, const py::
                         std::optional<py::array> u, uint64_t seed, uint64_t offset,
                         std::optional<uint64_t> intragraph) {
   const DiscLayout disc = layout(dims);
-  const KLArgs<T> k = kl_args<T>(mu, logvar, logits, disc);
-  const int64_t B = k.B, D = k.D, K = disc.total;
   SampleLatentArgs<T> a{};
-  a.B = B, a.D = D, a.disc = disc, a.tau = static_cast<T>(tau), a.training = training;
-  a.mu = k.mu, a.ld_mu = k.ld_mu, a.logvar = k.logvar, a.ld_logvar = k.ld_logvar, a.logits = k.logits,
-  a.ld_logits = k.ld_logits;
+  static_cast<LatentView<T>&>(a) = latent_view<T>(mu, logvar, logits, disc);
+  const int64_t B = a.B, D = a.D, K = disc.total;
+  a.tau = static_cast<T>(tau), a.training = training;
   if (eps) {
     const Rows<T> e = rows_of<T>(*eps, "eps", B, D);
     a.eps = e.p, a.ld_eps = e.ld;
@@ -145,7 +145,7 @@ py::tuple sample_latent_backward(const py::array& grad, const py::array& latent,
 template <typename T>
 py::tuple kl_forward(const py::array& mu, const py::array& logvar, const py::array& logits,
                      const std::vector<int>& dims, double c_cont, double c_disc, double g_cont, double g_disc) {
-  const KLArgs<T> a = kl_args<T>(mu, logvar, logits, layout(dims));
+  const KLArgs<T> a = latent_view<T>(mu, logvar, logits, layout(dims));
   const int64_t D = a.D, V = a.disc.num_vars;
   std::vector<double> work(static_cast<size_t>(cuda::kl_workspace_doubles(a.B, D + V)),
                            std::numeric_limits<double>::quiet_NaN());
@@ -154,7 +154,7 @@ py::tuple kl_forward(const py::array& mu, const py::array& logvar, const py::arr
   cudaError_t e;
   {
     py::gil_scoped_release release;
-    e = cuda::kl_forward<T>(a, cuda::KLConstants{c_cont, c_disc, g_cont, g_disc}, work.data(), &counter,
+    e = cuda::kl_forward<T>(a, KLConstants{c_cont, c_disc, g_cont, g_disc}, work.data(), &counter,
                             loss.mutable_data(), kc.mutable_data(), kd.mutable_data(), nullptr);
   }
   check(e, "kl_forward");
@@ -166,7 +166,7 @@ py::tuple kl_backward(const py::array& mu, const py::array& logvar, const py::ar
                       const std::vector<int>& dims, double c_cont, double c_disc, double g_cont, double g_disc,
                       const py::array& kl_cont, const py::array& kl_disc, double grad_loss,
                       std::optional<py::array> grad_kl_cont, std::optional<py::array> grad_kl_disc) {
-  const KLArgs<T> a = kl_args<T>(mu, logvar, logits, layout(dims));
+  const KLArgs<T> a = latent_view<T>(mu, logvar, logits, layout(dims));
   const int64_t B = a.B, D = a.D, V = a.disc.num_vars, K = a.disc.total;
   auto vec = [](const py::array& x, const char* name, int64_t n) {
     return rows_of<T>(py::array(x).reshape({int64_t(1), n}), name, 1, n).p;
@@ -180,7 +180,7 @@ py::tuple kl_backward(const py::array& mu, const py::array& logvar, const py::ar
   cudaError_t e;
   {
     py::gil_scoped_release release;
-    e = cuda::kl_backward<T>(a, cuda::KLConstants{c_cont, c_disc, g_cont, g_disc}, kc, kd, &gl, gkc, gkd,
+    e = cuda::kl_backward<T>(a, KLConstants{c_cont, c_disc, g_cont, g_disc}, kc, kd, &gl, gkc, gkd,
                              dmu.mutable_data(), dlv.mutable_data(), dl.mutable_data(), nullptr);
   }
   check(e, "kl_backward");

@@ -125,11 +125,9 @@ static double max_rel(const std::vector<T>& a, const std::vector<T>& b) {
 template <typename T>
 static void sample_latent_vs_cpu(const Inputs<T>& in, double tol) {
   const int64_t B = in.B, D = in.D, W = D + in.disc.total;
-  const KLArgs<T> k = in.kl();
   SampleLatentArgs<T> a{};
-  a.B = B, a.D = D, a.disc = in.disc, a.tau = T(0.7), a.training = true;
-  a.mu = k.mu, a.ld_mu = k.ld_mu, a.logvar = k.logvar, a.ld_logvar = k.ld_logvar, a.logits = k.logits,
-  a.ld_logits = k.ld_logits, a.seed = 0x1234567890ull, a.offset = 8;
+  static_cast<LatentView<T>&>(a) = in.kl();
+  a.tau = T(0.7), a.training = true, a.seed = 0x1234567890ull, a.offset = 8;
   std::vector<T> lat(B * W, T(NAN)), se(B * D, T(NAN)), lat_cpu(B * W), se_cpu(B * D);
   int64_t state[2] = {-1, -1};
   a.latent = lat.data(), a.sigma_eps = se.data();
@@ -162,17 +160,17 @@ template <typename T>
 static void kl_vs_cpu(const Inputs<T>& in, double tol) {
   const KLArgs<T> k = in.kl();
   const int64_t B = in.B, D = in.D, V = in.disc.num_vars, K = in.disc.total;
-  const double cc = 1.5, cd = 0.25, gc = 3.0, gd = 7.0;
+  const KLConstants cap{1.5, 0.25, 3.0, 7.0};
   std::vector<double> work(static_cast<size_t>(cuda::kl_workspace_doubles(B, D + V)), NAN);
   unsigned counter = 0;
   std::vector<T> kc(D, T(NAN)), kd(V, T(NAN)), kc_cpu(D), kd_cpu(V);
   T loss = T(NAN), loss_cpu;
-  CHECK(cuda::kl_forward<T>(k, cuda::KLConstants{cc, cd, gc, gd}, work.data(), &counter, &loss, kc.data(), kd.data(),
-                            nullptr) == cudaSuccess, "kl_forward launch");
+  CHECK(cuda::kl_forward<T>(k, cap, work.data(), &counter, &loss, kc.data(), kd.data(), nullptr) == cudaSuccess,
+        "kl_forward launch");
   CHECK(counter == 0, "counter reset");
   std::vector<double> acc(D + V, 0.0);
   cpu::kl_sums_rows<T>(k, 0, B, acc.data());
-  cpu::kl_finish<T>(acc.data(), B, D, V, cc, cd, gc, gd, &loss_cpu, kc_cpu.data(), kd_cpu.data());
+  cpu::kl_finish<T>(acc.data(), B, D, V, cap, &loss_cpu, kc_cpu.data(), kd_cpu.data());
   CHECK(max_rel(kc, kc_cpu) < tol && max_rel(kd, kd_cpu) < tol, "kl vs CPU twin");
   CHECK(std::fabs(double(loss) - double(loss_cpu)) < tol * (1 + std::fabs(double(loss_cpu))), "loss %g vs %g",
         double(loss), double(loss_cpu));
@@ -183,9 +181,10 @@ static void kl_vs_cpu(const Inputs<T>& in, double tol) {
   const T gl = T(0.5);
   std::vector<T> d[3] = {std::vector<T>(B * D, T(NAN)), std::vector<T>(B * D, T(NAN)), std::vector<T>(B * K, T(NAN))};
   std::vector<T> c[3] = {std::vector<T>(B * D), std::vector<T>(B * D), std::vector<T>(B * K)};
-  CHECK(cuda::kl_backward<T>(k, cuda::KLConstants{cc, cd, gc, gd}, kc.data(), kd.data(), &gl, gkc.data(), gkd.data(),
-                             d[0].data(), d[1].data(), d[2].data(), nullptr) == cudaSuccess, "kl_backward launch");
-  cpu::kl_weights<T>(kc.data(), kd.data(), gl, gkc.data(), gkd.data(), D, V, cc, cd, gc, gd, w.data());
+  CHECK(cuda::kl_backward<T>(k, cap, kc.data(), kd.data(), &gl, gkc.data(), gkd.data(), d[0].data(), d[1].data(),
+                             d[2].data(), nullptr) == cudaSuccess,
+        "kl_backward launch");
+  cpu::kl_weights<T>(kc.data(), kd.data(), gl, gkc.data(), gkd.data(), D, V, cap, w.data());
   cpu::kl_backward_rows<T>(k, w.data(), 0, B, c[0].data(), c[1].data(), c[2].data());
   for (int i = 0; i < 3; ++i) CHECK(max_rel(d[i], c[i]) < tol, "kl_backward[%d]: %g", i, max_rel(d[i], c[i]));
 }

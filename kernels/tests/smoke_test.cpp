@@ -110,21 +110,12 @@ static void kl_and_softmax_known_answers() {
   CHECK(latent[0][0] == 1.0f && latent[0][1] == 0.0f && latent[0][2] == 1.0f, "eval row 0");
   CHECK(latent[1][1] == 1.0f && latent[1][2] == 0.0f, "eval row 1 (tie -> first index)");
 
-  // KL sums and loss: rows as above, D = 1
-  KLArgs<float> k{};
-  k.B = 2;
-  k.D = 1;
-  k.disc = a.disc;
-  k.mu = a.mu;
-  k.ld_mu = 4;
-  k.logvar = a.logvar;
-  k.ld_logvar = 4;
-  k.logits = a.logits;
-  k.ld_logits = 4;
+  // KL sums and loss: rows as above, D = 1 (the inputs of sample_latent are those of kl_capacity_loss)
+  const KLArgs<float> k = a;
   double acc[2] = {0, 0};
   cpu::kl_sums_rows(k, 0, 2, acc);
   float loss, kc, kd;
-  cpu::kl_finish(acc, 2, 1, 1, 0.0, 0.0, 1.0, 1.0, &loss, &kc, &kd);
+  cpu::kl_finish(acc, 2, 1, 1, KLConstants{0.0, 0.0, 1.0, 1.0}, &loss, &kc, &kd);
   const double kc_want = 0.5 * (0.5 * (1.0) + 0.5 * (4.0 + 4.0 - 1.0 - std::log(4.0)));
   const double kd_want = 0.5 * (want + 0.0);
   CHECK(std::fabs(kc - kc_want) < 1e-6 && std::fabs(kd - kd_want) < 1e-6, "kl %g %g vs %g %g", kc, kd, kc_want, kd_want);

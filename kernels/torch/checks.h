@@ -94,48 +94,32 @@ inline void check_tau(double tau) {
   TORCH_CHECK(tau > 0.0 && std::isfinite(tau), "jointvae: tau must be a finite number > 0, got ", tau);
 }
 
+// The data of t, or nullptr when t is undefined (an absent optional) or empty.
 template <typename T>
 const T* ptr_or_null(const at::Tensor& t) {
-  return t.numel() == 0 ? nullptr : t.const_data_ptr<T>();
+  return !t.defined() || t.numel() == 0 ? nullptr : t.const_data_ptr<T>();
 }
 template <typename T>
 T* mut_or_null(at::Tensor& t) {
   return t.numel() == 0 ? nullptr : t.mutable_data_ptr<T>();
 }
 
+// The checked inputs as the kernels' view: the KLArgs of kl_capacity_loss and the base of SampleLatentArgs.
 template <typename T>
-KLArgs<T> kl_args(const LatentInputs& in) {
-  KLArgs<T> a{};
-  a.B = in.B;
-  a.D = in.D;
-  a.disc = in.disc;
-  a.mu = ptr_or_null<T>(in.mu);
-  a.ld_mu = row_stride(in.mu);
-  a.logvar = ptr_or_null<T>(in.logvar);
-  a.ld_logvar = row_stride(in.logvar);
-  a.logits = ptr_or_null<T>(in.logits);
-  a.ld_logits = row_stride(in.logits);
-  return a;
+LatentView<T> latent_view(const LatentInputs& in) {
+  return LatentView<T>{in.B, in.D, in.disc, ptr_or_null<T>(in.mu), row_stride(in.mu), ptr_or_null<T>(in.logvar),
+                       row_stride(in.logvar), ptr_or_null<T>(in.logits), row_stride(in.logits)};
 }
 
-
-// Fills the pointer/stride fields; explicit noise when eps/u are defined (a width-0 block still counts as
+// The view plus tau, mode and outputs; explicit noise when eps/u are defined (a width-0 block still counts as
 // given: it points at a dummy). seed/offset are left 0.
 template <typename T>
 SampleLatentArgs<T> sample_args(const LatentInputs& in, double tau, bool training, const at::Tensor& eps,
                                 const at::Tensor& u, at::Tensor& latent, at::Tensor& sigma_eps, const T* dummy) {
   SampleLatentArgs<T> a{};
-  a.B = in.B;
-  a.D = in.D;
-  a.disc = in.disc;
+  static_cast<LatentView<T>&>(a) = latent_view<T>(in);
   a.tau = static_cast<T>(tau);
   a.training = training;
-  a.mu = ptr_or_null<T>(in.mu);
-  a.ld_mu = row_stride(in.mu);
-  a.logvar = ptr_or_null<T>(in.logvar);
-  a.ld_logvar = row_stride(in.logvar);
-  a.logits = ptr_or_null<T>(in.logits);
-  a.ld_logits = row_stride(in.logits);
   if (eps.defined()) {
     a.eps = in.D ? eps.const_data_ptr<T>() : dummy;
     a.ld_eps = row_stride(eps);
@@ -220,8 +204,7 @@ inline void check_kl_backward(const LatentInputs& in, const at::Tensor& mu, cons
   if (gkd.has_value()) check_vector(*gkd, "grad_kl_disc", mu, in.disc.num_vars);
 }
 
-// The aggregate KL op's logits (float matrix, >= 1 row: qbar is a batch mean) -> its args (unit column stride
-// kept alive by `owner`).
+// The aggregate KL op's checked logits (unit column stride, >= 1 row: qbar is a batch mean) -> its args.
 template <typename T>
 AggregateArgs<T> aggregate_args(const at::Tensor& logits, const DiscLayout& disc) {
   AggregateArgs<T> a{};
@@ -270,6 +253,13 @@ GaussianAggregateArgs<T> gaussian_aggregate_args(const at::Tensor& mu, const at:
   a.logvar = ptr_or_null<T>(logvar);
   a.ld_logvar = row_stride(logvar);
   return a;
+}
+
+// philox_uniform_'s output: a contiguous 1-D float32 tensor.
+inline void check_philox_out(const at::Tensor& out) {
+  TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
+              "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
+              out.scalar_type());
 }
 
 // Validation of gaussian_aggregate_kl_backward's grad_agg [D] and moments [2, D] float64 (beyond mu, logvar).

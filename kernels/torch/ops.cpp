@@ -2,11 +2,13 @@
 // Formulas: README "The fused ops"; randomness: reference/philox.py. `temperature` (optional one-element
 // tensor) replaces tau; CUDA reads it on the device at run time, so a captured graph follows its refills.
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -46,15 +48,14 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cpu(const Tensor& mu, const Ten
   st[0] = static_cast<int64_t>(seed);
   st[1] = 0;  // CPU: a fresh seed per call, offset 0 (reference/philox.py)
   if (B == 0) return {latent, sigma_eps, state};
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "sample_latent", [&] {
+    using T = scalar_t;
     static const T dummy = T(0.5);
     SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, &dummy);
     a.seed = seed;
     a.offset = 0;
     at::parallel_for(0, B, row_grain(D + K), [&](int64_t b0, int64_t b1) { cpu::sample_latent_rows<T>(a, b0, b1); });
-  };
-  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {latent, sigma_eps, state};
 }
 
@@ -69,18 +70,39 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cpu(const Tensor& grad
   Tensor dmu = at::empty({B, D}, latent.options()), dlv = at::empty({B, D}, latent.options()),
          dl = at::empty({B, K}, latent.options());
   if (B == 0) return {dmu, dlv, dl};
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(latent.scalar_type(), "sample_latent_backward", [&] {
+    using T = scalar_t;
     const auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
     at::parallel_for(0, B, row_grain(D + K),
                      [&](int64_t b0, int64_t b1) { cpu::sample_latent_backward_rows<T>(a, b0, b1); });
-  };
-  if (latent.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {dmu, dlv, dl};
 }
 
 constexpr int64_t kStackCols = 256;
 constexpr int64_t kChunkRows = 1024;  // fixed chunks: the summation order does not depend on thread count
+
+// Column sums over B rows in double: sums(row_begin, row_end, acc) adds rows to acc [J]; each chunk of kChunkRows
+// rows gets its own acc (chunks run in parallel), then the chunks are added in order, so the result does not
+// depend on the thread count. finish(acc) reads the J totals. width (columns read per row) sets the grain.
+template <typename Sums, typename Finish>
+void chunked_column_sums(int64_t B, int64_t J, int64_t width, Sums sums, Finish finish) {
+  const int64_t chunks = (B + kChunkRows - 1) / kChunkRows, n = chunks * J;
+  double stack[kStackCols];
+  std::vector<double> heap;
+  double* acc = stack;
+  if (n > kStackCols) {
+    heap.resize(static_cast<size_t>(n));
+    acc = heap.data();
+  }
+  std::fill(acc, acc + n, 0.0);
+  at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(width) / kChunkRows), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) sums(c * kChunkRows, std::min(B, (c + 1) * kChunkRows), acc + c * J);
+  });
+  for (int64_t c = 1; c < chunks; ++c)
+    for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
+  finish(acc);
+}
 
 std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cpu(const Tensor& mu, const Tensor& logvar, const Tensor& logits,
                                                         at::IntArrayRef disc_dims, double c_cont, double c_disc,
@@ -90,30 +112,16 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cpu(const Tensor& mu, const 
   const int64_t B = in.B, D = in.D, V = in.disc.num_vars, J = D + V;
   Tensor loss = at::empty({}, mu.options()), kl_cont = at::empty({D}, mu.options()),
          kl_disc = at::empty({V}, mu.options());
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    const KLArgs<T> a = kl_args<T>(in);
-    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
-    double stack[kStackCols];
-    std::vector<double> heap;
-    double* acc = stack;
-    if (chunks * J > kStackCols) {
-      heap.assign(static_cast<size_t>(chunks * J), 0.0);
-      acc = heap.data();
-    } else {
-      for (int64_t j = 0; j < chunks * J; ++j) acc[j] = 0.0;
-    }
-    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(D + in.disc.total) / kChunkRows),
-                     [&](int64_t c0, int64_t c1) {
-                       for (int64_t c = c0; c < c1; ++c)
-                         cpu::kl_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows), acc + c * J);
-                     });
-    for (int64_t c = 1; c < chunks; ++c)
-      for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
-    cpu::kl_finish<T>(acc, B, D, static_cast<int32_t>(V), c_cont, c_disc, gamma_cont, gamma_disc,
-                      loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc));
-  };
-  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "kl_capacity_loss", [&] {
+    using T = scalar_t;
+    const KLArgs<T> a = latent_view<T>(in);
+    chunked_column_sums(
+        B, J, D + in.disc.total, [&](int64_t b0, int64_t b1, double* acc) { cpu::kl_sums_rows<T>(a, b0, b1, acc); },
+        [&](const double* acc) {
+          cpu::kl_finish<T>(acc, B, D, static_cast<int32_t>(V), KLConstants{c_cont, c_disc, gamma_cont, gamma_disc},
+                            loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc));
+        });
+  });
   return {loss, kl_cont, kl_disc};
 }
 
@@ -130,9 +138,9 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cpu(
   Tensor dmu = at::empty({B, D}, mu.options()), dlv = at::empty({B, D}, mu.options()),
          dl = at::empty({B, K}, mu.options());
   if (B == 0) return {dmu, dlv, dl};
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    const KLArgs<T> a = kl_args<T>(in);
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "kl_capacity_loss_backward", [&] {
+    using T = scalar_t;
+    const KLArgs<T> a = latent_view<T>(in);
     T stack[kStackCols];
     std::vector<T> heap;
     T* w = stack;
@@ -140,16 +148,15 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cpu(
       heap.resize(static_cast<size_t>(D + V));
       w = heap.data();
     }
-    cpu::kl_weights<T>(ptr_or_null<T>(kc), ptr_or_null<T>(kd), *grad_loss.const_data_ptr<T>(),
-                       gkc.defined() ? ptr_or_null<T>(gkc) : nullptr, gkd.defined() ? ptr_or_null<T>(gkd) : nullptr, D,
-                       static_cast<int32_t>(V), c_cont, c_disc, gamma_cont, gamma_disc, w);
+    cpu::kl_weights<T>(ptr_or_null<T>(kc), ptr_or_null<T>(kd), *grad_loss.const_data_ptr<T>(), ptr_or_null<T>(gkc),
+                       ptr_or_null<T>(gkd), D, static_cast<int32_t>(V),
+                       KLConstants{c_cont, c_disc, gamma_cont, gamma_disc}, w);
     T* pm = mut_or_null<T>(dmu);
     T* pl = mut_or_null<T>(dlv);
     T* pk = mut_or_null<T>(dl);
     at::parallel_for(0, B, row_grain(D + K),
                      [&](int64_t b0, int64_t b1) { cpu::kl_backward_rows<T>(a, w, b0, b1, pm, pl, pk); });
-  };
-  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {dmu, dlv, dl};
 }
 
@@ -157,20 +164,13 @@ std::tuple<Tensor, Tensor> aggregate_kl_cpu(const Tensor& logits, at::IntArrayRe
   auto [lg, disc] = check_aggregate_logits(logits, disc_dims);
   const int64_t B = lg.size(0), N = disc.total;
   Tensor agg = at::empty({disc.num_vars}, lg.options()), qbar = at::empty({N}, lg.options());
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "aggregate_kl", [&] {
+    using T = scalar_t;
     const AggregateArgs<T> a = aggregate_args<T>(lg, disc);
-    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
-    std::vector<double> acc(static_cast<size_t>(chunks * N), 0.0);
-    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(N) / kChunkRows), [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c)
-        cpu::aggregate_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows), acc.data() + c * N);
-    });
-    for (int64_t c = 1; c < chunks; ++c)
-      for (int64_t j = 0; j < N; ++j) acc[j] += acc[c * N + j];
-    cpu::aggregate_finish<T>(acc.data(), B, disc, mut_or_null<T>(agg), mut_or_null<T>(qbar));
-  };
-  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+    chunked_column_sums(
+        B, N, N, [&](int64_t b0, int64_t b1, double* acc) { cpu::aggregate_sums_rows<T>(a, b0, b1, acc); },
+        [&](const double* acc) { cpu::aggregate_finish<T>(acc, B, disc, mut_or_null<T>(agg), mut_or_null<T>(qbar)); });
+  });
   return {agg, qbar};
 }
 
@@ -180,8 +180,8 @@ Tensor aggregate_kl_backward_cpu(const Tensor& grad_agg, const Tensor& logits, c
   check_aggregate_backward(lg, disc, grad_agg, qbar);
   const int64_t B = lg.size(0), N = disc.total;
   Tensor g = grad_agg.contiguous(), qb = qbar.contiguous(), dl = at::empty({B, N}, lg.options());
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "aggregate_kl_backward", [&] {
+    using T = scalar_t;
     const AggregateArgs<T> a = aggregate_args<T>(lg, disc);
     const T* pg = ptr_or_null<T>(g);
     const T* pq = ptr_or_null<T>(qb);
@@ -189,8 +189,7 @@ Tensor aggregate_kl_backward_cpu(const Tensor& grad_agg, const Tensor& logits, c
     at::parallel_for(0, B, row_grain(N), [&](int64_t b0, int64_t b1) {
       cpu::aggregate_backward_rows<T>(a, pg, pq, b0, b1, pd);
     });
-  };
-  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return dl;
 }
 
@@ -199,21 +198,15 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_cpu(const Tensor& mu, const Ten
   const int64_t B = m.size(0), D = m.size(1), J = 3 * D;
   Tensor agg = at::empty({D}, m.options()), moments = at::empty({2, D}, m.options().dtype(at::kDouble));
   if (D == 0) return {agg, moments};
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "gaussian_aggregate_kl", [&] {
+    using T = scalar_t;
     const GaussianAggregateArgs<T> a = gaussian_aggregate_args<T>(m, lv);
-    const int64_t chunks = (B + kChunkRows - 1) / kChunkRows;
-    std::vector<double> acc(static_cast<size_t>(chunks * J), 0.0);
-    at::parallel_for(0, chunks, std::max<int64_t>(1, row_grain(2 * D) / kChunkRows), [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c)
-        cpu::gaussian_aggregate_sums_rows<T>(a, c * kChunkRows, std::min(B, (c + 1) * kChunkRows),
-                                             acc.data() + c * J);
-    });
-    for (int64_t c = 1; c < chunks; ++c)
-      for (int64_t j = 0; j < J; ++j) acc[j] += acc[c * J + j];
-    cpu::gaussian_aggregate_finish<T>(a, acc.data(), agg.mutable_data_ptr<T>(), moments.mutable_data_ptr<double>());
-  };
-  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+    chunked_column_sums(
+        B, J, 2 * D, [&](int64_t b0, int64_t b1, double* acc) { cpu::gaussian_aggregate_sums_rows<T>(a, b0, b1, acc); },
+        [&](const double* acc) {
+          cpu::gaussian_aggregate_finish<T>(a, acc, agg.mutable_data_ptr<T>(), moments.mutable_data_ptr<double>());
+        });
+  });
   return {agg, moments};
 }
 
@@ -225,8 +218,8 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad
   Tensor g = grad_agg.contiguous(), mo = moments.contiguous();
   Tensor dmu = at::empty({B, D}, m.options()), dlv = at::empty({B, D}, m.options());
   if (D == 0) return {dmu, dlv};
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "gaussian_aggregate_kl_backward", [&] {
+    using T = scalar_t;
     const GaussianAggregateArgs<T> a = gaussian_aggregate_args<T>(m, lv);
     const T* pg = g.const_data_ptr<T>();
     const double* pm = mo.const_data_ptr<double>();
@@ -235,15 +228,12 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad
     at::parallel_for(0, B, row_grain(2 * D), [&](int64_t b0, int64_t b1) {
       cpu::gaussian_aggregate_backward_rows<T>(a, pg, pm, b0, b1, pdm, pdl);
     });
-  };
-  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {dmu, dlv};
 }
 
 void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {
-  TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
-              "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
-              out.scalar_type());
+  check_philox_out(out);
   const int64_t n = out.numel();
   float* p = n ? out.mutable_data_ptr<float>() : nullptr;
   at::parallel_for(0, (n + 3) / 4, 4096, [&](int64_t q0, int64_t q1) {

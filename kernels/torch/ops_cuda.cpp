@@ -1,5 +1,6 @@
 // CUDA registrations of the jointvae ops: validation, outputs, the device generator's graph-safe
 // Philox state (kOffsetPerCall words reserved per call), then the torch-free launchers in kernels/cuda on the current stream.
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/ops/empty.h>
@@ -82,16 +83,15 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_cuda(const Tensor& mu, const Te
   const bool draw = training && !eps.has_value();
   const PhiloxArgs rng = draw ? philox_args(mu.device(), generator) : PhiloxArgs{};
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "sample_latent", [&] {
+    using T = scalar_t;
     // explicit noise of width 0: any valid device pointer (never read)
     const T* dummy = mu.const_data_ptr<T>() ? mu.const_data_ptr<T>() : logits.const_data_ptr<T>();
     SampleLatentArgs<T> a = sample_args<T>(in, tau, training, eps_c, u_c, latent, sigma_eps, dummy);
     if (temperature.has_value()) a.tau_ptr = temperature->const_data_ptr<T>();
     check_launch(cuda::sample_latent<T>(a, rng, state.mutable_data_ptr<int64_t>(), stream),
                  "sample_latent");
-  };
-  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {latent, sigma_eps, state};
 }
 
@@ -107,13 +107,12 @@ std::tuple<Tensor, Tensor, Tensor> sample_latent_backward_cuda(const Tensor& gra
   Tensor dmu = at::empty({B, D}, latent.options()), dlv = at::empty({B, D}, latent.options()),
          dl = at::empty({B, K}, latent.options());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(latent.device().index()).stream();
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(latent.scalar_type(), "sample_latent_backward", [&] {
+    using T = scalar_t;
     auto a = sample_backward_args<T>(B, D, disc, tau, training, g, lat, se, dmu, dlv, dl);
     if (temperature.has_value()) a.tau_ptr = temperature->const_data_ptr<T>();
     check_launch(cuda::sample_latent_backward<T>(a, stream), "sample_latent_backward");
-  };
-  if (latent.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {dmu, dlv, dl};
 }
 
@@ -129,16 +128,15 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_cuda(const Tensor& mu, const
   Tensor work = at::empty({cuda::kl_workspace_doubles(in.B, D + V)}, mu.options().dtype(at::kDouble));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
   Tensor counter = kl_counter(mu, stream);
-  const cuda::KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    check_launch(cuda::kl_forward<T>(kl_args<T>(in), k, work.mutable_data_ptr<double>(),
+  const KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "kl_capacity_loss", [&] {
+    using T = scalar_t;
+    check_launch(cuda::kl_forward<T>(latent_view<T>(in), k, work.mutable_data_ptr<double>(),
                                      reinterpret_cast<unsigned*>(counter.mutable_data_ptr<int32_t>()),
                                      loss.mutable_data_ptr<T>(), mut_or_null<T>(kl_cont), mut_or_null<T>(kl_disc),
                                      stream),
                  "kl_capacity_loss");
-  };
-  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {loss, kl_cont, kl_disc};
 }
 
@@ -156,16 +154,14 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_backward_cuda(
   Tensor dmu = at::empty({B, D}, mu.options()), dlv = at::empty({B, D}, mu.options()),
          dl = at::empty({B, K}, mu.options());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
-  const cuda::KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    check_launch(cuda::kl_backward<T>(kl_args<T>(in), k, ptr_or_null<T>(kc), ptr_or_null<T>(kd),
-                                      gl.const_data_ptr<T>(), gkc.defined() ? ptr_or_null<T>(gkc) : nullptr,
-                                      gkd.defined() ? ptr_or_null<T>(gkd) : nullptr, mut_or_null<T>(dmu),
-                                      mut_or_null<T>(dlv), mut_or_null<T>(dl), stream),
+  const KLConstants k{c_cont, c_disc, gamma_cont, gamma_disc};
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "kl_capacity_loss_backward", [&] {
+    using T = scalar_t;
+    check_launch(cuda::kl_backward<T>(latent_view<T>(in), k, ptr_or_null<T>(kc), ptr_or_null<T>(kd),
+                                      gl.const_data_ptr<T>(), ptr_or_null<T>(gkc), ptr_or_null<T>(gkd),
+                                      mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dl), stream),
                  "kl_capacity_loss_backward");
-  };
-  if (mu.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {dmu, dlv, dl};
 }
 
@@ -178,15 +174,14 @@ std::tuple<Tensor, Tensor> aggregate_kl_cuda(const Tensor& logits, at::IntArrayR
   Tensor work = at::empty({cuda::kl_workspace_doubles(B, N)}, lg.options().dtype(at::kDouble));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(lg.device().index()).stream();
   Tensor counter = kl_counter(lg, stream);
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "aggregate_kl", [&] {
+    using T = scalar_t;
     check_launch(cuda::aggregate_kl_forward<T>(aggregate_args<T>(lg, disc), mut_or_null<T>(q),
                                                work.mutable_data_ptr<double>(),
                                                reinterpret_cast<unsigned*>(counter.mutable_data_ptr<int32_t>()),
                                                mut_or_null<T>(agg), mut_or_null<T>(qbar), stream),
                  "aggregate_kl");
-  };
-  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {agg, qbar};
 }
 
@@ -197,13 +192,12 @@ Tensor aggregate_kl_backward_cuda(const Tensor& grad_agg, const Tensor& logits, 
   c10::cuda::CUDAGuard guard(lg.device());
   Tensor g = grad_agg.contiguous(), qb = qbar.contiguous(), dl = at::empty({lg.size(0), disc.total}, lg.options());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(lg.device().index()).stream();
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(lg.scalar_type(), "aggregate_kl_backward", [&] {
+    using T = scalar_t;
     check_launch(cuda::aggregate_kl_backward<T>(aggregate_args<T>(lg, disc), ptr_or_null<T>(qb), ptr_or_null<T>(g),
                                                 mut_or_null<T>(dl), stream),
                  "aggregate_kl_backward");
-  };
-  if (lg.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return dl;
 }
 
@@ -216,15 +210,14 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_cuda(const Tensor& mu, const Te
   Tensor work = at::empty({cuda::kl_workspace_doubles(B, 3 * D)}, m.options().dtype(at::kDouble));
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(m.device().index()).stream();
   Tensor counter = kl_counter(m, stream);
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "gaussian_aggregate_kl", [&] {
+    using T = scalar_t;
     check_launch(cuda::gaussian_aggregate_kl_forward<T>(
                      gaussian_aggregate_args<T>(m, lv), work.mutable_data_ptr<double>(),
                      reinterpret_cast<unsigned*>(counter.mutable_data_ptr<int32_t>()), agg.mutable_data_ptr<T>(),
                      moments.mutable_data_ptr<double>(), stream),
                  "gaussian_aggregate_kl");
-  };
-  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {agg, moments};
 }
 
@@ -238,21 +231,18 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cuda(const Tensor& gra
   Tensor dmu = at::empty({B, D}, m.options()), dlv = at::empty({B, D}, m.options());
   if (D == 0) return {dmu, dlv};
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(m.device().index()).stream();
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "gaussian_aggregate_kl_backward", [&] {
+    using T = scalar_t;
     check_launch(cuda::gaussian_aggregate_kl_backward<T>(gaussian_aggregate_args<T>(m, lv),
                                                          mo.const_data_ptr<double>(), g.const_data_ptr<T>(),
                                                          dmu.mutable_data_ptr<T>(), dlv.mutable_data_ptr<T>(), stream),
                  "gaussian_aggregate_kl_backward");
-  };
-  if (m.scalar_type() == at::kFloat) run(float(0)); else run(double(0));
+  });
   return {dmu, dlv};
 }
 
 void philox_uniform_cuda(Tensor& out, int64_t seed, int64_t offset) {
-  TORCH_CHECK(out.dim() == 1 && out.scalar_type() == at::kFloat && out.is_contiguous(),
-              "jointvae: philox_uniform_ needs a contiguous 1-D float32 tensor, got ", out.sizes(), " ",
-              out.scalar_type());
+  check_philox_out(out);
   c10::cuda::CUDAGuard guard(out.device());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(out.device().index()).stream();
   check_launch(cuda::philox_uniform(static_cast<uint64_t>(seed), static_cast<uint64_t>(offset), out.numel(),

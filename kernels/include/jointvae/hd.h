@@ -13,14 +13,10 @@ namespace jointvae {
 
 JV_HD float jv_exp(float x) { return expf(x); }
 JV_HD double jv_exp(double x) { return exp(x); }
-JV_HD float jv_expm1(float x) { return expm1f(x); }
-JV_HD double jv_expm1(double x) { return expm1(x); }
 JV_HD float jv_log(float x) { return logf(x); }
 JV_HD double jv_log(double x) { return log(x); }
 JV_HD float jv_sqrt(float x) { return sqrtf(x); }
 JV_HD double jv_sqrt(double x) { return sqrt(x); }
-JV_HD float jv_cos(float x) { return cosf(x); }
-JV_HD double jv_cos(double x) { return cos(x); }
 template <typename T>
 JV_HD bool jv_isnan(T x) {
   return x != x;

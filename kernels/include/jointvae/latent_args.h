@@ -4,23 +4,32 @@
 #pragma once
 #include <stdint.h>
 
+#include "jointvae/capacity.h"
 #include "jointvae/latent_math.h"
 
 namespace jointvae {
 
+// The inputs of sample_latent and kl_capacity_loss: mu, logvar [B, D] and logits [B, sum K].
 template <typename T>
-struct SampleLatentArgs {
+struct LatentView {
   int64_t B, D;
   DiscLayout disc;
-  T tau;
-  const T* tau_ptr;  // CUDA: tau as a device scalar read at run time (graph-safe), or nullptr -> tau
-  bool training;
   const T* mu;
   int64_t ld_mu;
   const T* logvar;
   int64_t ld_logvar;
   const T* logits;
   int64_t ld_logits;
+};
+
+template <typename T>
+using KLArgs = LatentView<T>;
+
+template <typename T>
+struct SampleLatentArgs : LatentView<T> {
+  T tau;
+  const T* tau_ptr;  // CUDA: tau as a device scalar read at run time (graph-safe), or nullptr -> tau
+  bool training;
   const T* eps;  // explicit noise [B, D] or nullptr -> Philox stream S(seed, offset)
   int64_t ld_eps;
   const T* u;  // explicit noise [B, sumK] or nullptr -> Philox stream S(seed, offset + kGumbelOffset)
@@ -51,18 +60,6 @@ template <typename Args>
 JV_HD auto tau_of(const Args& a) -> decltype(a.tau) {
   return a.tau_ptr != nullptr ? *a.tau_ptr : a.tau;
 }
-
-template <typename T>
-struct KLArgs {
-  int64_t B, D;
-  DiscLayout disc;
-  const T* mu;
-  int64_t ld_mu;
-  const T* logvar;
-  int64_t ld_logvar;
-  const T* logits;
-  int64_t ld_logits;
-};
 
 // The aggregate KL op: logits [B, sum K] only.
 template <typename T>

@@ -11,6 +11,7 @@
 
 #include "jointvae/fast_math.h"
 #include "jointvae/hd.h"
+#include "jointvae/softmax.h"
 
 namespace jointvae {
 
@@ -34,26 +35,35 @@ JV_HD T gumbel_from_uniform(T u) {
   return -fast_log(-fast_log(u));
 }
 
-// Gumbel-softmax of one block. noise(k) returns the uniform u_k. y receives the sample.
+// Reparameterisation of one unit: z = mu + sigma_eps, sigma_eps = exp(logvar/2) * eps (kept for the backward).
+template <typename T>
+JV_HD T sigma_eps_of(T lv, T eps) {
+  return fast_exp(T(0.5) * lv) * eps;
+}
+template <typename T>
+JV_HD T reparameterise(T mu, T sigma_eps) {
+  return mu + sigma_eps;
+}
+// Its backward: d z / d mu = 1, and g * d z / d logvar = g * sigma_eps / 2.
+template <typename T>
+JV_HD T reparameterise_dlogvar(T g, T sigma_eps) {
+  return T(0.5) * g * sigma_eps;
+}
+
+// Gumbel-softmax of one block from its Gumbel noise: y = softmax((l - max l + g) / tau); gumbel(k) returns g_k.
 // NaN anywhere in the block's logits gives a NaN block.
-template <typename T, typename Noise>
-JV_HD void gumbel_softmax_block(const T* l, int K, T tau, Noise noise, T* y) {
-  T lmax = -jv_inf<T>();
-  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
-  T vmax = -jv_inf<T>();
-  for (int k = 0; k < K; ++k) {
-    const T v = (l[k] - lmax + gumbel_from_uniform(static_cast<T>(noise(k)))) / tau;
-    y[k] = v;
-    vmax = v > vmax ? v : vmax;
-  }
-  T sum = T(0);
-  for (int k = 0; k < K; ++k) {
-    const T e = fast_exp(y[k] - vmax);
-    y[k] = e;
-    sum += e;
-  }
-  const T inv = T(1) / sum;
-  for (int k = 0; k < K; ++k) y[k] *= inv;
+template <typename T, typename Gumbel>
+JV_HD void gumbel_softmax_noise_block(const T* l, int K, T tau, Gumbel gumbel, T* y) {
+  const T lmax = block_max(l, K);
+  for (int k = 0; k < K; ++k) y[k] = (l[k] - lmax + gumbel(k)) / tau;
+  softmax_block(y, K, y);
+}
+
+// The same from uniforms: uniform(k) returns u_k, and g_k = -log(-log u_k).
+template <typename T, typename Uniform>
+JV_HD void gumbel_softmax_block(const T* l, int K, T tau, Uniform uniform, T* y) {
+  gumbel_softmax_noise_block(
+      l, K, tau, [&uniform](int k) { return gumbel_from_uniform(static_cast<T>(uniform(k))); }, y);
 }
 
 // Evaluation mode: one-hot of argmax (first index on ties); NaN in the block -> NaN block.
@@ -82,51 +92,27 @@ JV_HD T kl_normal_term(T mu, T lv) {
   return T(0.5) * (mu * mu + fast_expm1(lv) - lv);
 }
 
-// KL(softmax(l) || uniform(K)) for one row = log K - log S + sum_k e_k a_k / S, a = l - max l, e = exp(a).
+// w * d kl_normal_term / d(mu, logvar) = (w mu, w expm1(logvar) / 2).
+template <typename T>
+JV_HD void kl_normal_term_backward(T mu, T lv, T w, T* dmu, T* dlv) {
+  *dmu = w * mu;
+  *dlv = T(0.5) * w * fast_expm1(lv);
+}
+
+// KL(softmax(l) || uniform(K)) for one row = log K - log S + Sa / S (shifted_exp_sums).
 template <typename T>
 JV_HD T kl_categorical_row(const T* l, int K) {
-  T lmax = -jv_inf<T>();
-  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
-  T S = T(0), Sa = T(0);
-  for (int k = 0; k < K; ++k) {
-    const T a = l[k] - lmax;
-    const T e = fast_exp(a);
-    S += e;
-    Sa += e * a;
-  }
-  return jv_log(static_cast<T>(K)) - jv_log(S) + Sa / S;
+  const ShiftedExpSums<T> s = shifted_exp_sums(l, K, [](int, T) {});
+  return jv_log(static_cast<T>(K)) - jv_log(s.S) + s.Sa / s.S;
 }
 
-// w * d KL / d l_k = w * p_k (a_k - E_p[a]).
+// w * d KL / d l_k = w * p_k (a_k - E_p[a]), a = l - max l.
 template <typename T>
 JV_HD void kl_categorical_row_backward(const T* l, int K, T w, T* dl) {
-  T lmax = -jv_inf<T>();
-  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
-  T S = T(0), Sa = T(0);
-  for (int k = 0; k < K; ++k) {
-    const T a = l[k] - lmax;
-    const T e = fast_exp(a);
-    dl[k] = e;  // stash exp(a)
-    S += e;
-    Sa += e * a;
-  }
-  const T inv = T(1) / S;
-  const T mean_a = Sa * inv;
-  for (int k = 0; k < K; ++k) dl[k] = w * (dl[k] * inv) * ((l[k] - lmax) - mean_a);
-}
-
-// p = softmax(l) of one block (the maximum subtracted).
-template <typename T>
-JV_HD void softmax_block(const T* l, int K, T* p) {
-  T lmax = -jv_inf<T>();
-  for (int k = 0; k < K; ++k) lmax = l[k] > lmax ? l[k] : lmax;
-  T S = T(0);
-  for (int k = 0; k < K; ++k) {
-    p[k] = fast_exp(l[k] - lmax);
-    S += p[k];
-  }
-  const T inv = T(1) / S;
-  for (int k = 0; k < K; ++k) p[k] *= inv;
+  const ShiftedExpSums<T> s = shifted_exp_sums(l, K, [dl](int k, T e) { dl[k] = e; });  // dl holds exp(a)
+  const T inv = T(1) / s.S;
+  const T mean_a = s.Sa * inv;
+  for (int k = 0; k < K; ++k) dl[k] = w * (dl[k] * inv) * ((l[k] - s.max) - mean_a);
 }
 
 // A = KL(qbar || uniform(K)) of one block from its class sums over B rows: qbar_k = sums[k] / B,
