@@ -2,7 +2,7 @@
 
 The compiled library is loaded (extension.load(): prebuilt, cached or built once) on the first op call or
 backend(), not at import; the fake kernels are registered then. That first call may happen while torch.compile
-traces: the load runs outside the trace (torch.compiler.assume_constant_result), so fullgraph=True holds.
+traces: the load runs outside the trace (marked as assume_constant_result), so fullgraph=True holds.
 Contracts (shapes, formulas, noise, dtypes): the package docstring, `jointvae_fast.ops`.
 """
 from __future__ import annotations
@@ -35,8 +35,15 @@ def _load_once() -> bool:
     return _HAVE_OPS
 
 
-# Under torch.compile the load is run, not traced (file system, subprocesses); its result is a constant of the graph.
-_ensure_loaded = torch.compiler.assume_constant_result(_load_once)
+def _ensure_loaded() -> bool:
+    """_load_once(); under torch.compile it is run while tracing, not traced (it reads files, may start a build),
+    and its result is a constant of the graph."""
+    return _load_once()
+
+
+# What torch.compiler.assume_constant_result(_ensure_loaded) does, without importing torch._dynamo at our import
+# (that import sets TORCHINDUCTOR_CACHE_DIR in os.environ); tests/kernels/test_loading.py compiles a first op use.
+_ensure_loaded._dynamo_marked_constant = True
 
 
 def backend() -> str:
