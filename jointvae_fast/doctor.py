@@ -11,7 +11,6 @@ The doctor loads the compiled library only when that compiles nothing (a prebuil
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .data.locations import cache_root as data_cache_root
-from .errors import run_cli
+from .errors import ArgumentParser, run_cli
 from .ops import backend_info, build_lock, build_spec, extension
 
 HUNG_BUILD_S = 30 * 60  # a build holding its lock longer than this is reported
@@ -231,7 +230,7 @@ def render(facts: dict, problems: list[Problem]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jointvae_fast.doctor", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m jointvae_fast.doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", action="store_true", help="build the compiled ops if needed (else reported only)")
     parser.add_argument("--no-load", action="store_true", help="do not load the compiled library")
     args = parser.parse_args(argv)
