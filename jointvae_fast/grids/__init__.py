@@ -1,0 +1,1 @@
+"""Latent grids (traversal.py: traversals, prior latents) and image grids (images.py)."""
