@@ -1,8 +1,8 @@
 """jointvae_fast: Joint-VAE (Dupont 2018) with fused CUDA/CPU kernels.
 
 The public API, importable from here (each name is imported on first use, so
-`import jointvae_fast` stays cheap; the compiled extension is built or loaded
-on the first use of an op):
+`import jointvae_fast` stays cheap; the compiled ops are loaded, or built
+where no prebuilt library fits, on the first op call, never at import):
 
     JointVAE                      the network (model.py)
     Capacity, Objective           Eq. 7 with its capacity schedules (objective.py)

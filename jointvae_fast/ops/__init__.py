@@ -59,9 +59,10 @@ device (read when the op runs: an annealed temperature under a CUDA graph). Inpu
 `backend()` is "cuda+cpu", "cpu" or "composite"; `backend_info()` says why. Tensors on a device the
 compiled ops do not cover use the composite path.
 
-Loading. Importing this package compiles and loads nothing: the library is loaded (built first where
-needed, extension.py) on the first access to an op name below or to `backend()`. `limits` and `composite`
-never need it.
+Loading. Importing this package (or an op's name) compiles and loads nothing: the library is loaded on the
+first op call or `backend()` (extension.py: the library `pip install` compiled into the package, else a cached
+or new JIT build, else the composite ops), also when that first call is traced by torch.compile. `limits`,
+`composite` and `build_spec` never need it. `python -m jointvae_fast.doctor` says which library loads and why.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """The fused ops: dispatch to the compiled `jointvae` custom ops, or to the composite twins.
 
-The compiled library is loaded (built once, cached) when this module is imported (`extension.load()`).
+The compiled library is loaded (extension.load(): prebuilt, cached or built once) on the first op call or
+backend(), not at import; the fake kernels are registered then. That first call may happen while torch.compile
+traces: the load runs outside the trace (marked as assume_constant_result), so fullgraph=True holds.
 Contracts (shapes, formulas, noise, dtypes): the package docstring, `jointvae_fast.ops`.
 """
 from __future__ import annotations
@@ -14,24 +16,47 @@ from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl,
                         composite_sample_latent, composite_tc_pairwise)
 from .validation import FLOATS, check_float, check_gaussian, check_inputs, check_logits, check_noise, check_tau
 
-_INFO = extension.load()
-_HAVE_OPS = bool(_INFO["loaded"])
-_HAVE_CUDA = bool(_INFO["cuda"])
+_INFO: dict | None = None  # extension.load()'s report, once loaded
+_HAVE_OPS = False
+_HAVE_CUDA = False
+_FAST_DEVICES: tuple[str, ...] = ()
+
+
+def _load_once() -> bool:
+    """Load the compiled library (first call only) and register its fake kernels; True when the ops are there."""
+    global _INFO, _HAVE_OPS, _HAVE_CUDA, _FAST_DEVICES
+    if _INFO is None:
+        info = extension.load()
+        if info["loaded"]:
+            _bind_ops()
+        _HAVE_OPS, _HAVE_CUDA = bool(info["loaded"]), bool(info["cuda"])
+        _FAST_DEVICES = ("cpu", "cuda") if _HAVE_CUDA else ("cpu",) if _HAVE_OPS else ()
+        _INFO = info
+    return _HAVE_OPS
+
+
+def _ensure_loaded() -> bool:
+    """_load_once(); under torch.compile it is run while tracing, not traced (it reads files, may start a build),
+    and its result is a constant of the graph."""
+    return _load_once()
+
+
+# What torch.compiler.assume_constant_result(_ensure_loaded) does, without importing torch._dynamo at our import
+# (that import sets TORCHINDUCTOR_CACHE_DIR in os.environ); tests/kernels/test_loading.py compiles a first op use.
+_ensure_loaded._dynamo_marked_constant = True
 
 
 def backend() -> str:
     """"cuda+cpu" (compiled ops with CUDA kernels), "cpu" (compiled CPU twin only) or "composite"."""
-    if not _HAVE_OPS:
+    if not _ensure_loaded():
         return "composite"
     return "cuda+cpu" if _HAVE_CUDA else "cpu"
 
 
 def backend_info() -> dict:
-    """backend() plus why: build directory, build seconds, errors of failed builds (if any)."""
+    """backend() plus why: source (prebuilt / JIT cache / JIT build / composite), library path, build seconds,
+    errors of failed builds (if any)."""
     return {"backend": backend(), **_INFO}
-
-
-_FAST_DEVICES = ("cpu", "cuda") if _HAVE_CUDA else ("cpu",)
 
 
 def _fast_path(mu, logvar, logits) -> bool:
@@ -73,6 +98,7 @@ def sample_latent(
 
     tau: a number, or a one-element tensor on the inputs' device that the op reads when it runs (on CUDA,
     inside a captured graph too), e.g. an annealed temperature refilled every step."""
+    _ensure_loaded()
     if noise is None and type(tau) is not torch.Tensor and _fast_path(mu, logvar, logits):
         # Hot path (every training step): the op's TORCH_CHECKs validate; on any error fall through to the
         # Python checks below, which raise ValueError/TypeError naming the argument (half inputs never get here:
@@ -108,6 +134,7 @@ def kl_capacity_loss(
     gamma_disc: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gamma_cont |sum kl_cont - c_cont| + gamma_disc |sum kl_disc - c_disc|, kl_cont [D], kl_disc [V])."""
+    _ensure_loaded()
     if _fast_path(mu, logvar, logits):  # see sample_latent
         try:
             return _kl_op(mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc)
@@ -128,6 +155,7 @@ def aggregate_kl(logits: torch.Tensor, disc_dims: Sequence[int]) -> tuple[torch.
 
     Differentiable in logits through agg_kl (qbar is not differentiable). Needs B >= 1.
     """
+    _ensure_loaded()
     if _fast_path(logits, logits, logits):  # see sample_latent
         try:
             return _aggregate_op(logits, disc_dims)
@@ -146,6 +174,7 @@ def gaussian_aggregate_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
     Differentiable in mu and logvar. Needs B >= 1. `torch.ops.jointvae.gaussian_aggregate_kl` also returns the
     moments float64 [2, D] = (m; s2) that its backward reads (not differentiable).
     """
+    _ensure_loaded()
     if _fast_path(mu, logvar, mu):  # see sample_latent
         try:
             return _gaussian_aggregate_op(mu, logvar)[0]
@@ -159,7 +188,7 @@ def gaussian_aggregate_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 def philox_uniform(seed: int, offset: int, n: int, device="cpu") -> torch.Tensor:
     """float32 [n]: uniforms of Philox stream S(seed, offset), through the compiled device code path."""
-    if not _HAVE_OPS:
+    if not _ensure_loaded():
         raise RuntimeError(f"philox_uniform needs the compiled ops; backend is composite ({_INFO['reason']})")
     out = torch.empty(int(n), dtype=torch.float32, device=device)
     torch.ops.jointvae.philox_uniform_.default(out, _as_int64(seed), _as_int64(offset))
@@ -175,55 +204,66 @@ def _as_int64(x: int) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # custom-op plumbing: fake kernels (autograd is registered in C++)
 
-if _HAVE_OPS:
+_sample_latent_op = _kl_op = _aggregate_op = _gaussian_aggregate_op = None  # bound by _bind_ops()
+
+
+def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
+    B, D = mu.shape
+    return mu.new_empty((B, D + logits.shape[1])), mu.new_empty((B, D)), mu.new_empty((2,), dtype=torch.int64)
+
+
+def _sample_latent_backward_fake(grad, latent, sigma_eps, disc_dims, tau, training, temperature=None):
+    B, D = sigma_eps.shape
+    return latent.new_empty((B, D)), latent.new_empty((B, D)), latent.new_empty((B, latent.shape[1] - D))
+
+
+def _kl_fake(mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc):
+    return mu.new_empty(()), mu.new_empty((mu.shape[1],)), mu.new_empty((len(disc_dims),))
+
+
+def _kl_backward_fake(grad_loss, gkc, gkd, mu, logvar, logits, kl_cont, kl_disc, disc_dims, *args):
+    return mu.new_empty(mu.shape), mu.new_empty(mu.shape), logits.new_empty(logits.shape)
+
+
+def _aggregate_fake(logits, disc_dims):
+    return logits.new_empty((len(disc_dims),)), logits.new_empty((logits.shape[1],))
+
+
+def _aggregate_backward_fake(grad_agg, logits, qbar, disc_dims):
+    return logits.new_empty(logits.shape)
+
+
+def _gaussian_aggregate_fake(mu, logvar):
+    return mu.new_empty((mu.shape[1],)), mu.new_empty((2, mu.shape[1]), dtype=torch.float64)
+
+
+def _gaussian_aggregate_backward_fake(grad_agg, mu, logvar, moments):
+    return mu.new_empty(mu.shape), mu.new_empty(mu.shape)
+
+
+def _philox_uniform_fake(out, seed, offset):
+    return None
+
+
+_FAKES = {
+    "sample_latent": _sample_latent_fake, "sample_latent_backward": _sample_latent_backward_fake,
+    "kl_capacity_loss": _kl_fake, "kl_capacity_loss_backward": _kl_backward_fake,
+    "aggregate_kl": _aggregate_fake, "aggregate_kl_backward": _aggregate_backward_fake,
+    "gaussian_aggregate_kl": _gaussian_aggregate_fake, "gaussian_aggregate_kl_backward": _gaussian_aggregate_backward_fake,
+    "philox_uniform_": _philox_uniform_fake,
+}
+
+
+def _bind_ops() -> None:
+    """The compiled ops' handles, and their fake kernels (shapes only: torch.compile, CUDA graphs). Autograd is
+    registered in C++ (kernels/torch/autograd.cpp: autograd kernels calling the fused backward ops)."""
+    global _sample_latent_op, _kl_op, _aggregate_op, _gaussian_aggregate_op
     _sample_latent_op = torch.ops.jointvae.sample_latent.default
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
     _aggregate_op = torch.ops.jointvae.aggregate_kl.default
     _gaussian_aggregate_op = torch.ops.jointvae.gaussian_aggregate_kl.default
-
-    @torch.library.register_fake("jointvae::sample_latent")
-    def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
-        B, D = mu.shape
-        return (
-            mu.new_empty((B, D + logits.shape[1])),
-            mu.new_empty((B, D)),
-            mu.new_empty((2,), dtype=torch.int64),
-        )
-
-    @torch.library.register_fake("jointvae::sample_latent_backward")
-    def _sample_latent_backward_fake(grad, latent, sigma_eps, disc_dims, tau, training, temperature=None):
-        B, D = sigma_eps.shape
-        return latent.new_empty((B, D)), latent.new_empty((B, D)), latent.new_empty((B, latent.shape[1] - D))
-
-    @torch.library.register_fake("jointvae::kl_capacity_loss")
-    def _kl_fake(mu, logvar, logits, disc_dims, c_cont, c_disc, gamma_cont, gamma_disc):
-        return mu.new_empty(()), mu.new_empty((mu.shape[1],)), mu.new_empty((len(disc_dims),))
-
-    @torch.library.register_fake("jointvae::kl_capacity_loss_backward")
-    def _kl_backward_fake(grad_loss, gkc, gkd, mu, logvar, logits, kl_cont, kl_disc, disc_dims, *args):
-        return mu.new_empty(mu.shape), mu.new_empty(mu.shape), logits.new_empty(logits.shape)
-
-    @torch.library.register_fake("jointvae::aggregate_kl")
-    def _aggregate_fake(logits, disc_dims):
-        return logits.new_empty((len(disc_dims),)), logits.new_empty((logits.shape[1],))
-
-    @torch.library.register_fake("jointvae::aggregate_kl_backward")
-    def _aggregate_backward_fake(grad_agg, logits, qbar, disc_dims):
-        return logits.new_empty(logits.shape)
-
-    @torch.library.register_fake("jointvae::gaussian_aggregate_kl")
-    def _gaussian_aggregate_fake(mu, logvar):
-        return mu.new_empty((mu.shape[1],)), mu.new_empty((2, mu.shape[1]), dtype=torch.float64)
-
-    @torch.library.register_fake("jointvae::gaussian_aggregate_kl_backward")
-    def _gaussian_aggregate_backward_fake(grad_agg, mu, logvar, moments):
-        return mu.new_empty(mu.shape), mu.new_empty(mu.shape)
-
-    @torch.library.register_fake("jointvae::philox_uniform_")
-    def _philox_uniform_fake(out, seed, offset):
-        return None
-
-    # Autograd: C++ autograd kernels (kernels/torch/autograd.cpp) calling the fused backward ops.
+    for name, fake in _FAKES.items():
+        torch.library.register_fake(f"jointvae::{name}")(fake)
 
 
 def tc_pairwise(z, mu, logvar, y, logits, disc_dims: Sequence[int], log_weights):

@@ -27,7 +27,8 @@ LAYERS = [
     {"objective", "paper_checkpoints", "grids", "store"},
     {"training", "pretrained"},
     {"analysis"},
-    {"explore", "pack", "train", "evaluate"},
+    {"explore", "pack", "train", "evaluate", "doctor"},
+    {"export"},
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 
