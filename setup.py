@@ -50,7 +50,7 @@ if os.environ.get("JOINTVAE_BUILD_EXT") == "1":
     with_cuda = bool(torch.version.cuda) and nvcc is not None and os.environ.get("JOINTVAE_FAST_BACKEND") != "cpu"
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
-    sources = ["kernels/cpu/latent_cpu.cpp", "kernels/torch/ops.cpp", "kernels/torch/autograd.cpp"]
+    sources = ["kernels/cpu/latent_cpu.cpp", "kernels/cpu/tc_pairwise_cpu.cpp", "kernels/torch/ops.cpp", "kernels/torch/autograd.cpp"]
     if with_cuda:
         sources += ["kernels/torch/ops_cuda.cpp", "kernels/cuda/latent_kernels.cu"]
     Ext = CUDAExtension if with_cuda else CppExtension

@@ -46,7 +46,7 @@ def find_nvcc() -> str | None:
 
 
 def source_files(kdir: Path, cuda: bool) -> list[str]:
-    files = [kdir / "cpu" / "latent_cpu.cpp", kdir / "torch" / "ops.cpp", kdir / "torch" / "autograd.cpp"]
+    files = [kdir / "cpu" / "latent_cpu.cpp", kdir / "cpu" / "tc_pairwise_cpu.cpp", kdir / "torch" / "ops.cpp", kdir / "torch" / "autograd.cpp"]
     if cuda:
         files += [kdir / "torch" / "ops_cuda.cpp", kdir / "cuda" / "latent_kernels.cu"]
     return [str(f) for f in files]

@@ -12,7 +12,8 @@ import torch
 from . import extension
 from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl, composite_kl_capacity_loss,
                         composite_sample_latent, composite_tc_pairwise)
-from .validation import FLOATS, check_float, check_gaussian, check_inputs, check_logits, check_noise, check_tau
+from .validation import (FLOATS, check_float, check_gaussian, check_inputs, check_logits, check_noise, check_tau,
+                         check_tc_inputs)
 
 _INFO = extension.load()
 _HAVE_OPS = bool(_INFO["loaded"])
@@ -180,6 +181,7 @@ if _HAVE_OPS:
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
     _aggregate_op = torch.ops.jointvae.aggregate_kl.default
     _gaussian_aggregate_op = torch.ops.jointvae.gaussian_aggregate_kl.default
+    _tc_op = torch.ops.jointvae.tc_pairwise.default
 
     @torch.library.register_fake("jointvae::sample_latent")
     def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
@@ -223,13 +225,30 @@ if _HAVE_OPS:
     def _philox_uniform_fake(out, seed, offset):
         return None
 
+    @torch.library.register_fake("jointvae::tc_pairwise")
+    def _tc_fake(z, mu, logvar, y, logits, disc_dims, log_weights):
+        return mu.new_empty((mu.shape[0],)), mu.new_empty((mu.shape[0], mu.shape[1] + len(disc_dims)))
+
+    @torch.library.register_fake("jointvae::tc_pairwise_backward")
+    def _tc_backward_fake(grad_joint, grad_marginals, z, mu, logvar, y, logits, disc_dims, *saved):
+        return (mu.new_empty(mu.shape), mu.new_empty(mu.shape), mu.new_empty(mu.shape),
+                logits.new_empty(logits.shape), logits.new_empty(logits.shape))
+
     # Autograd: C++ autograd kernels (kernels/torch/autograd.cpp) calling the fused backward ops.
 
 
 def tc_pairwise(z, mu, logvar, y, logits, disc_dims: Sequence[int], log_weights):
     """(log_q_joint [B], log_q_marginals [B, D + V]) of the total correlation's estimators (`jointvae_fast.ops`).
 
-    No compiled op yet: every device runs the composite twin (memory O(B^2 (D + V))). A fused op with this
-    contract (a streaming logsumexp over m, backward by recomputation) dispatches here."""
-    return composite_tc_pairwise(z, mu, logvar, y, logits, disc_dims, log_weights)
-
+    The compiled op streams the logsumexps over the batch (memory O(B (D + sum K)), backward by recomputation);
+    devices it does not cover run the composite twin (memory O(B^2 (D + V))). log_weights is not differentiated."""
+    if _fast_path(mu, logvar, logits) and type(z) is torch.Tensor and type(y) is torch.Tensor \
+            and type(log_weights) is torch.Tensor:  # see sample_latent
+        try:
+            return _tc_op(z, mu, logvar, y, logits, disc_dims, log_weights)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    z, mu, logvar, y, logits, dims, w = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights)
+    if not _fused_ok(mu):
+        return composite_tc_pairwise(z, mu, logvar, y, logits, dims, w)
+    return _tc_op(z, mu, logvar, y, logits, dims, w.detach())

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "jointvae/latent_args.h"
+#include "jointvae/tc_pairwise.h"
 
 namespace jointvae {
 namespace torch_ops {
@@ -269,6 +270,48 @@ inline void check_gaussian_backward(const at::Tensor& mu, const at::Tensor& grad
                   moments.scalar_type() == at::kDouble && moments.device() == mu.device(),
               "jointvae: moments must be a float64 [2, ", mu.size(1), "] tensor on ", mu.device(), ", got ",
               moments.sizes(), " ", moments.scalar_type(), " on ", moments.device());
+}
+
+// tc_pairwise's inputs: mu, logvar, logits as in check_latent_inputs; z like mu, y like logits, log_weights [B, B]
+// of the same dtype and device.
+struct TCInputs {
+  LatentInputs in;
+  at::Tensor z, y, w;
+};
+
+inline TCInputs check_tc_inputs(const at::Tensor& z, const at::Tensor& mu, const at::Tensor& logvar,
+                                const at::Tensor& y, const at::Tensor& logits, at::IntArrayRef disc_dims,
+                                const at::Tensor& log_weights) {
+  TCInputs t;
+  t.in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  check_like(z, "z", mu, t.in.B, t.in.D);
+  check_like(y, "y", mu, t.in.B, t.in.disc.total);
+  check_like(log_weights, "log_weights", mu, t.in.B, t.in.B);
+  t.z = unit_cols(z);
+  t.y = unit_cols(y);
+  t.w = unit_cols(log_weights);
+  return t;
+}
+
+// The kernels' view of checked inputs plus the precomputed rows (contiguous [B, D], [B, D], [B, sum K]).
+template <typename T>
+TCPairwiseArgs<T> tc_args(const TCInputs& t, at::Tensor& inv_sd, at::Tensor& half_c, at::Tensor& log_pi) {
+  const LatentInputs& in = t.in;
+  return TCPairwiseArgs<T>{in.B, in.D, in.disc, ptr_or_null<T>(t.z), row_stride(t.z), ptr_or_null<T>(in.mu),
+                           row_stride(in.mu), ptr_or_null<T>(in.logvar), row_stride(in.logvar), ptr_or_null<T>(t.y),
+                           row_stride(t.y), ptr_or_null<T>(in.logits), row_stride(in.logits), ptr_or_null<T>(t.w),
+                           row_stride(t.w), mut_or_null<T>(inv_sd), mut_or_null<T>(half_c), mut_or_null<T>(log_pi)};
+}
+
+// tc_pairwise_backward's gradients and saved outputs: grad_joint, joint [B]; grad_marginals, marginals [B, J].
+inline void check_tc_backward(const TCInputs& t, const at::Tensor& gj, const at::Tensor& gm, const at::Tensor& joint,
+                              const at::Tensor& marg) {
+  const at::Tensor& mu = t.in.mu;
+  const int64_t J = t.in.D + t.in.disc.num_vars;
+  check_vector(gj, "grad_joint", mu, t.in.B);
+  check_vector(joint, "log_q_joint", mu, t.in.B);
+  check_like(gm, "grad_marginals", mu, t.in.B, J);
+  check_like(marg, "log_q_marginals", mu, t.in.B, J);
 }
 
 }  // namespace torch_ops

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../cpu/latent_cpu.h"
+#include "../cpu/tc_pairwise_cpu.h"
 #include "jointvae/philox.h"
 #include "checks.h"
 
@@ -232,6 +233,66 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad
   return {dmu, dlv};
 }
 
+// The precomputed rows of tc_pairwise (inv_sd, half_c [B, D]; log_pi [B, sum K]) over all rows, in parallel.
+template <typename T>
+TCPairwiseArgs<T> tc_prepared(const TCInputs& t, at::Tensor& inv_sd, at::Tensor& half_c, at::Tensor& log_pi) {
+  const int64_t B = t.in.B, D = t.in.D, K = t.in.disc.total;
+  const auto opt = t.in.mu.options();
+  inv_sd = at::empty({B, D}, opt);
+  half_c = at::empty({B, D}, opt);
+  log_pi = at::empty({B, K}, opt);
+  const TCPairwiseArgs<T> a = tc_args<T>(t, inv_sd, half_c, log_pi);
+  at::parallel_for(0, B, row_grain(2 * D + K), [&](int64_t b0, int64_t b1) { cpu::tc_prepare_rows<T>(a, b0, b1); });
+  return a;
+}
+
+// Rows per task of the B x B passes (each row streams over B columns).
+int64_t pair_grain(int64_t B, int64_t J) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(B * (J + 1), 1)); }
+
+std::tuple<Tensor, Tensor> tc_pairwise_cpu(const Tensor& z, const Tensor& mu, const Tensor& logvar, const Tensor& y,
+                                           const Tensor& logits, at::IntArrayRef disc_dims, const Tensor& log_weights) {
+  const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
+  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  Tensor joint = at::empty({B}, mu.options()), marg = at::empty({B, J}, mu.options());
+  if (B == 0) return {joint, marg};
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise", [&] {
+    using T = scalar_t;
+    Tensor inv_sd, half_c, log_pi;
+    const TCPairwiseArgs<T> a = tc_prepared<T>(t, inv_sd, half_c, log_pi);
+    T* pj = joint.mutable_data_ptr<T>();
+    T* pm = mut_or_null<T>(marg);
+    at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_forward_rows<T>(a, b0, b1, pj, pm); });
+  });
+  return {joint, marg};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> tc_pairwise_backward_cpu(
+    const Tensor& grad_joint, const Tensor& grad_marginals, const Tensor& z, const Tensor& mu, const Tensor& logvar,
+    const Tensor& y, const Tensor& logits, at::IntArrayRef disc_dims, const Tensor& log_weights,
+    const Tensor& log_q_joint, const Tensor& log_q_marginals) {
+  const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
+  check_tc_backward(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
+  const int64_t B = t.in.B, D = t.in.D, K = t.in.disc.total, J = D + t.in.disc.num_vars;
+  const auto opt = mu.options();
+  Tensor dz = at::empty({B, D}, opt), dmu = at::empty({B, D}, opt), dlv = at::empty({B, D}, opt),
+         dy = at::empty({B, K}, opt), dl = at::empty({B, K}, opt);
+  if (B == 0) return {dz, dmu, dlv, dy, dl};
+  Tensor gj = grad_joint.contiguous(), gm = grad_marginals.contiguous(), pj = log_q_joint.contiguous(),
+         pm = log_q_marginals.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise_backward", [&] {
+    using T = scalar_t;
+    Tensor inv_sd, half_c, log_pi;
+    const TCPairwiseArgs<T> a = tc_prepared<T>(t, inv_sd, half_c, log_pi);
+    const TCBackwardArgs<T> g{ptr_or_null<T>(gj), ptr_or_null<T>(gm), ptr_or_null<T>(pj), ptr_or_null<T>(pm),
+                              mut_or_null<T>(dz), mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dy),
+                              mut_or_null<T>(dl)};
+    at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_backward_rows<T>(a, g, b0, b1); });
+    at::parallel_for(0, B, pair_grain(B, J),
+                     [&](int64_t b0, int64_t b1) { cpu::tc_backward_columns<T>(a, g, b0, b1); });
+  });
+  return {dz, dmu, dlv, dy, dl};
+}
+
 void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {
   check_philox_out(out);
   const int64_t n = out.numel();
@@ -269,6 +330,13 @@ TORCH_LIBRARY(jointvae, m) {
       "gaussian_aggregate_kl_backward(Tensor grad_agg, Tensor mu, Tensor logvar, Tensor moments) -> "
       "(Tensor grad_mu, Tensor grad_logvar)");
   m.def("philox_uniform_(Tensor(a!) out, int seed, int offset) -> ()");
+  m.def(
+      "tc_pairwise(Tensor z, Tensor mu, Tensor logvar, Tensor y, Tensor logits, int[] disc_dims, "
+      "Tensor log_weights) -> (Tensor log_q_joint, Tensor log_q_marginals)");
+  m.def(
+      "tc_pairwise_backward(Tensor grad_joint, Tensor grad_marginals, Tensor z, Tensor mu, Tensor logvar, Tensor y, "
+      "Tensor logits, int[] disc_dims, Tensor log_weights, Tensor log_q_joint, Tensor log_q_marginals) -> "
+      "(Tensor grad_z, Tensor grad_mu, Tensor grad_logvar, Tensor grad_y, Tensor grad_logits)");
 }
 
 TORCH_LIBRARY_IMPL(jointvae, CPU, m) {
@@ -282,4 +350,6 @@ TORCH_LIBRARY_IMPL(jointvae, CPU, m) {
   m.impl("gaussian_aggregate_kl", &gaussian_aggregate_kl_cpu);
   m.impl("gaussian_aggregate_kl_backward", &gaussian_aggregate_kl_backward_cpu);
   m.impl("philox_uniform_", &philox_uniform_cpu);
+  m.impl("tc_pairwise", &tc_pairwise_cpu);
+  m.impl("tc_pairwise_backward", &tc_pairwise_backward_cpu);
 }
