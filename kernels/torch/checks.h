@@ -296,11 +296,18 @@ inline TCInputs check_tc_inputs(const at::Tensor& z, const at::Tensor& mu, const
 // The kernels' view of checked inputs plus the precomputed rows (contiguous [B, D], [B, D], [B, sum K]).
 template <typename T>
 TCPairwiseArgs<T> tc_args(const TCInputs& t, at::Tensor& inv_sd, at::Tensor& half_c, at::Tensor& log_pi) {
-  const LatentInputs& in = t.in;
-  return TCPairwiseArgs<T>{in.B, in.D, in.disc, ptr_or_null<T>(t.z), row_stride(t.z), ptr_or_null<T>(in.mu),
-                           row_stride(in.mu), ptr_or_null<T>(in.logvar), row_stride(in.logvar), ptr_or_null<T>(t.y),
-                           row_stride(t.y), ptr_or_null<T>(in.logits), row_stride(in.logits), ptr_or_null<T>(t.w),
-                           row_stride(t.w), mut_or_null<T>(inv_sd), mut_or_null<T>(half_c), mut_or_null<T>(log_pi)};
+  TCPairwiseArgs<T> a{};
+  static_cast<LatentView<T>&>(a) = latent_view<T>(t.in);
+  a.z = ptr_or_null<T>(t.z);
+  a.ld_z = row_stride(t.z);
+  a.y = ptr_or_null<T>(t.y);
+  a.ld_y = row_stride(t.y);
+  a.w = ptr_or_null<T>(t.w);
+  a.ld_w = row_stride(t.w);
+  a.inv_sd = mut_or_null<T>(inv_sd);
+  a.half_c = mut_or_null<T>(half_c);
+  a.log_pi = mut_or_null<T>(log_pi);
+  return a;
 }
 
 // tc_pairwise_backward's gradients and saved outputs: grad_joint, joint [B]; grad_marginals, marginals [B, J].

@@ -16,28 +16,21 @@
 
 #include "jointvae/fast_math.h"
 #include "jointvae/hd.h"
-#include "jointvae/latent_math.h"
+#include "jointvae/latent_args.h"
 #include "jointvae/softmax.h"
 
 namespace jointvae {
 
-// Inputs (row-major, unit column stride, ld = row stride) and the precomputed rows (contiguous, filled by
-// tc_prepare_row): inv_sd = s, half_c = c [B, D]; log_pi [B, sum K].
+// Inputs: mu, logvar, logits as in LatentView (row-major, unit column stride, ld = row stride), plus z, y and
+// log_weights w [B, B]; and the precomputed rows (contiguous, filled by tc_prepare_row): inv_sd = s,
+// half_c = c [B, D]; log_pi [B, sum K].
 template <typename T>
-struct TCPairwiseArgs {
-  int64_t B, D;
-  DiscLayout disc;
+struct TCPairwiseArgs : LatentView<T> {
   const T* z;
   int64_t ld_z;
-  const T* mu;
-  int64_t ld_mu;
-  const T* logvar;
-  int64_t ld_logvar;
   const T* y;
   int64_t ld_y;
-  const T* logits;
-  int64_t ld_logits;
-  const T* w;  // log_weights [B, B]
+  const T* w;
   int64_t ld_w;
   T* inv_sd;
   T* half_c;
