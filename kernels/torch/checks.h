@@ -2,6 +2,7 @@
 // exception, never a crash).
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include <cmath>
 #include <cstdint>
@@ -293,9 +294,18 @@ inline TCInputs check_tc_inputs(const at::Tensor& z, const at::Tensor& mu, const
   return t;
 }
 
-// The kernels' view of checked inputs plus the precomputed rows (contiguous [B, D], [B, D], [B, sum K]).
+// The precomputed rows of tc_pairwise, allocated on the inputs' device (contiguous [B, D], [B, D], [B, sum K]).
+struct TCRows {
+  at::Tensor inv_sd, half_c, log_pi;
+  explicit TCRows(const TCInputs& t)
+      : inv_sd(at::empty({t.in.B, t.in.D}, t.in.mu.options())),
+        half_c(at::empty({t.in.B, t.in.D}, t.in.mu.options())),
+        log_pi(at::empty({t.in.B, t.in.disc.total}, t.in.mu.options())) {}
+};
+
+// The kernels' view of checked inputs plus the precomputed rows (filled by tc_prepare_row).
 template <typename T>
-TCPairwiseArgs<T> tc_args(const TCInputs& t, at::Tensor& inv_sd, at::Tensor& half_c, at::Tensor& log_pi) {
+TCPairwiseArgs<T> tc_args(const TCInputs& t, TCRows& rows) {
   TCPairwiseArgs<T> a{};
   static_cast<LatentView<T>&>(a) = latent_view<T>(t.in);
   a.z = ptr_or_null<T>(t.z);
@@ -304,10 +314,20 @@ TCPairwiseArgs<T> tc_args(const TCInputs& t, at::Tensor& inv_sd, at::Tensor& hal
   a.ld_y = row_stride(t.y);
   a.w = ptr_or_null<T>(t.w);
   a.ld_w = row_stride(t.w);
-  a.inv_sd = mut_or_null<T>(inv_sd);
-  a.half_c = mut_or_null<T>(half_c);
-  a.log_pi = mut_or_null<T>(log_pi);
+  a.inv_sd = mut_or_null<T>(rows.inv_sd);
+  a.half_c = mut_or_null<T>(rows.half_c);
+  a.log_pi = mut_or_null<T>(rows.log_pi);
   return a;
+}
+
+// tc_pairwise_backward's view: the (contiguous) gradients and saved outputs, and its outputs.
+template <typename T>
+TCBackwardArgs<T> tc_backward_args(const at::Tensor& gj, const at::Tensor& gm, const at::Tensor& joint,
+                                   const at::Tensor& marg, at::Tensor& dz, at::Tensor& dmu, at::Tensor& dlv,
+                                   at::Tensor& dy, at::Tensor& dl) {
+  return TCBackwardArgs<T>{ptr_or_null<T>(gj), ptr_or_null<T>(gm), ptr_or_null<T>(joint), ptr_or_null<T>(marg),
+                           mut_or_null<T>(dz), mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dy),
+                           mut_or_null<T>(dl)};
 }
 
 // tc_pairwise_backward's gradients and saved outputs: grad_joint, joint [B]; grad_marginals, marginals [B, J].

@@ -233,16 +233,12 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad
   return {dmu, dlv};
 }
 
-// The precomputed rows of tc_pairwise (inv_sd, half_c [B, D]; log_pi [B, sum K]) over all rows, in parallel.
+// The precomputed rows of tc_pairwise over all rows, in parallel.
 template <typename T>
-TCPairwiseArgs<T> tc_prepared(const TCInputs& t, at::Tensor& inv_sd, at::Tensor& half_c, at::Tensor& log_pi) {
-  const int64_t B = t.in.B, D = t.in.D, K = t.in.disc.total;
-  const auto opt = t.in.mu.options();
-  inv_sd = at::empty({B, D}, opt);
-  half_c = at::empty({B, D}, opt);
-  log_pi = at::empty({B, K}, opt);
-  const TCPairwiseArgs<T> a = tc_args<T>(t, inv_sd, half_c, log_pi);
-  at::parallel_for(0, B, row_grain(2 * D + K), [&](int64_t b0, int64_t b1) { cpu::tc_prepare_rows<T>(a, b0, b1); });
+TCPairwiseArgs<T> tc_prepared(const TCInputs& t, TCRows& rows) {
+  const TCPairwiseArgs<T> a = tc_args<T>(t, rows);
+  at::parallel_for(0, t.in.B, row_grain(2 * t.in.D + t.in.disc.total),
+                   [&](int64_t b0, int64_t b1) { cpu::tc_prepare_rows<T>(a, b0, b1); });
   return a;
 }
 
@@ -257,8 +253,8 @@ std::tuple<Tensor, Tensor> tc_pairwise_cpu(const Tensor& z, const Tensor& mu, co
   if (B == 0) return {joint, marg};
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise", [&] {
     using T = scalar_t;
-    Tensor inv_sd, half_c, log_pi;
-    const TCPairwiseArgs<T> a = tc_prepared<T>(t, inv_sd, half_c, log_pi);
+    TCRows rows(t);
+    const TCPairwiseArgs<T> a = tc_prepared<T>(t, rows);
     T* pj = joint.mutable_data_ptr<T>();
     T* pm = mut_or_null<T>(marg);
     at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_forward_rows<T>(a, b0, b1, pj, pm); });
@@ -281,11 +277,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> tc_pairwise_backward_cpu(
          pm = log_q_marginals.contiguous();
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise_backward", [&] {
     using T = scalar_t;
-    Tensor inv_sd, half_c, log_pi;
-    const TCPairwiseArgs<T> a = tc_prepared<T>(t, inv_sd, half_c, log_pi);
-    const TCBackwardArgs<T> g{ptr_or_null<T>(gj), ptr_or_null<T>(gm), ptr_or_null<T>(pj), ptr_or_null<T>(pm),
-                              mut_or_null<T>(dz), mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dy),
-                              mut_or_null<T>(dl)};
+    TCRows rows(t);
+    const TCPairwiseArgs<T> a = tc_prepared<T>(t, rows);
+    const TCBackwardArgs<T> g = tc_backward_args<T>(gj, gm, pj, pm, dz, dmu, dlv, dy, dl);
     at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_backward_rows<T>(a, g, b0, b1); });
     at::parallel_for(0, B, pair_grain(B, J),
                      [&](int64_t b0, int64_t b1) { cpu::tc_backward_columns<T>(a, g, b0, b1); });
