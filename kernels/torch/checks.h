@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "jointvae/latent_args.h"
@@ -320,26 +321,35 @@ TCPairwiseArgs<T> tc_args(const TCInputs& t, TCRows& rows) {
   return a;
 }
 
-// tc_pairwise_backward's view: the (contiguous) gradients and saved outputs, and its outputs.
-template <typename T>
-TCBackwardArgs<T> tc_backward_args(const at::Tensor& gj, const at::Tensor& gm, const at::Tensor& joint,
-                                   const at::Tensor& marg, at::Tensor& dz, at::Tensor& dmu, at::Tensor& dlv,
-                                   at::Tensor& dy, at::Tensor& dl) {
-  return TCBackwardArgs<T>{ptr_or_null<T>(gj), ptr_or_null<T>(gm), ptr_or_null<T>(joint), ptr_or_null<T>(marg),
-                           mut_or_null<T>(dz), mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dy),
-                           mut_or_null<T>(dl)};
-}
-
-// tc_pairwise_backward's gradients and saved outputs: grad_joint, joint [B]; grad_marginals, marginals [B, J].
-inline void check_tc_backward(const TCInputs& t, const at::Tensor& gj, const at::Tensor& gm, const at::Tensor& joint,
-                              const at::Tensor& marg) {
-  const at::Tensor& mu = t.in.mu;
-  const int64_t J = t.in.D + t.in.disc.num_vars;
-  check_vector(gj, "grad_joint", mu, t.in.B);
-  check_vector(joint, "log_q_joint", mu, t.in.B);
-  check_like(gm, "grad_marginals", mu, t.in.B, J);
-  check_like(marg, "log_q_marginals", mu, t.in.B, J);
-}
+// tc_pairwise_backward's checked gradients and saved outputs (grad_joint, log_q_joint [B]; grad_marginals,
+// log_q_marginals [B, J]; contiguous) and its outputs (allocated: d z, d mu, d logvar [B, D]; d y, d logits
+// [B, sum K]).
+struct TCBackward {
+  at::Tensor gj, gm, joint, marg, dz, dmu, dlv, dy, dl;
+  TCBackward(const TCInputs& t, const at::Tensor& grad_joint, const at::Tensor& grad_marginals,
+             const at::Tensor& log_q_joint, const at::Tensor& log_q_marginals) {
+    const at::Tensor& mu = t.in.mu;
+    const int64_t B = t.in.B, D = t.in.D, K = t.in.disc.total, J = D + t.in.disc.num_vars;
+    check_vector(grad_joint, "grad_joint", mu, B);
+    check_vector(log_q_joint, "log_q_joint", mu, B);
+    check_like(grad_marginals, "grad_marginals", mu, B, J);
+    check_like(log_q_marginals, "log_q_marginals", mu, B, J);
+    gj = grad_joint.contiguous(), gm = grad_marginals.contiguous();
+    joint = log_q_joint.contiguous(), marg = log_q_marginals.contiguous();
+    const auto opt = mu.options();
+    dz = at::empty({B, D}, opt), dmu = at::empty({B, D}, opt), dlv = at::empty({B, D}, opt);
+    dy = at::empty({B, K}, opt), dl = at::empty({B, K}, opt);
+  }
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs() const {
+    return {dz, dmu, dlv, dy, dl};
+  }
+  template <typename T>
+  TCBackwardArgs<T> args() {
+    return TCBackwardArgs<T>{ptr_or_null<T>(gj), ptr_or_null<T>(gm), ptr_or_null<T>(joint), ptr_or_null<T>(marg),
+                             mut_or_null<T>(dz), mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dy),
+                             mut_or_null<T>(dl)};
+  }
+};
 
 }  // namespace torch_ops
 }  // namespace jointvae

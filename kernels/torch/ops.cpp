@@ -267,24 +267,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> tc_pairwise_backward_cpu(
     const Tensor& y, const Tensor& logits, at::IntArrayRef disc_dims, const Tensor& log_weights,
     const Tensor& log_q_joint, const Tensor& log_q_marginals) {
   const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
-  check_tc_backward(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
-  const int64_t B = t.in.B, D = t.in.D, K = t.in.disc.total, J = D + t.in.disc.num_vars;
-  const auto opt = mu.options();
-  Tensor dz = at::empty({B, D}, opt), dmu = at::empty({B, D}, opt), dlv = at::empty({B, D}, opt),
-         dy = at::empty({B, K}, opt), dl = at::empty({B, K}, opt);
-  if (B == 0) return {dz, dmu, dlv, dy, dl};
-  Tensor gj = grad_joint.contiguous(), gm = grad_marginals.contiguous(), pj = log_q_joint.contiguous(),
-         pm = log_q_marginals.contiguous();
+  TCBackward bw(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
+  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  if (B == 0) return bw.outputs();
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise_backward", [&] {
     using T = scalar_t;
     TCRows rows(t);
     const TCPairwiseArgs<T> a = tc_prepared<T>(t, rows);
-    const TCBackwardArgs<T> g = tc_backward_args<T>(gj, gm, pj, pm, dz, dmu, dlv, dy, dl);
+    const TCBackwardArgs<T> g = bw.args<T>();
     at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_backward_rows<T>(a, g, b0, b1); });
     at::parallel_for(0, B, pair_grain(B, J),
                      [&](int64_t b0, int64_t b1) { cpu::tc_backward_columns<T>(a, g, b0, b1); });
   });
-  return {dz, dmu, dlv, dy, dl};
+  return bw.outputs();
 }
 
 void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {

@@ -275,26 +275,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> tc_pairwise_backward_cuda(
     const Tensor& y, const Tensor& logits, at::IntArrayRef disc_dims, const Tensor& log_weights,
     const Tensor& log_q_joint, const Tensor& log_q_marginals) {
   const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
-  check_tc_backward(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
+  TCBackward bw(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
   c10::cuda::CUDAGuard guard(mu.device());
-  const int64_t B = t.in.B, D = t.in.D, K = t.in.disc.total, J = D + t.in.disc.num_vars;
-  const auto opt = mu.options();
-  Tensor dz = at::empty({B, D}, opt), dmu = at::empty({B, D}, opt), dlv = at::empty({B, D}, opt),
-         dy = at::empty({B, K}, opt), dl = at::empty({B, K}, opt);
-  if (B == 0) return {dz, dmu, dlv, dy, dl};
-  Tensor gj = grad_joint.contiguous(), gm = grad_marginals.contiguous(), pj = log_q_joint.contiguous(),
-         pm = log_q_marginals.contiguous();
+  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  if (B == 0) return bw.outputs();
   TCRows rows(t);
-  Tensor scratch = at::empty({cuda::tc_scratch_elems(B, J)}, opt);
+  Tensor scratch = at::empty({cuda::tc_scratch_elems(B, J)}, mu.options());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise_backward", [&] {
     using T = scalar_t;
-    check_launch(cuda::tc_pairwise_backward<T>(tc_args<T>(t, rows),
-                                               tc_backward_args<T>(gj, gm, pj, pm, dz, dmu, dlv, dy, dl),
-                                               scratch.mutable_data_ptr<T>(), stream),
+    check_launch(cuda::tc_pairwise_backward<T>(tc_args<T>(t, rows), bw.args<T>(), scratch.mutable_data_ptr<T>(),
+                                               stream),
                  "tc_pairwise_backward");
   });
-  return {dz, dmu, dlv, dy, dl};
+  return bw.outputs();
 }
 
 }  // namespace
