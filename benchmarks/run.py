@@ -13,7 +13,9 @@ the fused latent ops vs their composites), profile (benchmarks/profile_suite.py:
 self time, at each precision; not part of "all"), layers (benchmarks/layers_suite.py: forward + backward of
 each transposed convolution of the decoders, bias fused against added apart, CPU; not part of "all"), explore
 (benchmarks/explore_suite.py: latency of the explorer's decode requests with 1, 10 and 100 clients at once, on
-loopback, the server in its own process; not part of "all"). Devices: cpu, plus cuda when a GPU is
+loopback, the server in its own process; not part of "all"), tc (benchmarks/tc_suite.py: time and peak memory
+of the fused total-correlation op against its composite, B = 64 ... 4096, CPU, one subprocess each; not part of
+"all"). Devices: cpu, plus cuda when a GPU is
 visible, unless --device names one. The JSON holds the machine (CPU model, cores, GPU, torch, ops backend,
 date) and every row with its raw runs.
 """
@@ -82,7 +84,7 @@ def _add_floor_ratios(rows: list[dict], floor: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "explore", "all"], default="all")
+    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "explore", "tc", "all"], default="all")
     ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="repeatable; default: cpu, plus cuda when a GPU is visible")
@@ -169,6 +171,14 @@ def main(argv=None) -> int:
         print(explore_suite.format_table(explore_rows))
         print(f"# {args.source} served by `python -m jointvae_fast.explore` on loopback (its own process); "
               f"asyncio clients in this process, each on one kept-alive connection, all connecting at once")
+
+    if args.suite == "tc":
+        from benchmarks import tc_suite
+
+        kw = {"batch_sizes": tuple(args.batch_size)} if args.batch_size else {}
+        tc_rows = tc_suite.run(threads=args.threads or 1, **kw)
+        result["tc"] = tc_rows
+        print(tc_suite.format_table(tc_rows))
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

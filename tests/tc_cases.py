@@ -1,4 +1,4 @@
-"""Inputs and error bounds for ops.tc_pairwise (the composite twin now; a fused op later) -- not a test module.
+"""Inputs and error bounds for ops.tc_pairwise (fused op and composite twin) -- not a test module.
 
 Bounds (an implementation in precision eps on inputs exactly representable in it, against the float64 reference
 on the same inputs), first-order in eps except where the LSE's responsibilities are bounded in log space:

@@ -29,8 +29,9 @@ disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
         b[n,m,i] = sum_k y_n,i,k log_softmax(logits_m,i)_k:
         log_q_joint[n] = LSE_m (log_weights[n,m] + sum_d a[n,m,d] + sum_i b[n,m,i]);
         log_q_marginals[n, j] = LSE_m (log_weights[n,m] + a[n,m,j]) for j < D, with b[n,m,j-D] for j >= D.
-        Differentiable in z, mu, logvar, y and logits. For now every device runs the composite twin, which
-        materialises [B, B, D + V] (memory O(B^2 (D + V))); a fused op will stream the LSE over m.
+        Differentiable in z, mu, logvar, y and logits (log_weights is a constant). The compiled op (CPU and
+        CUDA) streams both LSEs over m (memory O(B (D + sum K)), backward by recomputation from the two
+        outputs); the composite twin materialises [B, B, D + V] (memory O(B^2 (D + V))).
 
 The first four are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
 (kernels/torch/autograd.cpp) call the fused backward ops (no double backward). Fake kernels are registered,

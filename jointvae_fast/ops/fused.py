@@ -14,7 +14,8 @@ import torch
 from . import extension
 from .composite import (composite_aggregate_kl, composite_gaussian_aggregate_kl, composite_kl_capacity_loss,
                         composite_sample_latent, composite_tc_pairwise)
-from .validation import FLOATS, check_float, check_gaussian, check_inputs, check_logits, check_noise, check_tau
+from .validation import (FLOATS, check_float, check_gaussian, check_inputs, check_logits, check_noise, check_tau,
+                         check_tc_inputs)
 
 _INFO: dict | None = None  # extension.load()'s report, once loaded
 _HAVE_OPS = False
@@ -204,7 +205,7 @@ def _as_int64(x: int) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # custom-op plumbing: fake kernels (autograd is registered in C++)
 
-_sample_latent_op = _kl_op = _aggregate_op = _gaussian_aggregate_op = None  # bound by _bind_ops()
+_sample_latent_op = _kl_op = _aggregate_op = _gaussian_aggregate_op = _tc_op = None  # bound by _bind_ops()
 
 
 def _sample_latent_fake(mu, logvar, logits, disc_dims, tau, training, eps, u, generator, temperature=None):
@@ -245,23 +246,34 @@ def _philox_uniform_fake(out, seed, offset):
     return None
 
 
+def _tc_fake(z, mu, logvar, y, logits, disc_dims, log_weights):
+    return mu.new_empty((mu.shape[0],)), mu.new_empty((mu.shape[0], mu.shape[1] + len(disc_dims)))
+
+
+def _tc_backward_fake(grad_joint, grad_marginals, z, mu, logvar, y, logits, disc_dims, *saved):
+    return (mu.new_empty(mu.shape), mu.new_empty(mu.shape), mu.new_empty(mu.shape),
+            logits.new_empty(logits.shape), logits.new_empty(logits.shape))
+
+
 _FAKES = {
     "sample_latent": _sample_latent_fake, "sample_latent_backward": _sample_latent_backward_fake,
     "kl_capacity_loss": _kl_fake, "kl_capacity_loss_backward": _kl_backward_fake,
     "aggregate_kl": _aggregate_fake, "aggregate_kl_backward": _aggregate_backward_fake,
     "gaussian_aggregate_kl": _gaussian_aggregate_fake, "gaussian_aggregate_kl_backward": _gaussian_aggregate_backward_fake,
     "philox_uniform_": _philox_uniform_fake,
+    "tc_pairwise": _tc_fake, "tc_pairwise_backward": _tc_backward_fake,
 }
 
 
 def _bind_ops() -> None:
     """The compiled ops' handles, and their fake kernels (shapes only: torch.compile, CUDA graphs). Autograd is
     registered in C++ (kernels/torch/autograd.cpp: autograd kernels calling the fused backward ops)."""
-    global _sample_latent_op, _kl_op, _aggregate_op, _gaussian_aggregate_op
+    global _sample_latent_op, _kl_op, _aggregate_op, _gaussian_aggregate_op, _tc_op
     _sample_latent_op = torch.ops.jointvae.sample_latent.default
     _kl_op = torch.ops.jointvae.kl_capacity_loss.default
     _aggregate_op = torch.ops.jointvae.aggregate_kl.default
     _gaussian_aggregate_op = torch.ops.jointvae.gaussian_aggregate_kl.default
+    _tc_op = torch.ops.jointvae.tc_pairwise.default
     for name, fake in _FAKES.items():
         torch.library.register_fake(f"jointvae::{name}")(fake)
 
@@ -269,7 +281,16 @@ def _bind_ops() -> None:
 def tc_pairwise(z, mu, logvar, y, logits, disc_dims: Sequence[int], log_weights):
     """(log_q_joint [B], log_q_marginals [B, D + V]) of the total correlation's estimators (`jointvae_fast.ops`).
 
-    No compiled op yet: every device runs the composite twin (memory O(B^2 (D + V))). A fused op with this
-    contract (a streaming logsumexp over m, backward by recomputation) dispatches here."""
-    return composite_tc_pairwise(z, mu, logvar, y, logits, disc_dims, log_weights)
-
+    The compiled op streams the logsumexps over the batch (memory O(B (D + sum K)), backward by recomputation);
+    devices it does not cover run the composite twin (memory O(B^2 (D + V))). log_weights is not differentiated."""
+    _ensure_loaded()
+    if _fast_path(mu, logvar, logits) and type(z) is torch.Tensor and type(y) is torch.Tensor \
+            and type(log_weights) is torch.Tensor:  # see sample_latent
+        try:
+            return _tc_op(z, mu, logvar, y, logits, disc_dims, log_weights)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    z, mu, logvar, y, logits, dims, w = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights)
+    if not _fused_ok(mu):
+        return composite_tc_pairwise(z, mu, logvar, y, logits, dims, w)
+    return _tc_op(z, mu, logvar, y, logits, dims, w.detach())

@@ -7,6 +7,7 @@
 
 #include "jointvae/latent_args.h"
 #include "jointvae/philox.h"
+#include "jointvae/tc_pairwise.h"
 
 namespace jointvae {
 namespace cuda {
@@ -56,6 +57,18 @@ cudaError_t gaussian_aggregate_kl_forward(const GaussianAggregateArgs<T>& a, dou
 template <typename T>
 cudaError_t gaussian_aggregate_kl_backward(const GaussianAggregateArgs<T>& a, const double* moments,
                                            const T* grad_agg, T* dmu, T* dlogvar, cudaStream_t stream);
+
+// tc_pairwise (jointvae/tc_pairwise.h): a's inv_sd, half_c, log_pi are device workspaces ([B, D], [B, D],
+// [B, sum K]) the launches fill; scratch: tc_scratch_elems(B, J) values. Forward: joint [B], marg [B, J];
+// backward: g's outputs. One thread per row, streaming over the batch.
+int64_t tc_scratch_elems(int64_t B, int64_t J);
+
+template <typename T>
+cudaError_t tc_pairwise_forward(const TCPairwiseArgs<T>& a, T* scratch, T* joint, T* marg, cudaStream_t stream);
+
+template <typename T>
+cudaError_t tc_pairwise_backward(const TCPairwiseArgs<T>& a, const TCBackwardArgs<T>& g, T* scratch,
+                                 cudaStream_t stream);
 
 cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out, cudaStream_t stream);
 

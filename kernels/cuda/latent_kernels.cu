@@ -305,6 +305,30 @@ __global__ void philox_uniform_kernel(uint64_t seed, uint64_t offset, int64_t n,
   });
 }
 
+// tc_pairwise (jointvae/tc_pairwise.h): one thread per row n (or column m), streaming over the other index.
+template <typename T>
+__global__ void tc_prepare_kernel(TCPairwiseArgs<T> a) {
+  grid_stride(a.B, [&](int64_t m) { tc_prepare_row(a, m); });
+}
+
+template <typename T>
+__global__ void tc_forward_kernel(TCPairwiseArgs<T> a, T* scratch, T* joint, T* marg) {
+  const int64_t width = 3 * (tc_width(a) + 1);
+  grid_stride(a.B, [&](int64_t n) { tc_forward_row(a, n, scratch + n * width, joint, marg); });
+}
+
+template <typename T>
+__global__ void tc_backward_rows_kernel(TCPairwiseArgs<T> a, TCBackwardArgs<T> g, T* scratch) {
+  const int64_t width = 3 * (tc_width(a) + 1);
+  grid_stride(a.B, [&](int64_t n) { tc_backward_row(a, g, n, scratch + n * width); });
+}
+
+template <typename T>
+__global__ void tc_backward_columns_kernel(TCPairwiseArgs<T> a, TCBackwardArgs<T> g, T* scratch) {
+  const int64_t width = 3 * (tc_width(a) + 1);
+  grid_stride(a.B, [&](int64_t m) { tc_backward_column(a, g, m, scratch + m * width); });
+}
+
 JV_LAUNCH_PARAM(int, kRowsPerBlock, 256);   // kl_forward: rows of a block
 JV_LAUNCH_PARAM(int, kRowsY, 8);            // kl_forward: block (32, kRowsY)
 JV_LAUNCH_PARAM(int, kColsPerTile, 256);    // kl_forward: columns of a tile (grid y), 16 KiB of shared memory
@@ -420,6 +444,26 @@ cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out
   return cudaGetLastError();
 }
 
+int64_t tc_scratch_elems(int64_t B, int64_t J) { return B * 3 * (J + 1); }
+
+template <typename T>
+cudaError_t tc_pairwise_forward(const TCPairwiseArgs<T>& a, T* scratch, T* joint, T* marg, cudaStream_t stream) {
+  if (a.B == 0) return cudaSuccess;
+  JV_LAUNCH(tc_prepare_kernel<T>, grid_for(a.B), kThreads, 0, stream)(a);
+  JV_LAUNCH(tc_forward_kernel<T>, grid_for(a.B), kThreads, 0, stream)(a, scratch, joint, marg);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t tc_pairwise_backward(const TCPairwiseArgs<T>& a, const TCBackwardArgs<T>& g, T* scratch,
+                                 cudaStream_t stream) {
+  if (a.B == 0) return cudaSuccess;
+  JV_LAUNCH(tc_prepare_kernel<T>, grid_for(a.B), kThreads, 0, stream)(a);
+  JV_LAUNCH(tc_backward_rows_kernel<T>, grid_for(a.B), kThreads, 0, stream)(a, g, scratch);
+  JV_LAUNCH(tc_backward_columns_kernel<T>, grid_for(a.B), kThreads, 0, stream)(a, g, scratch);
+  return cudaGetLastError();
+}
+
 #define JV_INSTANTIATE(T)                                                                                        \
   template cudaError_t sample_latent<T>(const SampleLatentArgs<T>&, const PhiloxArgs&, int64_t*, cudaStream_t); \
   template cudaError_t sample_latent_backward<T>(const SampleLatentBackwardArgs<T>&, cudaStream_t);             \
@@ -432,7 +476,9 @@ cudaError_t philox_uniform(uint64_t seed, uint64_t offset, int64_t n, float* out
   template cudaError_t gaussian_aggregate_kl_forward<T>(const GaussianAggregateArgs<T>&, double*, unsigned*, T*,  \
                                                         double*, cudaStream_t);                                  \
   template cudaError_t gaussian_aggregate_kl_backward<T>(const GaussianAggregateArgs<T>&, const double*, const T*, \
-                                                         T*, T*, cudaStream_t);
+                                                         T*, T*, cudaStream_t);       \
+  template cudaError_t tc_pairwise_forward<T>(const TCPairwiseArgs<T>&, T*, T*, T*, cudaStream_t);              \
+  template cudaError_t tc_pairwise_backward<T>(const TCPairwiseArgs<T>&, const TCBackwardArgs<T>&, T*, cudaStream_t);
 
 JV_INSTANTIATE(float)
 JV_INSTANTIATE(double)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/latent_cpu.h"
+#include "cpu/tc_pairwise_cpu.h"
 #include "cuda/latent_cuda.h"
 #include "tests/check.h"
 
@@ -240,6 +241,94 @@ static void gaussian_aggregate_vs_cpu(const Inputs<T>& in, double tol) {
     CHECK(max_rel(d[i], c[i]) < tol, "gaussian_aggregate_kl_backward[%d]: %g", i, max_rel(d[i], c[i]));
 }
 
+// tc_pairwise: z = mu + 0.3 sin, y = a normalised positive pattern, w = 0.1 cos; the emulated kernels against the
+// CPU twin, and the joint of the first rows against a direct float64 evaluation of the formula (so that a broken
+// shared header fails here too, not only against the reference in Python).
+template <typename T>
+struct TCBuffers {
+  std::vector<T> z, y, w, inv_sd, half_c, log_pi;
+  TCPairwiseArgs<T> a;
+  explicit TCBuffers(const Inputs<T>& in) {
+    const int64_t B = in.B, D = in.D, K = in.disc.total;
+    const KLArgs<T> k = in.kl();
+    z.resize(B * D), y.resize(B * K), w.resize(B * B), inv_sd.resize(B * D), half_c.resize(B * D), log_pi.resize(B * K);
+    for (int64_t i = 0; i < B * D; ++i) z[i] = k.mu[(i / D) * in.ld + i % D] + T(0.3 * std::sin(1.3 * double(i)));
+    for (int64_t n = 0; n < B; ++n)
+      for (int v = 0; v < in.disc.num_vars; ++v) {
+        double sum = 0.0;
+        for (int c = 0; c < in.disc.dims[v]; ++c) sum += 1.5 + std::sin(double(n * K + in.disc.off[v] + c));
+        for (int c = 0; c < in.disc.dims[v]; ++c)
+          y[n * K + in.disc.off[v] + c] = T((1.5 + std::sin(double(n * K + in.disc.off[v] + c))) / sum);
+      }
+    for (int64_t i = 0; i < B * B; ++i) w[i] = T(0.1 * std::cos(double(i)));
+    a = TCPairwiseArgs<T>{};
+    static_cast<LatentView<T>&>(a) = k;
+    a.z = z.data(), a.ld_z = D, a.y = y.data(), a.ld_y = K, a.w = w.data(), a.ld_w = B;
+    a.inv_sd = inv_sd.data(), a.half_c = half_c.data(), a.log_pi = log_pi.data();
+  }
+};
+
+template <typename T>
+static double tc_joint_direct(const Inputs<T>& in, const TCBuffers<T>& t, int64_t n) {
+  const KLArgs<T> k = in.kl();
+  const int64_t D = in.D, K = in.disc.total;
+  double top = -INFINITY;
+  std::vector<double> x(in.B);
+  for (int64_t m = 0; m < in.B; ++m) {
+    double s = double(t.w[n * in.B + m]);
+    for (int64_t d = 0; d < D; ++d) {
+      const double lv = double(k.logvar[m * in.ld + d]), diff = double(t.z[n * D + d]) - double(k.mu[m * in.ld + d]);
+      s += -0.5 * (std::log(2.0 * M_PI) + lv + diff * diff * std::exp(-lv));
+    }
+    for (int v = 0; v < in.disc.num_vars; ++v) {
+      const T* l = k.logits + m * in.ld + in.disc.off[v];
+      double lse = 0.0;
+      for (int c = 0; c < in.disc.dims[v]; ++c) lse += std::exp(double(l[c]));
+      for (int c = 0; c < in.disc.dims[v]; ++c)
+        s += double(t.y[n * K + in.disc.off[v] + c]) * (double(l[c]) - std::log(lse));
+    }
+    x[m] = s;
+    top = std::fmax(top, s);
+  }
+  double sum = 0.0;
+  for (double v : x) sum += std::exp(v - top);
+  return top + std::log(sum);
+}
+
+template <typename T>
+static void tc_vs_cpu(const Inputs<T>& in, double tol) {
+  const int64_t B = in.B, D = in.D, K = in.disc.total, J = D + in.disc.num_vars;
+  TCBuffers<T> gpu(in), cpu_(in);
+  std::vector<T> scratch(static_cast<size_t>(cuda::tc_scratch_elems(B, J)), T(NAN));
+  std::vector<T> joint(B, T(NAN)), marg(B * J, T(NAN)), joint_cpu(B), marg_cpu(B * J);
+  CHECK(cuda::tc_pairwise_forward<T>(gpu.a, scratch.data(), joint.data(), marg.data(), nullptr) == cudaSuccess,
+        "tc_pairwise_forward launch");
+  cpu::tc_prepare_rows<T>(cpu_.a, 0, B);
+  cpu::tc_forward_rows<T>(cpu_.a, 0, B, joint_cpu.data(), marg_cpu.data());
+  CHECK(max_rel(joint, joint_cpu) < tol && max_rel(marg, marg_cpu) < tol, "tc_pairwise vs CPU twin: %g %g",
+        max_rel(joint, joint_cpu), max_rel(marg, marg_cpu));
+  for (int64_t n = 0; n < 3; ++n) {
+    const double want = tc_joint_direct(in, cpu_, n);
+    CHECK(std::fabs(double(joint_cpu[n]) - want) < 100 * tol * (1 + std::fabs(want)), "tc joint[%d] %g vs direct %g",
+          int(n), double(joint_cpu[n]), want);
+  }
+  std::vector<T> gj(B), gm(B * J);
+  for (int64_t i = 0; i < B; ++i) gj[i] = T(std::sin(0.7 * double(i)));
+  for (int64_t i = 0; i < B * J; ++i) gm[i] = T(std::cos(0.3 * double(i)));
+  std::vector<T> d[5] = {std::vector<T>(B * D, T(NAN)), std::vector<T>(B * D, T(NAN)), std::vector<T>(B * D, T(NAN)),
+                         std::vector<T>(B * K, T(NAN)), std::vector<T>(B * K, T(NAN))};
+  std::vector<T> c[5] = {std::vector<T>(B * D), std::vector<T>(B * D), std::vector<T>(B * D), std::vector<T>(B * K),
+                         std::vector<T>(B * K)};
+  TCBackwardArgs<T> g{gj.data(), gm.data(), joint.data(), marg.data(), d[0].data(), d[1].data(), d[2].data(),
+                      d[3].data(), d[4].data()};
+  CHECK(cuda::tc_pairwise_backward<T>(gpu.a, g, scratch.data(), nullptr) == cudaSuccess, "tc_pairwise_backward launch");
+  g = TCBackwardArgs<T>{gj.data(), gm.data(), joint_cpu.data(), marg_cpu.data(), c[0].data(), c[1].data(),
+                        c[2].data(), c[3].data(), c[4].data()};
+  cpu::tc_backward_rows<T>(cpu_.a, g, 0, B);
+  cpu::tc_backward_columns<T>(cpu_.a, g, 0, B);
+  for (int i = 0; i < 5; ++i) CHECK(max_rel(d[i], c[i]) < tol, "tc_pairwise_backward[%d]: %g", i, max_rel(d[i], c[i]));
+}
+
 static void philox_vs_cpu() {
   std::vector<float> got(1001, NAN), want(1001);
   CHECK(cuda::philox_uniform(77, 3, 1001, got.data(), nullptr) == cudaSuccess, "philox launch");
@@ -267,6 +356,8 @@ static void kernels_vs_cpu() {
     aggregate_vs_cpu(d, 1e-12);
     gaussian_aggregate_vs_cpu(f, 2e-5);
     gaussian_aggregate_vs_cpu(d, 1e-12);
+    tc_vs_cpu(f, 2e-5);
+    tc_vs_cpu(d, 1e-12);
   }
   emu::reset_launch_params();
 }

@@ -35,6 +35,12 @@ using GaussianAggregateSig = std::tuple<Tensor, Tensor>(const Tensor&, const Ten
 using GaussianAggregateBackwardSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
                                                                 const Tensor&);
 
+using TCSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                        at::IntArrayRef, const Tensor&);
+using TCBackwardSig = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    at::IntArrayRef, const Tensor&, const Tensor&, const Tensor&);
+
 template <typename Sig>
 c10::TypedOperatorHandle<Sig> handle(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
@@ -182,6 +188,45 @@ std::tuple<Tensor, Tensor, Tensor> kl_capacity_loss_autograd(const Tensor& mu, c
   return {r[0], r[1], r[2]};
 }
 
+// Backward by recomputation: saves the inputs and the two outputs (O(B (D + sum K + B)) with log_weights).
+class TCPairwiseFn : public torch::autograd::Function<TCPairwiseFn> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Tensor& z, const Tensor& mu, const Tensor& logvar,
+                               const Tensor& y, const Tensor& logits, at::IntArrayRef disc_dims,
+                               const Tensor& log_weights) {
+    static const auto op = handle<TCSig>("jointvae::tc_pairwise");
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [joint, marg] = op.call(z, mu, logvar, y, logits, disc_dims, log_weights);
+    ctx->save_for_backward({z, mu, logvar, y, logits, log_weights, joint, marg});
+    ctx->saved_data["dims"] = disc_dims.vec();
+    return {joint, marg};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = handle<TCBackwardSig>("jointvae::tc_pairwise_backward");
+    const auto s = ctx->get_saved_variables();
+    variable_list out(7);
+    if (!grads[0].defined() && !grads[1].defined()) return out;
+    const Tensor gj = grads[0].defined() ? grads[0] : at::zeros_like(s[6]);
+    const Tensor gm = grads[1].defined() ? grads[1] : at::zeros_like(s[7]);
+    auto [dz, dmu, dlv, dy, dl] =
+        op.call(gj, gm, s[0], s[1], s[2], s[3], s[4], ctx->saved_data["dims"].toIntVector(), s[5], s[6], s[7]);
+    out[0] = dz;
+    out[1] = dmu;
+    out[2] = dlv;
+    out[3] = dy;
+    out[4] = dl;
+    return out;
+  }
+};
+
+std::tuple<Tensor, Tensor> tc_pairwise_autograd(const Tensor& z, const Tensor& mu, const Tensor& logvar,
+                                                const Tensor& y, const Tensor& logits, at::IntArrayRef disc_dims,
+                                                const Tensor& log_weights) {
+  auto r = TCPairwiseFn::apply(z, mu, logvar, y, logits, disc_dims, log_weights);
+  return {r[0], r[1]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(jointvae, Autograd, m) {
@@ -189,4 +234,5 @@ TORCH_LIBRARY_IMPL(jointvae, Autograd, m) {
   m.impl("kl_capacity_loss", &kl_capacity_loss_autograd);
   m.impl("aggregate_kl", &aggregate_kl_autograd);
   m.impl("gaussian_aggregate_kl", &gaussian_aggregate_kl_autograd);
+  m.impl("tc_pairwise", &tc_pairwise_autograd);
 }

@@ -2,13 +2,16 @@
 // exception, never a crash).
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "jointvae/latent_args.h"
+#include "jointvae/tc_pairwise.h"
 
 namespace jointvae {
 namespace torch_ops {
@@ -270,6 +273,83 @@ inline void check_gaussian_backward(const at::Tensor& mu, const at::Tensor& grad
               "jointvae: moments must be a float64 [2, ", mu.size(1), "] tensor on ", mu.device(), ", got ",
               moments.sizes(), " ", moments.scalar_type(), " on ", moments.device());
 }
+
+// tc_pairwise's inputs: mu, logvar, logits as in check_latent_inputs; z like mu, y like logits, log_weights [B, B]
+// of the same dtype and device.
+struct TCInputs {
+  LatentInputs in;
+  at::Tensor z, y, w;
+};
+
+inline TCInputs check_tc_inputs(const at::Tensor& z, const at::Tensor& mu, const at::Tensor& logvar,
+                                const at::Tensor& y, const at::Tensor& logits, at::IntArrayRef disc_dims,
+                                const at::Tensor& log_weights) {
+  TCInputs t;
+  t.in = check_latent_inputs(mu, logvar, logits, disc_dims);
+  check_like(z, "z", mu, t.in.B, t.in.D);
+  check_like(y, "y", mu, t.in.B, t.in.disc.total);
+  check_like(log_weights, "log_weights", mu, t.in.B, t.in.B);
+  t.z = unit_cols(z);
+  t.y = unit_cols(y);
+  t.w = unit_cols(log_weights);
+  return t;
+}
+
+// The precomputed rows of tc_pairwise, allocated on the inputs' device (contiguous [B, D], [B, D], [B, sum K]).
+struct TCRows {
+  at::Tensor inv_sd, half_c, log_pi;
+  explicit TCRows(const TCInputs& t)
+      : inv_sd(at::empty({t.in.B, t.in.D}, t.in.mu.options())),
+        half_c(at::empty({t.in.B, t.in.D}, t.in.mu.options())),
+        log_pi(at::empty({t.in.B, t.in.disc.total}, t.in.mu.options())) {}
+};
+
+// The kernels' view of checked inputs plus the precomputed rows (filled by tc_prepare_row).
+template <typename T>
+TCPairwiseArgs<T> tc_args(const TCInputs& t, TCRows& rows) {
+  TCPairwiseArgs<T> a{};
+  static_cast<LatentView<T>&>(a) = latent_view<T>(t.in);
+  a.z = ptr_or_null<T>(t.z);
+  a.ld_z = row_stride(t.z);
+  a.y = ptr_or_null<T>(t.y);
+  a.ld_y = row_stride(t.y);
+  a.w = ptr_or_null<T>(t.w);
+  a.ld_w = row_stride(t.w);
+  a.inv_sd = mut_or_null<T>(rows.inv_sd);
+  a.half_c = mut_or_null<T>(rows.half_c);
+  a.log_pi = mut_or_null<T>(rows.log_pi);
+  return a;
+}
+
+// tc_pairwise_backward's checked gradients and saved outputs (grad_joint, log_q_joint [B]; grad_marginals,
+// log_q_marginals [B, J]; contiguous) and its outputs (allocated: d z, d mu, d logvar [B, D]; d y, d logits
+// [B, sum K]).
+struct TCBackward {
+  at::Tensor gj, gm, joint, marg, dz, dmu, dlv, dy, dl;
+  TCBackward(const TCInputs& t, const at::Tensor& grad_joint, const at::Tensor& grad_marginals,
+             const at::Tensor& log_q_joint, const at::Tensor& log_q_marginals) {
+    const at::Tensor& mu = t.in.mu;
+    const int64_t B = t.in.B, D = t.in.D, K = t.in.disc.total, J = D + t.in.disc.num_vars;
+    check_vector(grad_joint, "grad_joint", mu, B);
+    check_vector(log_q_joint, "log_q_joint", mu, B);
+    check_like(grad_marginals, "grad_marginals", mu, B, J);
+    check_like(log_q_marginals, "log_q_marginals", mu, B, J);
+    gj = grad_joint.contiguous(), gm = grad_marginals.contiguous();
+    joint = log_q_joint.contiguous(), marg = log_q_marginals.contiguous();
+    const auto opt = mu.options();
+    dz = at::empty({B, D}, opt), dmu = at::empty({B, D}, opt), dlv = at::empty({B, D}, opt);
+    dy = at::empty({B, K}, opt), dl = at::empty({B, K}, opt);
+  }
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> outputs() const {
+    return {dz, dmu, dlv, dy, dl};
+  }
+  template <typename T>
+  TCBackwardArgs<T> args() {
+    return TCBackwardArgs<T>{ptr_or_null<T>(gj), ptr_or_null<T>(gm), ptr_or_null<T>(joint), ptr_or_null<T>(marg),
+                             mut_or_null<T>(dz), mut_or_null<T>(dmu), mut_or_null<T>(dlv), mut_or_null<T>(dy),
+                             mut_or_null<T>(dl)};
+  }
+};
 
 }  // namespace torch_ops
 }  // namespace jointvae

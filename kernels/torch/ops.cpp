@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../cpu/latent_cpu.h"
+#include "../cpu/tc_pairwise_cpu.h"
 #include "jointvae/philox.h"
 #include "checks.h"
 
@@ -232,6 +233,55 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad
   return {dmu, dlv};
 }
 
+// The precomputed rows of tc_pairwise over all rows, in parallel.
+template <typename T>
+TCPairwiseArgs<T> tc_prepared(const TCInputs& t, TCRows& rows) {
+  const TCPairwiseArgs<T> a = tc_args<T>(t, rows);
+  at::parallel_for(0, t.in.B, row_grain(2 * t.in.D + t.in.disc.total),
+                   [&](int64_t b0, int64_t b1) { cpu::tc_prepare_rows<T>(a, b0, b1); });
+  return a;
+}
+
+// Rows per task of the B x B passes (each row streams over B columns).
+int64_t pair_grain(int64_t B, int64_t J) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(B * (J + 1), 1)); }
+
+std::tuple<Tensor, Tensor> tc_pairwise_cpu(const Tensor& z, const Tensor& mu, const Tensor& logvar, const Tensor& y,
+                                           const Tensor& logits, at::IntArrayRef disc_dims, const Tensor& log_weights) {
+  const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
+  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  Tensor joint = at::empty({B}, mu.options()), marg = at::empty({B, J}, mu.options());
+  if (B == 0) return {joint, marg};
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise", [&] {
+    using T = scalar_t;
+    TCRows rows(t);
+    const TCPairwiseArgs<T> a = tc_prepared<T>(t, rows);
+    T* pj = joint.mutable_data_ptr<T>();
+    T* pm = mut_or_null<T>(marg);
+    at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_forward_rows<T>(a, b0, b1, pj, pm); });
+  });
+  return {joint, marg};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> tc_pairwise_backward_cpu(
+    const Tensor& grad_joint, const Tensor& grad_marginals, const Tensor& z, const Tensor& mu, const Tensor& logvar,
+    const Tensor& y, const Tensor& logits, at::IntArrayRef disc_dims, const Tensor& log_weights,
+    const Tensor& log_q_joint, const Tensor& log_q_marginals) {
+  const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
+  TCBackward bw(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
+  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  if (B == 0) return bw.outputs();
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise_backward", [&] {
+    using T = scalar_t;
+    TCRows rows(t);
+    const TCPairwiseArgs<T> a = tc_prepared<T>(t, rows);
+    const TCBackwardArgs<T> g = bw.args<T>();
+    at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_backward_rows<T>(a, g, b0, b1); });
+    at::parallel_for(0, B, pair_grain(B, J),
+                     [&](int64_t b0, int64_t b1) { cpu::tc_backward_columns<T>(a, g, b0, b1); });
+  });
+  return bw.outputs();
+}
+
 void philox_uniform_cpu(Tensor& out, int64_t seed, int64_t offset) {
   check_philox_out(out);
   const int64_t n = out.numel();
@@ -269,6 +319,13 @@ TORCH_LIBRARY(jointvae, m) {
       "gaussian_aggregate_kl_backward(Tensor grad_agg, Tensor mu, Tensor logvar, Tensor moments) -> "
       "(Tensor grad_mu, Tensor grad_logvar)");
   m.def("philox_uniform_(Tensor(a!) out, int seed, int offset) -> ()");
+  m.def(
+      "tc_pairwise(Tensor z, Tensor mu, Tensor logvar, Tensor y, Tensor logits, int[] disc_dims, "
+      "Tensor log_weights) -> (Tensor log_q_joint, Tensor log_q_marginals)");
+  m.def(
+      "tc_pairwise_backward(Tensor grad_joint, Tensor grad_marginals, Tensor z, Tensor mu, Tensor logvar, Tensor y, "
+      "Tensor logits, int[] disc_dims, Tensor log_weights, Tensor log_q_joint, Tensor log_q_marginals) -> "
+      "(Tensor grad_z, Tensor grad_mu, Tensor grad_logvar, Tensor grad_y, Tensor grad_logits)");
 }
 
 TORCH_LIBRARY_IMPL(jointvae, CPU, m) {
@@ -282,4 +339,6 @@ TORCH_LIBRARY_IMPL(jointvae, CPU, m) {
   m.impl("gaussian_aggregate_kl", &gaussian_aggregate_kl_cpu);
   m.impl("gaussian_aggregate_kl_backward", &gaussian_aggregate_kl_backward_cpu);
   m.impl("philox_uniform_", &philox_uniform_cpu);
+  m.impl("tc_pairwise", &tc_pairwise_cpu);
+  m.impl("tc_pairwise_backward", &tc_pairwise_backward_cpu);
 }

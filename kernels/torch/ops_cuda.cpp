@@ -250,6 +250,47 @@ void philox_uniform_cuda(Tensor& out, int64_t seed, int64_t offset) {
                "philox_uniform_");
 }
 
+std::tuple<Tensor, Tensor> tc_pairwise_cuda(const Tensor& z, const Tensor& mu, const Tensor& logvar, const Tensor& y,
+                                            const Tensor& logits, at::IntArrayRef disc_dims,
+                                            const Tensor& log_weights) {
+  const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
+  c10::cuda::CUDAGuard guard(mu.device());
+  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  Tensor joint = at::empty({B}, mu.options()), marg = at::empty({B, J}, mu.options());
+  if (B == 0) return {joint, marg};
+  TCRows rows(t);
+  Tensor scratch = at::empty({cuda::tc_scratch_elems(B, J)}, mu.options());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise", [&] {
+    using T = scalar_t;
+    check_launch(cuda::tc_pairwise_forward<T>(tc_args<T>(t, rows), scratch.mutable_data_ptr<T>(),
+                                              joint.mutable_data_ptr<T>(), mut_or_null<T>(marg), stream),
+                 "tc_pairwise");
+  });
+  return {joint, marg};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> tc_pairwise_backward_cuda(
+    const Tensor& grad_joint, const Tensor& grad_marginals, const Tensor& z, const Tensor& mu, const Tensor& logvar,
+    const Tensor& y, const Tensor& logits, at::IntArrayRef disc_dims, const Tensor& log_weights,
+    const Tensor& log_q_joint, const Tensor& log_q_marginals) {
+  const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
+  TCBackward bw(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
+  c10::cuda::CUDAGuard guard(mu.device());
+  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  if (B == 0) return bw.outputs();
+  TCRows rows(t);
+  Tensor scratch = at::empty({cuda::tc_scratch_elems(B, J)}, mu.options());
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(mu.device().index()).stream();
+  AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise_backward", [&] {
+    using T = scalar_t;
+    check_launch(cuda::tc_pairwise_backward<T>(tc_args<T>(t, rows), bw.args<T>(), scratch.mutable_data_ptr<T>(),
+                                               stream),
+                 "tc_pairwise_backward");
+  });
+  return bw.outputs();
+}
+
 }  // namespace
 }  // namespace torch_ops
 }  // namespace jointvae
@@ -265,4 +306,6 @@ TORCH_LIBRARY_IMPL(jointvae, CUDA, m) {
   m.impl("gaussian_aggregate_kl", &gaussian_aggregate_kl_cuda);
   m.impl("gaussian_aggregate_kl_backward", &gaussian_aggregate_kl_backward_cuda);
   m.impl("philox_uniform_", &philox_uniform_cuda);
+  m.impl("tc_pairwise", &tc_pairwise_cuda);
+  m.impl("tc_pairwise_backward", &tc_pairwise_backward_cuda);
 }

@@ -55,6 +55,29 @@ def test_opcheck_every_op():
     opcheck(torch.ops.jointvae.philox_uniform_.default, (torch.empty(10), 3, 4))
 
 
+def _tc_inputs(dtype, B=5, D=3, dims=(2, 4)):
+    """(z, mu, logvar, y, logits, dims, log_weights) of tc_pairwise, mu/logvar/logits differentiable."""
+    mu, lv, lg, dims, eps, u = _inputs(B=B, D=D, dims=dims, dtype=dtype)
+    z = (mu + eps).detach().requires_grad_()
+    y = ops.composite_sample_latent(mu, lv, lg, dims, 0.7, noise=(eps, u))[:, D:].detach().requires_grad_()
+    return z, mu, lv, y, lg, dims, torch.full((B, B), -math.log(B * 50.0), dtype=dtype)
+
+
+@fused
+@pytest.mark.parametrize("D,dims", [(3, (2, 4)), (0, (3,)), (4, ())])
+def test_opcheck_tc_pairwise(D, dims):
+    from torch.library import opcheck
+
+    for dtype in (torch.float32, torch.float64):
+        args = _tc_inputs(dtype, D=D, dims=dims)
+        opcheck(torch.ops.jointvae.tc_pairwise.default, args)
+        with torch.no_grad():
+            joint, marg = torch.ops.jointvae.tc_pairwise(*args)
+        d = [t.detach() for t in args[:5]]
+        opcheck(torch.ops.jointvae.tc_pairwise_backward.default,
+                (torch.randn_like(joint), torch.randn_like(marg), *d, args[5], args[6], joint, marg))
+
+
 @fused
 @pytest.mark.slow
 def test_torch_compile_fullgraph_uses_both_ops():
@@ -74,6 +97,19 @@ def test_torch_compile_fullgraph_uses_both_ops():
     ga = torch.autograd.grad(got[0], (mu, lv, lg))
     gb = torch.autograd.grad(want[0], (mu, lv, lg))
     for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b)
+
+    # the total-correlation op in the same graph
+    z, mu2, lv2, y, lg2, tdims, w = _tc_inputs(torch.float32)
+
+    def tc(z, mu, lv, y, lg):
+        joint, marg = ops.tc_pairwise(z, mu, lv, y, lg, tdims, w)
+        return joint.mean() - marg.sum(dim=1).mean()
+
+    leaves = (z, mu2, lv2, y, lg2)
+    got, want = torch.compile(tc, fullgraph=True, backend="aot_eager")(*leaves), tc(*leaves)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, leaves), torch.autograd.grad(want, leaves)):
         torch.testing.assert_close(a, b)
 
     # generator mode under compile: fresh noise per call

@@ -16,6 +16,8 @@ from tests.ops_cases import (
     aggregate_bounds, assert_close, as_torch, gaussian_aggregate_bounds, gaussian_cases, kl_cont_scale,
     kl_disc_scale, latent_cases, y_atol, z_scale,
 )
+from tests.ops.test_tc_pairwise import NAMES, _reference, _run
+from tests.tc_cases import EPS32, tc_cases, tc_pairwise_bounds
 
 pytestmark = [
     pytest.mark.cuda,
@@ -527,3 +529,42 @@ def test_continuous_information_objective_in_a_cuda_graph_matches_eager():
         torch.testing.assert_close(getattr(terms, name), getattr(want, name), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(mu.grad, want_mu, rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(lv.grad, want_lv, rtol=1e-4, atol=1e-7)
+
+
+@settings(max_examples=20)
+@given(tc_cases())
+def test_tc_pairwise_cuda_within_bounds_and_like_the_cpu_twin(case):
+    """The fused tc_pairwise on CUDA: float32 values and gradients within tests/tc_cases.py's bounds of the
+    reference, and close to the CPU twin; a captured CUDA graph replays it."""
+    def on(dev):
+        def fn(*args):
+            *t, dims, w = args
+            return ops.tc_pairwise(*[x.to(dev) for x in t], dims, w.to(dev))
+        return fn
+
+    got = [t.cpu() for t in _run(on(DEV), case, torch.float32)]
+    cpu = _run(ops.tc_pairwise, case, torch.float32)
+    for g, c, want, tol, name in zip(got, cpu, _reference(case), tc_pairwise_bounds(case, EPS32), NAMES):
+        assert_close(g, want, tol + 1e-30, name)
+        assert_close(g, c.detach().numpy().astype(np.float64), 2 * tol + 1e-30, name + " vs CPU")
+
+
+def test_tc_pairwise_cuda_graph_and_opcheck():
+    from torch.library import opcheck
+
+    g = torch.Generator(device=DEV).manual_seed(0)
+    B, D, dims = 33, 4, [3, 2]
+    z, mu, lv = (torch.randn(B, D, device=DEV, generator=g) for _ in range(3))
+    lg = torch.randn(B, 5, device=DEV, generator=g)
+    y = torch.softmax(torch.randn(B, 5, device=DEV, generator=g), 1)
+    w = torch.full((B, B), -6.0, device=DEV)
+    opcheck(torch.ops.jointvae.tc_pairwise.default, (z, mu, lv, y, lg, dims, w))
+    want = torch.ops.jointvae.tc_pairwise(z, mu, lv, y, lg, dims, w)
+    graph = torch.cuda.CUDAGraph()
+    torch.cuda.synchronize()
+    with torch.cuda.graph(graph):
+        out = torch.ops.jointvae.tc_pairwise(z, mu, lv, y, lg, dims, w)
+    graph.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(out, want):
+        torch.testing.assert_close(a, b)

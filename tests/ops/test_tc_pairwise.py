@@ -1,5 +1,6 @@
-"""ops.tc_pairwise (the composite twin, what every device runs for now) against reference/total_correlation.py:
-values and gradients, float32 within the bounds of tests/tc_cases.py and float64 tightly; argument errors.
+"""ops.tc_pairwise (the fused op where compiled, else the composite twin) and the composite twin against
+reference/total_correlation.py: values and gradients, float32 within the bounds of tests/tc_cases.py and float64
+tightly; argument errors.
 
 Measured worst err/bound over 300 random cases each (development CPU; the bounds are worst-case, not fitted):
 float32 joint 0.12, marginals 0.14, d z 0.06, d mu 0.08, d logvar 0.05, d y 0.17, d logits 0.17; float64 at most
@@ -38,30 +39,36 @@ def _reference(case):
     return (*values, *grads)
 
 
-@given(tc_cases())
-def test_float32_within_bounds(case):
-    got = _run(ops.tc_pairwise, case, torch.float32)
+TWINS = pytest.mark.parametrize("fn", [ops.tc_pairwise, ops.composite_tc_pairwise], ids=["dispatch", "composite"])
+
+
+@TWINS
+@given(case=tc_cases())
+def test_float32_within_bounds(fn, case):
+    got = _run(fn, case, torch.float32)
     assert got[0].dtype == torch.float32 and got[1].shape == (case["B"], case["D"] + len(case["dims"]))
     for g, want, tol, name in zip(got, _reference(case), tc_pairwise_bounds(case, EPS32), NAMES):
         assert_close(g, want, tol + 1e-30, name)
 
 
+@TWINS
 @settings(max_examples=25)
-@given(tc_cases())
-def test_float64_matches_reference_tightly(case):
-    got = _run(ops.composite_tc_pairwise, case, torch.float64)
+@given(case=tc_cases())
+def test_float64_matches_reference_tightly(fn, case):
+    got = _run(fn, case, torch.float64)
     assert got[0].dtype == torch.float64
     for g, want, tol, name in zip(got, _reference(case), tc_pairwise_bounds(case, EPS64), NAMES):
         assert_close(g, want, tol + 1e-300, name)
 
 
-def test_gradcheck_float64():
+@TWINS
+def test_gradcheck_float64(fn):
     rng = np.random.default_rng(0)
     B, D, dims = 4, 3, [3, 2]
     leaves = [torch.tensor(rng.standard_normal(s), dtype=torch.float64, requires_grad=True)
               for s in ((B, D), (B, D), (B, D), (B, 5), (B, 5))]
     w = torch.tensor(reference.log_importance_weights(B, 50), dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda *t: ops.tc_pairwise(*t, dims, w), leaves)
+    assert torch.autograd.gradcheck(lambda *t: fn(*t, dims, w), leaves)
 
 
 def test_exported_lazily_with_the_other_ops():
@@ -88,9 +95,37 @@ def test_bad_arguments_are_named(change, match):
         ops.tc_pairwise(**{**_inputs(), **change})
 
 
-def test_empty_latent_parts():
-    """D = 0 (discrete only) and V = 0 (continuous only) give [B, V] and [B, D] marginals."""
-    joint, marg = ops.tc_pairwise(**_inputs(D=0))
+@TWINS
+def test_empty_latent_parts(fn):
+    """D = 0 (discrete only) and V = 0 (continuous only) give [B, V] and [B, D] marginals; B = 0 gives empties."""
+    joint, marg = fn(**_inputs(D=0))
     assert marg.shape == (3, 1) and torch.isfinite(joint).all()
-    joint, marg = ops.tc_pairwise(**_inputs(K=()))
+    joint, marg = fn(**_inputs(K=()))
     assert marg.shape == (3, 2) and torch.isfinite(joint).all()
+    joint, marg = fn(**_inputs(B=0))
+    assert joint.shape == (0,) and marg.shape == (0, 3)
+
+
+def test_dispatch_takes_the_compiled_op_on_cpu():
+    """With the compiled ops, the CPU dispatch never builds the composite's B x B x D tensor."""
+    if ops.backend() == "composite":
+        pytest.skip("no compiled ops")
+    from jointvae_fast.ops import fused
+    called = []
+    orig = fused.composite_tc_pairwise
+    fused.composite_tc_pairwise = lambda *a: called.append(1) or orig(*a)
+    try:
+        ops.tc_pairwise(**_inputs())
+    finally:
+        fused.composite_tc_pairwise = orig
+    assert not called
+
+
+def test_all_minus_inf_terms_give_minus_inf_and_zero_gradients():
+    """A row whose weights are all -inf: log q = -inf and no NaN in the gradients (responsibilities 0)."""
+    t = {k: v.clone().requires_grad_(k in INPUTS) for k, v in _inputs().items() if isinstance(v, torch.Tensor)}
+    t["log_weights"][0] = -float("inf")
+    joint, marg = ops.tc_pairwise(**t, disc_dims=[3])
+    assert joint[0] == -float("inf") and (marg[0] == -float("inf")).all() and torch.isfinite(joint[1:]).all()
+    (joint[1:].sum() + marg[1:].sum()).backward()
+    assert all(torch.isfinite(t[k].grad).all() for k in INPUTS)
