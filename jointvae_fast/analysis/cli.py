@@ -121,7 +121,7 @@ def _evaluate(args, dataset) -> int:
     if dataset is None:
         if name is None:
             raise EvaluationError(f"{args.source} does not record its dataset: give --dataset NAME")
-        dataset = load_named_dataset(name, args.data_dir or source.data_dir)
+        dataset = load_named_dataset(name, args.data_dir or source.data_dir, source.data_options)
     data = eval_split(dataset, name, args.limit)
     out = _report_dir(args, source)
     if args.sweep:

@@ -179,3 +179,15 @@ def test_background_and_option_parsing():
                      ({"img_size": True}, "img_size"), ({"data_key": ""}, "data_key")]:
         with pytest.raises(OptionError, match=word):
             pixel_options(**kw)
+
+
+def test_permission_denied_is_a_skip(tmp_path, monkeypatch):
+    """(Root reads any file, so the permission error is raised by a stand-in for Image.open.)"""
+    p = write_image(tmp_path / "x.png", pattern(8, 8, 1))
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(decode.Skip, match="permission denied"):
+        decode.decode(p, opts(), 1)

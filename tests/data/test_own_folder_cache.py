@@ -45,7 +45,7 @@ def test_folder_images_labels_and_split(tmp_path, isolated, capsys):
         label = ds.train_labels if part is ds.train else ds.test_labels
         assert label[i] == (0 if rel.startswith("cat") else 1)
     assert ds.split["train"] == len(ds.train) and ds.split["test"] == len(ds.test) >= 1
-    assert "preprocessing 30 images to 1x32x32" in err
+    assert "30 images preprocessed to 1x32x32" in err
 
 
 def test_second_load_reuses_the_cache_without_decoding(tmp_path, isolated, capsys, monkeypatch):
@@ -74,7 +74,7 @@ def test_new_and_changed_files_extend_the_cache_and_removed_ones_drop(tmp_path, 
     (tmp_path / "d/a/001.png").unlink()
     ds, err = load(tmp_path / "d", capsys)
     assert sorted(decoded) == ["000.png", "new.png"]
-    assert "1 new, 1 changed, 1 removed" in err and "extending it by 2" in err
+    assert "1 new, 1 changed, 1 removed" in err and "extended it by 2" in err
     assert len(ds.train) + len(ds.test) == 12
     kept = set(first.train.rows) - {1, 6}  # a/001.png (row 1) removed, b/000.png (row 6) changed: a new row
     assert kept <= set(ds.train.rows)  # the others keep their rows and their side of the split
@@ -87,7 +87,7 @@ def test_a_colour_image_in_a_gray_folder_rebuilds_as_rgb(tmp_path, isolated, cap
     write_image(tmp_path / "d/a/colour.png", pattern(20, 24, 3))
     ds, err = load(tmp_path / "d", capsys)
     assert ds.image_size[0] == 3
-    assert "rebuilding it (channels 1 -> 3)" in err
+    assert "rebuilt it (channels 1 -> 3)" in err
     assert err.count("8 grayscale and 1 colour images: all read as RGB") == 1
     forced, err = load(tmp_path / "d", capsys, channels=1)
     assert forced.image_size[0] == 1 and "1 colour image(s) converted to grayscale" in err
@@ -145,7 +145,7 @@ def test_options_change_keeps_another_cache_and_a_damaged_index_rebuilds(tmp_pat
     index = next(isolated.glob("images/*/" + INDEX))
     index.write_text("{broken")
     ds, err = load(tmp_path / "d", capsys)
-    assert "preprocessing 6 images" in err and "index is unreadable" in err
+    assert "6 images preprocessed" in err and "index is unreadable" in err
     assert len(ds.train) + len(ds.test) == 6
 
 

@@ -21,15 +21,16 @@ from typing import Callable
 import numpy as np
 
 from ..dataset import Dataset
-from .arrays import ARRAY_EXTS
+from .arrays import ARRAY_EXTS, open_array
 from .image_cache import SKIPPED, skipped_text
 from .ingest import Ingested, ingest_array, ingest_folder
 from .labels import Labels, folder_classes, read_label_csv
+from .listing import list_images
 from .mapped import MappedImages
 from .options import FITS, SIZES, check_test_fraction, pixel_options
 from .problems import (ArrayFileError, ImageFolderError, LabelFileError, MissingExtraError, OptionError,
                        OwnDataError)
-from .split import RULE, hash_split
+from .split import RULE, hash_split, row_keys
 
 MAX_SKIPPED_FRACTION = 0.1
 # the load_own keywords a training run's config holds (same names as its settings)
@@ -62,11 +63,29 @@ def check_readable(root: Path, ing: Ingested, strict: bool) -> None:
         raise ImageFolderError(root, f"only {len(ing.keys)} readable image: a train/test split needs at least 2")
 
 
-def _labels(path: Path, ing: Ingested, labels, array: bool) -> Labels | None:
+def _labels(ing: Ingested, labels, array: bool) -> Labels | None:
+    """The labels of the images read (a CSV row of an image that could not be read is dropped)."""
     if labels is not None:
         known = set(ing.keys) | {k for k, _ in ing.skipped}
         return read_label_csv(Path(labels).expanduser(), ing.keys, known, array)
     return None if array else folder_classes(ing.keys)
+
+
+def _read_source(root: Path, opts, labels, cache_dir, workers, progress) -> tuple[Ingested, bool]:
+    """(the cached images, whether the source is an array file); a --labels CSV is checked against the listed
+    images before any image is decoded."""
+    if root.is_dir():
+        if opts.data_key is not None:
+            raise OptionError("--data-key names an array inside an .npz or HDF5 file; the dataset is a folder")
+        listing = list_images(root)
+        if labels is not None:
+            listed = [f.rel for f in listing.images] + [rel for rel, _ in listing.broken]
+            read_label_csv(Path(labels).expanduser(), sorted(listed))
+        return ingest_folder(listing, opts, cache_dir, workers, progress), False
+    reader = open_array(root, opts.data_key)
+    if labels is not None:
+        read_label_csv(Path(labels).expanduser(), row_keys(reader.layout.n), array=True)
+    return ingest_array(reader, opts, cache_dir, workers, progress), True
 
 
 def _split_part(values: np.ndarray | None, mask: np.ndarray):
@@ -85,21 +104,14 @@ def load_own(path, *, img_size=None, fit=None, channels=None, labels=None, data_
         raise OwnDataError(given, "does not exist (give a folder of images or an .npy, .npz, .h5 file)")
     root = given.resolve()
     say: Callable[[str], None] = (lambda line: None) if quiet else _stderr
-    if root.is_dir():
-        if data_key is not None:
-            raise OptionError("--data-key names an array inside an .npz or HDF5 file; the dataset is a folder")
-        ing = ingest_folder(root, opts, cache_dir, workers, progress, say)
-        array = False
-    else:
-        ing = ingest_array(root, opts, cache_dir, workers, progress, say)
-        array = True
+    ing, array = _read_source(root, opts, labels, cache_dir, workers, progress)
     check_readable(root, ing, strict_images)
+    lab = _labels(ing, labels, array)
     for note in ing.notes:
         say(note)
     if ing.skipped:
         say(f"warning: {len(ing.skipped)} of {ing.listed} image files could not be read and are skipped "
             f"(listed in {ing.folder / SKIPPED})")
-    lab = _labels(root, ing, labels, array)
     test = hash_split(ing.keys, fraction)
     size = (ing.channels, ing.size, ing.size)
     factors = lab.factors if lab else None

@@ -5,7 +5,9 @@ Folder: the files are listed (listing) and compared with the cache's index by (r
 unchanged images keep their rows; new and changed ones are decoded and appended (the cache is extended);
 when the detected channel count changes, or more than half of the rows would be stale, it is rebuilt. Each
 case is said in one line. Images that cannot be read are skipped and remembered (not retried until the file
-changes); the caller decides whether too many were.
+changes); the caller decides whether too many were. What was done is said in Ingested.notes (the caller prints
+them once the data proved usable, so a bad input gives one error line only); the progress shows a bar on a
+terminal, elsewhere a line only when the pass takes longer than 15 s.
 Array file: rebuilt whenever the file's size or mtime changes; otherwise reused.
 New and changed files are first probed (decode.probe: header only; grayscale or colour, or unreadable).
 Channels (options.channels None): 1 when every image is grayscale (an array: when it has one channel),
@@ -17,10 +19,9 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 from PIL import Image
 
@@ -28,7 +29,7 @@ from ...progress import Progress
 from . import arrays, decode
 from .image_cache import (IMAGES, cache_folder, grow, header, locked, read_index, row_bytes, write_index,
                           write_skipped)
-from .listing import Listing, list_images, require_images
+from .listing import Listing, require_images
 from .options import PixelOptions
 from .parallel import ordered_map
 from .split import row_keys
@@ -84,7 +85,7 @@ def _write_rows(target: Path, start: int, results, n: int, channels: int, size: 
     out: list[int | str] = []
     row = start
     mm = np.memmap(target, np.uint8, "r+", shape=(start + n, channels, size, size)) if n else None
-    with Progress(n, desc, enable=progress) as bar:
+    with Progress(n, desc, enable=progress, quiet_first=True) as bar:
         for arr, reason in results:
             if arr is None:
                 out.append(reason)
@@ -100,18 +101,19 @@ def _write_rows(target: Path, start: int, results, n: int, channels: int, size: 
     return out
 
 
-def ingest_folder(root: Path, opts: PixelOptions, cache_dir=None, workers: int | None = None,
-                  progress: bool | None = None, say: Callable[[str], None] = print) -> Ingested:
-    """The folder's images in the cache (module docstring)."""
-    listing = list_images(root)
+def ingest_folder(listing: Listing, opts: PixelOptions, cache_dir=None, workers: int | None = None,
+                  progress: bool | None = None) -> Ingested:
+    """The images of a folder's listing (listing.list_images) in the cache (module docstring)."""
     require_images(listing)
-    folder = cache_folder(root, opts, cache_dir)
+    folder = cache_folder(listing.root, opts, cache_dir)
     with locked(folder):
-        return _ingest_listing(listing, opts, folder, workers, progress, say)
+        return _ingest_listing(listing, opts, folder, workers, progress)
 
 
-def _ingest_listing(listing: Listing, opts: PixelOptions, folder: Path, workers, progress, say) -> Ingested:
+def _ingest_listing(listing: Listing, opts: PixelOptions, folder: Path, workers, progress) -> Ingested:
     root = listing.root
+    t0 = time.perf_counter()
+    notes: list[str] = []
     old, why = read_index(folder, header("folder", root, opts))
     old_files = old["files"] if old else {}
     current = {f.rel: f for f in listing.images}
@@ -128,15 +130,15 @@ def _ingest_listing(listing: Listing, opts: PixelOptions, folder: Path, workers,
     rebuild = old is None or channels != old["channels"] or stale > STALE_FRACTION * max(1, old["rows"])
     todo = [rel for rel in usable if rebuild or entries[rel][2] < 0]
     if old is None:
-        say(f"{root}: preprocessing {len(todo)} images to {channels}x{opts.size}x{opts.size} ({opts.fit}) into "
-            f"the cache {folder}" + (f" (the old cache is not usable: {why})" if why else ""))
+        notes.append(f"{root}: {len(todo)} images preprocessed to {channels}x{opts.size}x{opts.size} ({opts.fit}) "
+                     f"into the cache {folder}" + (f" (the old cache was not usable: {why})" if why else ""))
     elif todo or len(same) != len(old_files):
         removed = len(set(old_files) - set(current))
         changed = sum(1 for rel in current if rel in old_files and rel not in same)
         what = (f"{len(new) - changed} new, {changed} changed, {removed} removed image file(s)")
-        action = ("rebuilding it" + (f" (channels {old['channels']} -> {channels})" if channels != old["channels"]
-                                     else "")) if rebuild else f"extending it by {len(todo)} image(s)"
-        say(f"{root}: the cache is out of date ({what}): {action}")
+        action = ("rebuilt it" + (f" (channels {old['channels']} -> {channels})" if channels != old["channels"]
+                                  else "")) if rebuild else f"extended it by {len(todo)} image(s)"
+        notes.append(f"{root}: the cache was out of date ({what}): {action}")
     if old is None or todo or len(same) != len(old_files) or rebuild:
         start = 0 if rebuild else old["rows"]
         target = folder / (IMAGES + ".part" if rebuild else IMAGES)
@@ -158,8 +160,10 @@ def _ingest_listing(listing: Listing, opts: PixelOptions, folder: Path, workers,
     write_skipped(folder, skipped)
     n_gray = sum(1 for rel in keys if entries[rel][3])
     n_colour = sum(1 for rel in keys if entries[rel][3] is False)
+    if notes:
+        notes[-1] += f" ({time.perf_counter() - t0:.1f} s)"
     note = _channel_note(root, n_gray, n_colour, channels, opts.channels is not None)
-    notes = [note] if note else []
+    notes += [note] if note else []
     if listing.revisited:
         notes.append(f"{root}: {len(listing.revisited)} folder(s) reached again through a symlink were not read "
                      f"twice, e.g. {listing.revisited[0]}")
@@ -175,7 +179,7 @@ def ordered_map_files(fn, files, workers, progress, desc, lazy: bool = False):
     if lazy:
         return it
     out = []
-    with Progress(len(files), desc, enable=progress) as bar:
+    with Progress(len(files), desc, enable=progress, quiet_first=True) as bar:
         for r in it:
             out.append(r)
             bar.update(1)
@@ -226,7 +230,7 @@ def _build_array(reader: arrays.ArrayReader, opts: PixelOptions, channels: int, 
     copy = _is_copy(*lay.hw, lay.channels, opts.size, channels)
     n_chunks = -(-lay.n // ARRAY_CHUNK)
     row = 0
-    with Progress(lay.n, f"{reader.path.name}: preprocessing", enable=progress) as bar:
+    with Progress(lay.n, f"{reader.path.name}: preprocessing", enable=progress, quiet_first=True) as bar:
         for block in ordered_map(functools.partial(convert_chunk, opts=opts, channels=channels), prepared(),
                                  n_chunks, 1 if copy else workers, chunksize=1, min_per_worker=1):
             mm[row : row + len(block)] = block
@@ -237,10 +241,11 @@ def _build_array(reader: arrays.ArrayReader, opts: PixelOptions, channels: int, 
     return _array_note(reader, scale, channels)
 
 
-def ingest_array(path: Path, opts: PixelOptions, cache_dir=None, workers: int | None = None,
-                 progress: bool | None = None, say: Callable[[str], None] = print) -> Ingested:
-    """The array file's images in the cache (module docstring)."""
-    reader = arrays.open_array(path, opts.data_key)
+def ingest_array(reader: arrays.ArrayReader, opts: PixelOptions, cache_dir=None, workers: int | None = None,
+                 progress: bool | None = None) -> Ingested:
+    """The images of an array file (arrays.open_array) in the cache (module docstring)."""
+    path = reader.path
+    notes: list[str] = []
     st = path.stat()
     folder = cache_folder(path, opts, cache_dir)
     want = {**header("array", path, opts), "file": [st.st_size, st.st_mtime_ns], "key": reader.key}
@@ -248,8 +253,7 @@ def ingest_array(path: Path, opts: PixelOptions, cache_dir=None, workers: int | 
         index, why = read_index(folder, want)
         if index is None:
             channels = opts.channels or (1 if reader.layout.channels == 1 else 3)
-            say(f"{path}: preprocessing {reader.layout.n} images to {channels}x{opts.size}x{opts.size} ({opts.fit}) "
-                f"into the cache {folder}" + (f" (the old cache is not usable: {why})" if why else ""))
+            t0 = time.perf_counter()
             part = folder / (IMAGES + ".part")
             try:
                 note = _build_array(reader, opts, channels, part, workers, progress)
@@ -260,6 +264,10 @@ def ingest_array(path: Path, opts: PixelOptions, cache_dir=None, workers: int | 
             index = {**want, "channels": channels, "size": opts.size, "rows": reader.layout.n, "read_as": note}
             write_index(folder, index)
             write_skipped(folder, [])
+            notes.append(f"{path}: {reader.layout.n} images preprocessed to {channels}x{opts.size}x{opts.size} "
+                         f"({opts.fit}) into the cache {folder}" + (f" (the old cache was not usable: {why})" if why
+                                                                    else "")
+                         + f" ({time.perf_counter() - t0:.1f} s)")
     n = index["rows"]
     return Ingested(folder, folder / IMAGES, n, index["channels"], opts.size, row_keys(n), np.arange(n, dtype=np.int64),
-                    [], n, [index["read_as"]])
+                    [], n, notes + [index["read_as"]])
