@@ -75,8 +75,9 @@ setup(
     install_requires=["torch>=2.4", "numpy", "scipy", "tqdm", "pillow", "matplotlib", "ninja"],
     # pybind11: the CUDA-emulation tests' binding; selenium drives Debian's chromium + chromedriver in the
     # explorer's browser test (skips without them); tensorboard: train --tensorboard (optional), and its test
-    extras_require={"test": ["pytest", "hypothesis", "pybind11", "selenium>=4.11", "tensorboard"],
-                    "tensorboard": ["tensorboard"]},
+    # h5py: --dataset FILE.h5 (HDF5 image arrays, optional), and its tests
+    extras_require={"test": ["pytest", "hypothesis", "pybind11", "selenium>=4.11", "tensorboard", "h5py"],
+                    "tensorboard": ["tensorboard"], "hdf5": ["h5py"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -4,13 +4,16 @@
     python benchmarks/run.py --suite train --size 64 --batch-size 64 --precision fp32,bf16 --json out.json
     python benchmarks/run.py --suite profile --size 32 --precision fp32,bf16
     python benchmarks/run.py --suite layers --size 32 64 --precision fp32,bf16 --threads 1
+    python benchmarks/run.py --suite data --json benchmarks/results/data-....json
 
 Suites: train (benchmarks/train_suite.py: img/s of a full training step, the paper-faithful baseline (and its
 DataLoader variant) vs the fast path at each --precision, ratios, and the compute floor of benchmarks/flops.py:
 the step's exact FLOP count over the measured matmul rate at that precision), ops (benchmarks/ops_suite.py:
 the fused latent ops vs their composites), profile (benchmarks/profile_suite.py: top ops of a CPU step by
 self time, at each precision; not part of "all"), layers (benchmarks/layers_suite.py: forward + backward of
-each transposed convolution of the decoders, bias fused against added apart, CPU; not part of "all"). Devices: cpu, plus cuda when a GPU is
+each transposed convolution of the decoders, bias fused against added apart, CPU; not part of "all"), data
+(benchmarks/data_suite.py: images/s of preprocessing your own images, and training img/s from the memory-mapped
+cache against the in-memory path at 64x64 batch 64 on the CPU, with their ratio; not part of "all"). Devices: cpu, plus cuda when a GPU is
 visible, unless --device names one. The JSON holds the machine (CPU model, cores, GPU, torch, ops backend,
 date) and every row with its raw runs.
 """
@@ -79,7 +82,7 @@ def _add_floor_ratios(rows: list[dict], floor: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "all"], default="all")
+    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "data", "all"], default="all")
     ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="repeatable; default: cpu, plus cuda when a GPU is visible")
@@ -153,6 +156,13 @@ def main(argv=None) -> int:
         layer_rows = layers_suite.run(tuple(args.size), (args.batch_size or [64])[0], args.precision)
         result["layers"] = layer_rows
         print(layers_suite.format_table(layer_rows))
+
+    if args.suite == "data":
+        from benchmarks import data_suite
+
+        data = data_suite.run(steps=args.steps or 30, warmup=args.warmup, repeats=args.repeats)
+        result["data"] = data
+        print(data_suite.format_report(data))
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
