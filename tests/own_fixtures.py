@@ -24,6 +24,8 @@ def write_image(path: Path, arr: np.ndarray, **save) -> Path:
 def class_folder(root: Path, classes: dict[str, int], size=(24, 20), channels: int = 1, ext: str = ".png",
                  seed: int = 0) -> dict[str, np.ndarray]:
     """root/<class>/<i>.png with `classes[name]` random images each; {relative path: pixels}."""
+    if not all(classes):
+        raise ValueError("class names must be non-empty (a flat folder: write_image)")
     out = {}
     k = seed
     for name, n in classes.items():
@@ -41,3 +43,34 @@ def expected_crop(arr: np.ndarray, size: int) -> np.ndarray:
     im = Image.fromarray(arr).resize((size, size), Image.BILINEAR)
     a = np.asarray(im)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+def fashion_folder_name(name: str) -> str:
+    """A Fashion-MNIST class name as a folder name ("T-shirt/top" -> "T-shirt_top")."""
+    return name.replace("/", "_")
+
+
+def write_fashion_mnist_png(out, limit: int | None = None, source=FASHION_DIR) -> dict[str, tuple[str, int]]:
+    """Fashion-MNIST (the IDX files in `source`) as 28x28 grayscale PNGs in class sub-folders:
+    out/<class>/<train|test>-<index:05d>.png, the first `limit` images of each split (all when None).
+    Returns {relative path: (split, index)}.
+
+    The whole set (for the full-length comparison run), from the repository root:
+        python -c "from tests.own_fixtures import write_fashion_mnist_png as w; w('fashion-mnist-png')"
+    """
+    from jointvae_fast.data.idx import FASHION_CLASSES, read_idx
+
+    out, source = Path(out), Path(source)
+    made = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images = read_idx(source / f"{prefix}-images-idx3-ubyte.gz")
+        labels = read_idx(source / f"{prefix}-labels-idx1-ubyte.gz")
+        n = len(images) if limit is None else min(limit, len(images))
+        for i in range(n):
+            rel = f"{fashion_folder_name(FASHION_CLASSES[labels[i]])}/{split}-{i:05d}.png"
+            write_image(out / rel, images[i])
+            made[rel] = (split, i)
+    return made

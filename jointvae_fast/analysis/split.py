@@ -32,9 +32,23 @@ class GatheredImages:
 
     def __getitem__(self, idx) -> torch.Tensor:
         if not isinstance(idx, slice) or idx.step not in (None, 1):
-            raise TypeError("GatheredImages supports contiguous slices only")
+            raise TypeError("GatheredImages supports contiguous slices only (take: any positions)")
         i, j, _ = idx.indices(self.n)
         return self._gather(i, max(i, j))
+
+    def take(self, positions) -> torch.Tensor:
+        """uint8 [len(positions), C, H, W] of the images at `positions` (ints < len(self))."""
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.int64))
+        if pos.numel() and int(pos.max()) >= self.n:
+            raise IndexError(f"position {int(pos.max())} is out of range for {self.n} images")
+        return torch.as_tensor(self.source.gather(pos)).cpu()
+
+
+def take_images(images, positions) -> torch.Tensor:
+    """uint8 [len(positions), C, H, W] of a split's images (a tensor or GatheredImages) at `positions`."""
+    if isinstance(images, GatheredImages):
+        return images.take(positions)
+    return images[torch.as_tensor(np.asarray(positions, dtype=np.int64))]
 
 
 @dataclass
