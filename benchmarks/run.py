@@ -20,7 +20,6 @@ date) and every row with its raw runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks import flops, train_suite  # noqa: E402
-from benchmarks.machine import describe, one_line  # noqa: E402
+from benchmarks.machine import describe, one_line, write_json  # noqa: E402
 
 
 def floors(sizes, devices, precisions=("fp32",)) -> dict:
@@ -164,9 +163,7 @@ def main(argv=None) -> int:
         result["data"] = data
         print(data_suite.format_report(data))
 
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+    write_json(args.json, result)
     return 0
 
 

@@ -79,6 +79,15 @@ def _decoder_channels(channels: int, size: int) -> list[int]:
     return [64, 32, 32, channels] if size == 32 else [64, 64] + [32] * (1 + IMAGE_SIZES.index(size)) + [channels]
 
 
+def network_note(size: int) -> str:
+    """One line on which network an image size gets (model cards, docs/own-images.md)."""
+    extra = IMAGE_SIZES.index(size) - 1
+    if extra <= 0:
+        return f"the paper's {size}x{size} network (Appendix B)"
+    return (f"the paper's 64x64 network with {extra} more 32-channel stride-2 block{'s' * (extra > 1)} in the encoder "
+            "and the decoder (one per doubling: this project's extension, not the paper's)")
+
+
 def validate_latent_spec(cont, disc) -> tuple[int, tuple[int, ...]]:
     """Check a latent spec: cont >= 0 units, disc a list of class counts >= 2, not both empty."""
     if isinstance(cont, bool) or not isinstance(cont, int) or cont < 0:

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: a free one, printed)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    p.add_argument("--dataset", help="dataset of the test images (default: the one the model was trained on)")
+    p.add_argument("--dataset", help="dataset (name or path) of the test images (default: the one the model was "
+                   "trained on; a run on your own images reloads them with its settings)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--no-dataset", action="store_true", help="no test images (KL then from the run's records)")
     p.add_argument("--kl-images", type=int, default=KL_IMAGES, metavar="N",

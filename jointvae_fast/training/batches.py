@@ -135,7 +135,8 @@ class TrainImages:
     def batch_at(self, step: int) -> torch.Tensor:
         """float [local_batch, C, H, W] in [0, 1] of optimizer step `step` of the planned order, on the device."""
         if self._prefetch is not None:
-            return self._to_float(self._prefetch.get(step))
+            x = self._prefetch.get(step)  # the CPU: already float (prefetch.as_float); a GPU: pinned uint8
+            return x if x.dtype == torch.float32 else self._to_float(x)
         return self.batch(self._indices(step))
 
     def close(self) -> None:

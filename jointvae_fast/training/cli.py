@@ -114,7 +114,7 @@ def load_config_dataset(config: dict[str, Any], quiet: bool = False):
     if not is_path_dataset(config["dataset"]):
         return datasets.load_dataset(config["dataset"], data_dir=config["data_dir"])
     options = {k: config.get(k) for k in OWN_KEYS}
-    return datasets.load_dataset(config["dataset"], quiet=quiet, **options)
+    return datasets.load_dataset(config["dataset"], quiet=quiet, progress=False if quiet else None, **options)
 
 
 def load_training_data(config: dict[str, Any], dataset=None, quiet: bool = False):

@@ -9,10 +9,12 @@ import torch
 from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from jointvae_fast import evaluate
+from jointvae_fast import evaluate, pretrained
 from jointvae_fast import train as train_cli
 from jointvae_fast.analysis.class_members import class_members, member_positions
 from jointvae_fast.explore.load import build_explorer
+from jointvae_fast.model import network_note
+from jointvae_fast.pack import pack
 
 from tests.data_fixtures import isolated  # noqa: F401
 from tests.own_fixtures import class_folder, pattern, write_image
@@ -92,3 +94,18 @@ def test_explore_a_run_on_own_images(flat_run):
     ex = build_explorer(str(flat_run))
     assert ex.test.images is not None and tuple(ex.test.images.shape[1:]) == (3, 32, 32)
     assert ex.test.images[:2].dtype == torch.uint8
+
+
+def test_a_128_model_card_names_the_extension_and_no_machine_paths(tmp_path, isolated):
+    for i in range(24):
+        write_image(tmp_path / "my data" / f"{i:03d}.png", pattern(40, 40, 3, seed=i))
+    run = tmp_path / "run"
+    _train(tmp_path / "my data", run, "--img-size", "128")
+    assert evaluate.main([str(run), "--no-progress"]) == 0
+    folder = pack(run, "mine", root=tmp_path / "registry", commit="abc")
+    card = (folder / "card.md").read_text()
+    assert network_note(128) in card and "1 more 32-channel stride-2 block" in card
+    assert str(tmp_path) not in card and "| my data (preset images) |" in card
+    assert str(tmp_path) not in (folder / "metrics.json").read_text()
+    model, meta = pretrained.load("mine", root=tmp_path / "registry")
+    assert model.img_size == (3, 128, 128) and str(tmp_path) not in json.dumps(meta["checkpoint"])

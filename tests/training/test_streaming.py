@@ -20,7 +20,7 @@ from jointvae_fast.data import load_dataset
 from jointvae_fast.data.own import MappedImages
 from jointvae_fast.store import run_layout
 from jointvae_fast.training.batches import BatchOrder, StepIndices, TrainImages
-from jointvae_fast.training.prefetch import Prefetcher
+from jointvae_fast.training.prefetch import Prefetcher, as_float
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,12 +45,19 @@ def test_prefetched_batches_follow_the_run_order(tmp_path):
     pre = Prefetcher(src, StepIndices(order, torch.device("cpu")), 1, 12, torch.device("cpu"), depth=2)
     try:
         for step in [1, 2, 3, 7, 8, 2, 3, 12]:  # jumps restart the thread there
-            np.testing.assert_array_equal(pre.get(step).numpy(), imgs[want(step).numpy()])
+            got = pre.get(step)
+            assert got.dtype == torch.float32  # for the CPU: converted in the thread
+            np.testing.assert_array_equal(got.numpy(), imgs[want(step).numpy()] / np.float32(255))
         with pytest.raises(ValueError, match="past the last step"):
             pre.get(13)
     finally:
         pre.close()
     assert not any(t.name == "jointvae-prefetch" for t in threading.enumerate())
+
+
+def test_the_threads_float_conversion_is_bit_identical_to_torchs():
+    x = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).repeat(3, 2, 1, 1)
+    assert torch.equal(as_float(x), x.to(torch.float32).div_(255.0))
 
 
 def test_a_failing_gather_is_raised_in_the_training_thread(tmp_path):

@@ -87,9 +87,15 @@ def skipped_text(skipped) -> str:
 
 
 def write_skipped(folder: Path, skipped: list[tuple[str, str]]) -> Path:
-    """skipped.txt (skipped_text) in the cache folder; its path."""
+    """skipped.txt (skipped_text) in the cache folder, written when it changes; its path."""
     path = folder / SKIPPED
-    atomic_write_text(path, skipped_text(skipped))
+    text = skipped_text(skipped)
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        atomic_write_text(path, text)
     return path
 
 
