@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import looks_like_path
+from ..data import OPTION_KEYS, looks_like_path
 from ..data.own.options import FITS as OWN_FITS, SIZES as OWN_SIZES, parse_background
 from ..errors import UserInputError
 from ..ops.limits import check_latent_limits
@@ -100,7 +100,7 @@ class Setting:
 
 _RUN, _LENGTH, _MODEL, _LOG = None, "length and optimisation", "model and objective", "logging and checkpoints"
 _OWN = "your own images (--dataset PATH)"
-OWN_KEYS = ("img_size", "fit", "channels", "background", "labels", "data_key", "test_fraction", "strict_images")
+OWN_KEYS = OPTION_KEYS  # the settings that go to data.own.load_own (the same names)
 _PRESET = "the preset's"
 
 SCHEMA: dict[str, Setting] = {
