@@ -120,11 +120,12 @@ setup(
     install_requires=["torch>=2.4", "numpy", "scipy", "tqdm", "pillow", "matplotlib", "ninja"],
     # pybind11: the CUDA-emulation tests' binding; selenium drives Debian's chromium + chromedriver in the
     # explorer's browser test (skips without them); tensorboard: train --tensorboard (optional), and its test;
+    # h5py: --dataset FILE.h5 (HDF5 image arrays, optional), and its tests;
     # onnxscript: torch.onnx's exporter (export --format onnx); onnxruntime: the export tests run the ONNX files
     extras_require={"test": ["pytest", "hypothesis", "pybind11", "selenium>=4.11", "tensorboard", "onnxscript",
-                             "onnxruntime"],
+                             "onnxruntime", "h5py"],
                     "tensorboard": ["tensorboard"],
-                    "onnx": ["onnxscript"],
+                    "onnx": ["onnxscript"], "hdf5": ["h5py"],
                     "docs": ["mkdocs>=1.6,<2", "mkdocs-material", "mkdocstrings[python]"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,

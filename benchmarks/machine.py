@@ -57,3 +57,13 @@ def describe() -> dict:
 def one_line(info: dict) -> str:
     return (f"{info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads), gpu={info['gpu']}, "
             f"torch {info['torch']}, backend {info['backend']}, {info['date']}")
+
+
+def write_json(path: Path | None, result: dict) -> None:
+    """A benchmark's result as indented JSON at `path` (folders made; nothing when path is None)."""
+    if path is None:
+        return
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))

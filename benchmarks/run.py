@@ -5,6 +5,7 @@
     python benchmarks/run.py --suite profile --size 32 --precision fp32,bf16
     python benchmarks/run.py --suite layers --size 32 64 --precision fp32,bf16 --threads 1
     python benchmarks/run.py --suite explore --clients 1 10 100 --json out.json
+    python benchmarks/run.py --suite data --json benchmarks/results/data-....json
 
 Suites: train (benchmarks/train_suite.py: img/s of a full training step, the paper-faithful baseline (and its
 DataLoader variant) vs the fast path at each --precision, ratios, and the compute floor of benchmarks/flops.py:
@@ -15,6 +16,8 @@ each transposed convolution of the decoders, bias fused against added apart, CPU
 (benchmarks/explore_suite.py: latency of the explorer's decode requests with 1, 10 and 100 clients at once, on
 loopback, the server in its own process; not part of "all"), tc (benchmarks/tc_suite.py: time and peak memory
 of the fused total-correlation op against its composite, B = 64 ... 4096, CPU, one subprocess each; not part of
+"all"), data (benchmarks/data_suite.py: images/s of preprocessing your own images, and training img/s from the
+memory-mapped cache against the in-memory path at 64x64 batch 64 on the CPU, with their ratio; not part of
 "all"). Devices: cpu, plus cuda when a GPU is
 visible, unless --device names one. The JSON holds the machine (CPU model, cores, GPU, torch, ops backend,
 date) and every row with its raw runs.
@@ -22,7 +25,6 @@ date) and every row with its raw runs.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,7 +35,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks import flops, train_suite  # noqa: E402
-from benchmarks.machine import describe, one_line  # noqa: E402
+from benchmarks.machine import describe, one_line, write_json  # noqa: E402
 
 
 def floors(sizes, devices, precisions=("fp32",)) -> dict:
@@ -84,7 +86,7 @@ def _add_floor_ratios(rows: list[dict], floor: dict) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "explore", "tc", "all"], default="all")
+    ap.add_argument("--suite", choices=["ops", "train", "profile", "layers", "explore", "tc", "data", "all"], default="all")
     ap.add_argument("--json", type=Path, help="write {machine, train, floor, ops} here")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="repeatable; default: cpu, plus cuda when a GPU is visible")
@@ -180,9 +182,14 @@ def main(argv=None) -> int:
         result["tc"] = tc_rows
         print(tc_suite.format_table(tc_rows))
 
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+    if args.suite == "data":
+        from benchmarks import data_suite
+
+        data = data_suite.run(steps=args.steps or 30, warmup=args.warmup, repeats=args.repeats)
+        result["data"] = data
+        print(data_suite.format_report(data))
+
+    write_json(args.json, result)
     return 0
 
 

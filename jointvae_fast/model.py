@@ -6,6 +6,12 @@ gives the joint posterior's parameters [mu (D), logvar (D), logits (sum K)].
 Decoder: latent -> 256 -> 64*4*4, then the transposed convolutions mirrored,
 ending in image logits (the paper's sigmoid is applied by the loss / by
 `probabilities`).
+Larger images (this project's extension, for your own data): one more 32-channel
+stride-2 block per doubling, first in the encoder and last in the decoder, the
+step the paper takes from 32x32 to 64x64: 128x128 has 32, 32, 32, 64, 64 and
+256x256 32, 32, 32, 32, 64, 64. The features stay 64x4x4, so the rest of the
+network is the paper's. The 32x32 and 64x64 networks (and their checkpoints) are
+unchanged.
 
 The module names follow the paper's published code
 (img_to_features, features_to_hidden, latent_to_features, features_to_img) so
@@ -58,12 +64,28 @@ class BiasApartConvTranspose2d(nn.ConvTranspose2d):
         return y + self.bias.to(y.dtype).view(1, -1, 1, 1)
 
 
+IMAGE_SIZES = (32, 64, 128, 256)
+
+
 def _encoder_channels(channels: int, size: int) -> list[int]:
-    return [channels, 32, 32, 64, 64] if size == 64 else [channels, 32, 64, 64]
+    """[C, 32, 64, 64] at 32x32; one more 32 after C per doubling (64: [C, 32, 32, 64, 64])."""
+    extra = IMAGE_SIZES.index(size)
+    return [channels] + [32] * (1 + extra) + [64, 64]
 
 
 def _decoder_channels(channels: int, size: int) -> list[int]:
-    return [64, 64, 32, 32, channels] if size == 64 else [64, 32, 32, channels]
+    """The encoder's channels reversed: [64, 32, 32, C] at 32x32, [64, 64, 32, 32, C] at 64x64, ... with the
+    paper's 64x64 decoder for 64 and its 32x32 decoder for 32."""
+    return [64, 32, 32, channels] if size == 32 else [64, 64] + [32] * (1 + IMAGE_SIZES.index(size)) + [channels]
+
+
+def network_note(size: int) -> str:
+    """One line on which network an image size gets (model cards, docs/own-images.md)."""
+    extra = IMAGE_SIZES.index(size) - 1
+    if extra <= 0:
+        return f"the paper's {size}x{size} network (Appendix B)"
+    return (f"the paper's 64x64 network with {extra} more 32-channel stride-2 block{'s' * (extra > 1)} in the encoder "
+            "and the decoder (one per doubling: this project's extension, not the paper's)")
 
 
 def validate_latent_spec(cont, disc) -> tuple[int, tuple[int, ...]]:
@@ -83,15 +105,16 @@ def validate_latent_spec(cont, disc) -> tuple[int, tuple[int, ...]]:
 
 
 def validate_image_size(img_size) -> tuple[int, int, int]:
-    """Check an image size (C, H, W): C in {1, 3}, H == W in {32, 64}."""
+    """Check an image size (C, H, W): C in {1, 3}, H == W in IMAGE_SIZES."""
     try:
         c, h, w = (int(v) for v in img_size)
     except (TypeError, ValueError):
         raise UserInputError(f"img_size must be (C, H, W), got {img_size!r}") from None
-    if c not in (1, 3) or h != w or h not in (32, 64):
+    if c not in (1, 3) or h != w or h not in IMAGE_SIZES:
         raise UserInputError(
-            f"img_size must be (C, H, W) with C in {{1, 3}} and H == W in {{32, 64}} "
-            f"(the paper's architectures), got {tuple(img_size)!r}"
+            f"img_size must be (C, H, W) with C in {{1, 3}} and H == W in {{32, 64, 128, 256}} "
+            f"(the paper's architectures for 32 and 64, one more stride-2 block per doubling above), "
+            f"got {tuple(img_size)!r}"
         )
     return c, h, w
 

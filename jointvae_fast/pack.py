@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from .analysis.sources import EvaluationError, load_source
 from .errors import ArgumentParser, run_cli
+from .model import network_note
 from .pretrained import CARD, METRICS, NAME_RE, WEIGHTS, PretrainedError, registry_root
 from .store import checkpoint as ckpt
 from .store.run_layout import LOG, RUN_INFO
@@ -125,8 +126,8 @@ TODO: one paragraph: what this model is for and what it shows (which units carry
 
 | | |
 | --- | --- |
-| architecture | {meta['img_size'][0]}x{meta['img_size'][1]}x{meta['img_size'][2]} images, {meta['cont']} continuous units, discrete {meta['disc']}, temperature {meta['temperature']} |
-| dataset | {meta.get('dataset')} (preset {meta.get('preset')}) |
+| architecture | {meta['img_size'][0]}x{meta['img_size'][1]}x{meta['img_size'][2]} images, {meta['cont']} continuous units, discrete {meta['disc']}, temperature {meta['temperature']}; {network_note(meta['img_size'][1])} |
+| dataset | {_scrub(str(meta.get('dataset')))} (preset {meta.get('preset')}) |
 | steps | {meta.get('step')} |
 | training command | `{cmd}` |
 | commit | {_commit(commit)} |
@@ -167,8 +168,13 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 def _portable_meta(meta: dict[str, Any]) -> dict[str, Any]:
     keep = {k: meta[k] for k in ("dataset", "preset", "step") if k in meta}
+    if isinstance(keep.get("dataset"), str):  # a path dataset: its name only
+        keep["dataset"] = _scrub(keep["dataset"])
     if isinstance(meta.get("config"), dict):
         keep["config"] = {k: v for k, v in meta["config"].items() if k not in LOCAL_CONFIG_KEYS}
+        for key in ("dataset", "labels"):  # paths of your own data: their names only
+            if isinstance(keep["config"].get(key), str):
+                keep["config"][key] = _scrub(keep["config"][key])
     return keep
 
 
@@ -196,6 +202,8 @@ def pack(run_dir, name: str, eval_dir=None, root=None, commit: str | None = None
     model = source.model.float()
     ckpt.save(dest / WEIGHTS, model, meta=_portable_meta(source.meta))
     metrics = dict(metrics, source=f"{run_dir.name} (packed as pretrained:{name})")
+    if isinstance(metrics.get("dataset"), str):  # a path dataset: its name only
+        metrics["dataset"] = _scrub(metrics["dataset"])
     (dest / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     meta = ckpt.read(dest / WEIGHTS)["meta"]
     (dest / CARD).write_text(render_card(name, meta, metrics, run_info, run_dir, commit))

@@ -2,7 +2,8 @@
 
 On a terminal a tqdm bar; otherwise (logs, pipes) a plain line at most every `every_s` seconds:
     `<desc> <done>/<total>[ <status>] [<elapsed>]`
-and, if the work took at least `every_s`, its last state when it ends. enable=False shows nothing;
+and, if the work took at least `every_s`, its last state when it ends. The first plain line comes with the
+first update, or with quiet_first=True only once `every_s` seconds have passed (short work then prints nothing). enable=False shows nothing;
 enable=True shows a bar even when the stream is not a terminal.
 """
 from __future__ import annotations
@@ -38,13 +39,13 @@ class Progress:
     """
 
     def __init__(self, total: int, desc: str, *, unit: str = "img", initial: int = 0, enable: bool | None = None,
-                 every_s: float = 15.0, stream=None):
+                 every_s: float = 15.0, stream=None, quiet_first: bool = False):
         self.stream = stream if stream is not None else sys.stderr
         self.total, self.desc, self.every_s = total, desc, every_s
         self.done = initial
         self.status = ""
         self.t0 = time.monotonic()
-        self.last_line = -math.inf
+        self.last_line = self.t0 if quiet_first else -math.inf
         self.printed_state = True  # nothing new to print yet
         self.enabled = enable is not False
         self.bar = None

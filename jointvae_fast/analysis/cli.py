@@ -6,6 +6,10 @@ Turns a trained model into the paper's analyses. SOURCE is one of
   - a jointvae_fast checkpoint file (the log is taken from its run directory when it sits in one),
   - a folder (or model.pt) of the paper's published code (model.pt + specs.json),
   - pretrained:NAME, a model shipped in jointvae_fast.pretrained (report: ./pretrained-NAME_eval).
+A run on your own images (--dataset PATH) reloads its folder or array file with the run's settings (image
+size, fit, channels, labels, split). Without labels the report has what needs none (reconstruction, KL,
+I(x; c), class usage, traversals, samples and the images each class takes); with labels (sub-folders or
+--labels CSV) also the accuracy against each categorical factor, MIG and the information per factor.
 The test split of the dataset (default: the one the model was trained on) is
 encoded once (batches of 1000, inference mode, with a progress bar); the
 report folder (--out; default RUN_DIR/eval for a run directory, else
@@ -25,6 +29,8 @@ Figures (those that apply):
   editing.png             Fig. 9b: original, reconstruction, then each --edit (default: top unit at -2..2)
   azimuth_scatter.png     Fig. 9a: the active unit that best predicts azimuth against the true azimuth (factor datasets)
   class_usage.png         per discrete variable: share of test images per argmax class (classes in use: >= 1%)
+  class_members_c<i>.png  per class of discrete variable i: the real test images it takes, most confident first
+                          (what each class picked up; the positions are in metrics.json's class_members)
 
 --sweep RUN_DIR evaluates every checkpoint kept in RUN_DIR/checkpoints (train with --keep-every N), metrics
 only, and writes sweep.json (one summary per checkpoint) and sweep.png (accuracy against the labels, else
@@ -124,7 +130,7 @@ def _evaluate(args, dataset) -> int:
     if dataset is None:
         if name is None:
             raise EvaluationError(f"{args.source} does not record its dataset: give --dataset NAME")
-        dataset = load_named_dataset(name, args.data_dir or source.data_dir)
+        dataset = load_named_dataset(name, args.data_dir or source.data_dir, source.data_options)
     data = eval_split(dataset, name, args.limit)
     out = _report_dir(args, source)
     if args.sweep:

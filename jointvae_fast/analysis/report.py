@@ -17,6 +17,7 @@ import torch
 from .. import __version__
 from ..errors import storage
 from ..model import JointVAE
+from .class_members import MEMBERS, member_positions
 from .encoding import Encoded, classes, cont_information, encode_split, kl_per_latent, recon_nll
 from .figures.editing import Edit, check_edit
 from .metrics.accuracy import hungarian_accuracy, majority_accuracy
@@ -72,6 +73,8 @@ METRIC_FIELDS = {
                              f"classes_in_use (usage >= {USAGE_THRESHOLD:g}), confident_but_uninformative "
                              f"(KL_c > {WARN_KL:g} nats and I < {WARN_INFO_SHARE:g} KL_c)"),
     "factor_information": "per discrete variable and factor: I(c; factor), H(factor), normalized = I / H, bins",
+    "class_members": ("per discrete variable: per class, the test images (positions in the test split) whose most "
+                      f"probable class it is, most confident first, at most {MEMBERS} (class_members_c<i>.png)"),
     "factor_contingency": ("per discrete variable and factor: bins (labels) and counts [class][bin] of test images by "
                            "argmax class and factor bin (the bins of factor_information)"),
     "warnings": "diagnostic warnings (also printed on stderr)",
@@ -236,6 +239,7 @@ def measure(source: Source, data: EvalSplit, device="cpu", progress: bool = True
     if model.disc:
         (metrics["discrete_information"], metrics["factor_information"], metrics["factor_contingency"],
          metrics["warnings"]) = discrete_blocks(enc, model.disc, kl_disc, data.factors, data.value_names)
+        metrics["class_members"] = member_positions(enc.logits, model.disc)
     if confident_but_uninformative(float(kl_cont.sum()), float(info_cont.sum())):
         metrics["warnings"].append(f"the continuous units are confident but uninformative: KL_z = {kl_cont.sum():.3f} "
                                    f"nats but at most {info_cont.sum():.3f} of it is I(x; z)")
@@ -272,7 +276,7 @@ def evaluate(
     metrics = r.metrics
     ctx = FigureContext(source.model, data, r.enc, out, r.kl_cont, r.kl_disc, r.unit_order, r.active, inactive_kl,
                         seed, source.log_path)
-    figures, shown = write_figures(ctx, edits, r.azimuth, metrics["discrete_information"])
+    figures, shown = write_figures(ctx, edits, r.azimuth, metrics["discrete_information"], metrics["class_members"])
     if shown:
         metrics["edits"] = [str(e) for e in shown]
     metrics["figures"] = figures

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..model import JointVAE
+from .class_members import MEMBERS
 from .encoding import Encoded
 from .figures import plots
 from .figures.editing import Edit, edit_strip
@@ -25,11 +26,12 @@ from ..grids.traversal import (
     discrete_traversal,
     mode_latent,
 )
-from .split import EvalSplit
+from .split import EvalSplit, take_images
 
 MAX_UNIT_FIGURES = 10  # traversal_z<j>.png for at most this many active units
 FIGURE_ROWS = 8  # test images used as fixed latents / edited / reconstructed (x2 for reconstructions)
 RANKED_LATENTS = 16  # latents shown in ranked_traversals.png
+MEMBER_CLASSES = 64  # classes shown there at most (the first ones)
 
 
 @dataclass
@@ -188,12 +190,31 @@ def class_usage_figure(ctx: FigureContext, info) -> dict[str, str]:
                                 "a class does not count as in use.")}
 
 
-def write_figures(ctx: FigureContext, edits: Sequence[Edit], azimuth, info=None) -> tuple[dict[str, str], list[Edit]]:
+def class_member_figures(ctx: FigureContext, members: dict[str, list[list[int]]], info) -> dict[str, str]:
+    """class_members_c<i>.png: for each class of each discrete variable, the real test images it takes."""
+    figs = {}
+    for var, per_class in members.items():
+        usage = (info or {}).get(var, {}).get("class_usage") or [0.0] * len(per_class)
+        shown = per_class[:MEMBER_CLASSES]
+        strips = [take_images(ctx.data.images, pos).float().div_(255.0) if pos else torch.zeros(0)
+                  for pos in shown]
+        labels = [f"class {k}\n{100 * usage[k]:.1f}%" for k in range(len(shown))]
+        plots.class_members_figure(labels, strips, MEMBERS, ctx.out / f"class_members_{var}.png")
+        more = f" (the first {MEMBER_CLASSES} of {len(per_class)} classes)" if len(per_class) > MEMBER_CLASSES else ""
+        figs[f"class_members_{var}.png"] = (
+            f"What each class of {var} picked up: per class (rows, with its share of the test images) the real "
+            f"test images whose most probable class it is, the most confident first (at most {MEMBERS}){more}.")
+    return figs
+
+
+def write_figures(ctx: FigureContext, edits: Sequence[Edit], azimuth, info=None,
+                  members=None) -> tuple[dict[str, str], list[Edit]]:
     """Every figure that applies, in the report's order; ({file: caption}, the edits shown).
 
-    info: metrics["discrete_information"] (for class_usage.png)."""
-    figs = {**kl_figures(ctx), **class_usage_figure(ctx, info), **traversal_figures(ctx), **class_figures(ctx),
-            **reconstruction_figure(ctx)}
+    info: metrics["discrete_information"] (for class_usage.png); members: metrics["class_members"]."""
+    figs = {**kl_figures(ctx), **class_usage_figure(ctx, info),
+            **class_member_figures(ctx, members or {}, info), **traversal_figures(ctx),
+            **class_figures(ctx), **reconstruction_figure(ctx)}
     edit_figs, shown = editing_figure(ctx, edits)
     figs.update(edit_figs)
     figs.update(azimuth_figure(ctx, azimuth))

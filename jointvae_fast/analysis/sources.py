@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import UserInputError, storage
 from .. import pretrained
+from ..data import OPTION_KEYS
 from ..model import JointVAE
 from ..paper_checkpoints import PaperCheckpointError, read_paper_checkpoint
 from ..store import checkpoint as ckpt
@@ -32,6 +33,7 @@ class Source:
     dataset: str | None = None
     data_dir: str | None = None
     step: int | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)  # a path dataset's loader options (its config's)
 
 
 def _from_checkpoint(path: Path, kind: str, run_dir: Path | None) -> Source:
@@ -41,7 +43,12 @@ def _from_checkpoint(path: Path, kind: str, run_dir: Path | None) -> Source:
     log = run_dir / LOG if run_dir is not None and (run_dir / LOG).is_file() else None
     step = meta.get("step")
     return Source(c.model, kind, path, meta, log, meta.get("dataset") or config.get("dataset"),
-                  config.get("data_dir"), int(step) if isinstance(step, int) else None)
+                  config.get("data_dir"), int(step) if isinstance(step, int) else None, data_options(config))
+
+
+def data_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The own-images settings a run's config holds (OPTION_KEYS), for loading its path dataset again."""
+    return {k: config[k] for k in OPTION_KEYS if config.get(k) is not None}
 
 
 def load_source(path) -> Source:
@@ -65,6 +72,7 @@ def load_source(path) -> Source:
                 if src.dataset is None and (path / CONFIG).is_file():
                     cfg = _read_run_config(path / CONFIG)
                     src.dataset, src.data_dir = cfg.get("dataset"), cfg.get("data_dir")
+                    src.data_options = data_options(cfg)
                 src.path = path
                 src.meta["checkpoint"] = str(p)
                 return src

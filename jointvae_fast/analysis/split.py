@@ -32,9 +32,23 @@ class GatheredImages:
 
     def __getitem__(self, idx) -> torch.Tensor:
         if not isinstance(idx, slice) or idx.step not in (None, 1):
-            raise TypeError("GatheredImages supports contiguous slices only")
+            raise TypeError("GatheredImages supports contiguous slices only (take: any positions)")
         i, j, _ = idx.indices(self.n)
         return self._gather(i, max(i, j))
+
+    def take(self, positions) -> torch.Tensor:
+        """uint8 [len(positions), C, H, W] of the images at `positions` (ints < len(self))."""
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.int64))
+        if pos.numel() and int(pos.max()) >= self.n:
+            raise IndexError(f"position {int(pos.max())} is out of range for {self.n} images")
+        return torch.as_tensor(self.source.gather(pos)).cpu()
+
+
+def take_images(images, positions) -> torch.Tensor:
+    """uint8 [len(positions), C, H, W] of a split's images (a tensor or GatheredImages) at `positions`."""
+    if isinstance(images, GatheredImages):
+        return images.take(positions)
+    return images[torch.as_tensor(np.asarray(positions, dtype=np.int64))]
 
 
 @dataclass
@@ -54,12 +68,14 @@ def _as_array(name: str, v, n: int) -> np.ndarray:
 
 
 def _value_names(dataset, factors: dict[str, np.ndarray], labels) -> dict[str, tuple[str, ...]]:
-    """A dataset's label_names name its labels; without labels, the values of its first factor (synthetic chairs:
-    type, dSprites: shape)."""
+    """A dataset's factor_value_names (own data: categorical labels); a dataset's label_names name its labels;
+    without labels, the values of its first factor (synthetic chairs: type, dSprites: shape)."""
+    named = {k: tuple(str(n) for n in v) for k, v in (getattr(dataset, "factor_value_names", None) or {}).items()
+             if k in factors}
     names = getattr(dataset, "label_names", None)
     if not names or labels is not None or not factors:
-        return {}
-    return {next(iter(factors)): tuple(str(n) for n in names)}
+        return named
+    return {next(iter(factors)): tuple(str(n) for n in names), **named}
 
 
 def eval_split(dataset, name: str | None = None, limit: int | None = None) -> EvalSplit:
@@ -93,10 +109,13 @@ def eval_split(dataset, name: str | None = None, limit: int | None = None) -> Ev
                      _value_names(dataset, factors, labels))
 
 
-def load_named_dataset(name: str, data_dir: str | None):
-    """jointvae_fast.data.load_dataset(name, data_dir).
+def load_named_dataset(name: str, data_dir: str | None, options: dict | None = None):
+    """jointvae_fast.data.load_dataset(name, data_dir), or for a path the own-images `options` (a run's:
+    Source.data_options, so the images are read as the model was trained on them).
     The built-in chairs come without their training split: the test split depends only on its own count and
     seed, so rendering the 6,000 test chairs alone gives the same images in a tenth of the time."""
     if name == "synthetic-chairs":
         return datasets.load_dataset(name, data_dir=data_dir, train_count=0)
+    if datasets.builtin_name(name) is None:
+        return datasets.load_dataset(name, **(options or {}))
     return datasets.load_dataset(name, data_dir=data_dir)

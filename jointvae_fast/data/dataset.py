@@ -21,6 +21,9 @@ class Dataset:
         chairs: type, dSprites: shape); None when unnamed.
     image_size: (C, H, W). source: where the images came from (a path, or "procedural ...").
     notes: preprocessing and split, in words.
+    Own data (data.own): train/test are `MappedImages` (a memory map, `streamed`); factor_value_names: factor ->
+        names of its values 0, 1, ... (categorical labels); split: the split rule and counts (for run.json);
+        skipped: (path, reason) of the images that could not be read, listed in the file skipped_list.
     """
 
     name: str
@@ -35,6 +38,10 @@ class Dataset:
     source: str = ""
     notes: str = ""
     label_names: tuple[str, ...] | None = field(default=None)
+    factor_value_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    split: dict | None = None
+    skipped: tuple[tuple[str, str], ...] = ()
+    skipped_list: str | None = None
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={len(self.train)}, test={len(self.test)}, "

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "not a loopback address, none on loopback)")
     who.add_argument("--no-token", action="store_true", help="no token, even when reachable from the network")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    p.add_argument("--dataset", help="dataset of the test images (default: the one the model was trained on)")
+    p.add_argument("--dataset", help="dataset (name or path) of the test images (default: the one the model was "
+                   "trained on; a run on your own images reloads them with its settings)")
     p.add_argument("--data-dir", help="folder holding the dataset files")
     p.add_argument("--no-dataset", action="store_true", help="no test images (KL then from the run's records)")
     p.add_argument("--kl-images", type=int, default=KL_IMAGES, metavar="N",

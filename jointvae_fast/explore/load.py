@@ -22,7 +22,7 @@ def test_images(source: Source, model, name: str | None, data_dir, use_dataset: 
         if name is None:
             return TestImages(None, None, "the source does not record its dataset (give --dataset NAME)")
         try:
-            dataset = load_named_dataset(name, data_dir or source.data_dir)
+            dataset = load_named_dataset(name, data_dir or source.data_dir, source.data_options)
         except (ValueError, OSError) as e:  # not found, corrupt, unknown name: the page says why
             return TestImages(None, name, f"dataset {name} could not be loaded: {e}")
     try:

@@ -5,6 +5,7 @@
       run.json              how the run ran: versions, machine, step mode, timing (RUN_INFO)
       log.jsonl             one JSON record per --log-every steps (LOG)
       samples.png, traversal.png   the first-look grids at the end (SAMPLES, TRAVERSAL)
+      skipped_images.txt    a path dataset's images that could not be read: "path<TAB>reason" (SKIPPED_IMAGES)
       checkpoints/step-XXXXXXXX.pt  checkpoints (CHECKPOINT_DIR; checkpoint.py format)
       tensorboard/          --tensorboard event files (TENSORBOARD_DIR)
 """
@@ -15,7 +16,8 @@ from pathlib import Path
 
 CONFIG, RUN_INFO, LOG = "config.json", "run.json", "log.jsonl"
 SAMPLES, TRAVERSAL = "samples.png", "traversal.png"
-RUN_FILES = (CONFIG, RUN_INFO, LOG, SAMPLES, TRAVERSAL)
+SKIPPED_IMAGES = "skipped_images.txt"
+RUN_FILES = (CONFIG, RUN_INFO, LOG, SAMPLES, TRAVERSAL, SKIPPED_IMAGES)
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")

@@ -9,6 +9,13 @@ derive_seed("batch-order", seed, e), the last incomplete batch dropped. Step s
 its epoch's permutation, B the global batch; DDP rank r of R takes the r-th of
 R equal slices of those positions (a distinct shard). So the batch order is a
 function of (seed, step) alone: resume needs no saved batch-order state.
+
+A streamed source (`streamed = True`: your own data, a memory map that may be
+larger than memory, data.own.MappedImages) stays where it is: its batches are
+gathered on the CPU ahead of the step by a background thread (prefetch.py) and
+copied to the device without blocking. Its permutations are drawn on the CPU,
+so a streamed run visits the same images in the same order on every device
+(on the CPU, the same order as the resident path).
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import torch
 
 from ..errors import UserInputError
 from .config import RunConfig
+from .prefetch import Prefetcher
 
 
 def derive_seed(purpose: str, seed: int, index: int) -> int:
@@ -34,18 +42,55 @@ def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> to
     return torch.randperm(n, generator=g, device=device)
 
 
+@dataclass(frozen=True)
+class BatchOrder:
+    """Which positions of an n-image split optimizer step s reads on DDP rank `rank` (module docstring)."""
+
+    n: int
+    seed: int
+    steps_per_epoch: int
+    global_batch: int
+    local_batch: int
+    rank: int
+
+
+class StepIndices:
+    """`indices(step)` -> int64 [local_batch] positions of `order` on `device`; keeps one epoch's permutation."""
+
+    def __init__(self, order: BatchOrder, device: torch.device):
+        self.order, self.device = order, torch.device(device)
+        self.epoch, self.perm = -1, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        o = self.order
+        epoch, pos = divmod(step - 1, o.steps_per_epoch)
+        if epoch != self.epoch:
+            self.perm = epoch_permutation(o.n, o.seed, epoch, self.device)
+            self.epoch = epoch
+        lo = pos * o.global_batch + o.rank * o.local_batch
+        return self.perm[lo : lo + o.local_batch]
+
+
 class TrainImages:
-    """The training split on the device. `batch(idx)` -> float [B, C, H, W] in [0, 1].
+    """The training split on the device. `batch(idx)` -> float [B, C, H, W] in [0, 1]; after `plan(order,
+    first, last)`, `batch_at(step)` -> the batch of optimizer step `step`.
 
     source: a uint8 tensor [N, C, H, W] (moved to `device` once), or an object
     with `__len__` and a batch-gather method `gather(indices) -> uint8 [B, C, H, W]`
     (e.g. a lazily materialised dSprites; its `.to(device)` is used when it has one), called with
-    indices on `device`.
+    indices on `device`; or a streamed one (`streamed = True`), gathered on the CPU by a Prefetcher.
     """
 
     def __init__(self, source, device: torch.device):
         self.device = torch.device(device)
-        if isinstance(source, torch.Tensor):
+        self.streamed = bool(getattr(source, "streamed", False))
+        self._indices = self._prefetch = None
+        if self.streamed and hasattr(source, "gather") and hasattr(source, "__len__"):
+            self.images = source
+            self._gather = source.gather
+            self.n = len(source)
+            self.image_size = tuple(source.image_size)
+        elif isinstance(source, torch.Tensor):
             if source.dtype != torch.uint8 or source.dim() != 4:
                 raise UserInputError(f"training images must be uint8 [N, C, H, W], got {source.dtype} "
                                      f"{tuple(source.shape)}")
@@ -71,14 +116,39 @@ class TrainImages:
         return self.n
 
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self._gather(idx)
+        return self._to_float(self._gather(idx))
+
+    def _to_float(self, x: torch.Tensor) -> torch.Tensor:
         if x.device != self.device:
             x = x.to(self.device, non_blocking=True)
         return x.to(torch.float32).div_(255.0)
 
+    def plan(self, order: BatchOrder, first_step: int, last_step: int) -> None:
+        """Visit the images in `order` from optimizer step `first_step` to `last_step` (batch_at)."""
+        self.close()
+        if self.streamed:
+            self._prefetch = Prefetcher(self.images, StepIndices(order, torch.device("cpu")), first_step,
+                                        last_step, self.device)
+        else:
+            self._indices = StepIndices(order, self.device)
+
+    def batch_at(self, step: int) -> torch.Tensor:
+        """float [local_batch, C, H, W] in [0, 1] of optimizer step `step` of the planned order, on the device."""
+        if self._prefetch is not None:
+            x = self._prefetch.get(step)  # the CPU: already float (prefetch.as_float); a GPU: pinned uint8
+            return x if x.dtype == torch.float32 else self._to_float(x)
+        return self.batch(self._indices(step))
+
+    def close(self) -> None:
+        """Stop the prefetch thread of a streamed source (if any)."""
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
+
 
 def limit_images(source, limit: int, seed: int):
-    """A seeded random subset of `limit` training images (in their original order), as a uint8 tensor."""
+    """A seeded random subset of `limit` training images (in their original order), as a uint8 tensor (a source
+    with a `subset` method: its subset)."""
     n = source.shape[0] if isinstance(source, torch.Tensor) else len(source)
     if limit >= n:
         return source
@@ -86,6 +156,8 @@ def limit_images(source, limit: int, seed: int):
     idx = torch.randperm(n, generator=g)[:limit].sort().values
     if isinstance(source, torch.Tensor):
         return source.index_select(0, idx)
+    if callable(getattr(source, "subset", None)):  # a streamed source stays streamed
+        return source.subset(idx)
     return source.gather(idx).cpu()
 
 

@@ -6,11 +6,14 @@ Settings resolve as DEFAULTS < the dataset's preset (jointvae_fast.training.pres
 (with its preset unless one is given; a one-line notice says so). The run
 directory (--out, default runs/<dataset>-<UTC time>) receives:
 
-    config.json       the resolved settings (usable as --config for a rerun)
+    config.json       the resolved settings (usable as --config for a rerun; a path dataset is stored
+                      as an absolute path, so evaluate and explore find it)
     run.json          derived facts: dataset, precision, world size, steps per epoch, total steps,
-                      training images, image size, versions, command line; when training
-                      ends, step_mode ("cuda-graph" or "eager (why)") and step_modes (each
+                      training images, image size, versions, command line; for a path dataset
+                      its split (rule, test fraction, counts) and skipped_images (count, file); when
+                      training ends, step_mode ("cuda-graph" or "eager (why)") and step_modes (each
                       change of mode, with its first step)
+    skipped_images.txt  a path dataset's images that could not be read ("path<TAB>reason")
     log.jsonl         one JSON line every --log-every steps (fields: see term_log.py)
     tensorboard/      with --tensorboard: TensorBoard events of the same records' scalars, and the
                       sample and traversal grids every --tensorboard-images-every steps
@@ -27,9 +30,14 @@ Exit codes: 0 done, 1 stopped on a non-finite loss (or a bug: then a traceback
 and a line saying so), 2 bad input (one line `error: ...`; nothing in the run
 directory changed), 130 stopped by Ctrl-C after saving a resumable checkpoint.
 
+Your own images: --dataset PATH (a folder of images or an .npy/.npz/.h5 file) with
+--img-size, --fit, --channels, --labels, ... (docs/own-images.md); preset "images"
+unless --preset is given.
+
 Multi-GPU: torchrun --nproc_per_node K -m jointvae_fast.train ... (--batch-size
 is the global batch, split evenly across ranks; rank 0 writes all files; for
---resume every rank must see the run directory).
+--resume every rank must see the run directory). Several machines: torchrun
+--nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT on each (docs/own-images.md).
 """
 from __future__ import annotations
 
@@ -47,14 +55,15 @@ from .. import __version__
 from ..atomic_write import atomic_write_text
 from .. import data as datasets
 from ..data.chairs import chairs_or_synthetic
+from ..data.own import skipped_text
 from ..errors import ArgumentParser, UserInputError, run_cli, storage
 from ..model import JointVAE, validate_image_size
 from .memory import check_memory
 from ..store import checkpoint as ckpt
-from ..store.run_layout import CONFIG, LOG, RUN_INFO
+from ..store.run_layout import CONFIG, LOG, RUN_INFO, SKIPPED_IMAGES
 from .allocator import tune_cpu_allocator
 from .batches import RunLength, TrainImages, limit_images, run_length
-from .config import RunConfig, add_setting_flags, preset_table, read_config_file, resolve_config
+from .config import OWN_KEYS, RunConfig, add_setting_flags, is_path_dataset, preset_table, read_config_file, resolve_config
 from .distributed import World, broadcast_from_writer, cleanup, setup, wait_for_all
 from .first_look import write_first_look
 from .loop import train
@@ -70,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The settings' flags (generated from config.SCHEMA) plus the run-control flags."""
     p = ArgumentParser(
         prog="python -m jointvae_fast.train",
-        description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets.",
+        description="Train the Joint-VAE of Dupont (2018) on one of the paper's datasets or on your own images "
+        "(--dataset PATH: a folder of images or an .npy, .npz, .h5 file).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="presets (every value can be overridden):\n" + preset_table()
         + "\n  (the first five are the paper's Appendix C; synthetic-chairs is this project's choice for the"
@@ -99,17 +109,39 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_CONTROL = ("config", "resume", "overwrite", "progress")
 
 
-def load_training_data(config: RunConfig, dataset=None):
-    """(train images source, image_size) from an injected dataset object or jointvae_fast.data."""
+def load_config_dataset(config: RunConfig, quiet: bool = False):
+    """jointvae_fast.data.load_dataset for a run's config: a built-in name with data_dir, or a path with the
+    own-images settings (quiet: no notes on stderr, for DDP ranks other than 0)."""
+    if not is_path_dataset(config.dataset):
+        return datasets.load_dataset(config.dataset, data_dir=config.data_dir)
+    options = {k: getattr(config, k) for k in OWN_KEYS}
+    return datasets.load_dataset(config.dataset, quiet=quiet, progress=False if quiet else None, **options)
+
+
+def load_training_data(config: RunConfig, dataset=None, quiet: bool = False):
+    """(train images source, image_size, what run.json records about the data) from an injected dataset object
+    or jointvae_fast.data."""
     if dataset is None:
-        dataset = datasets.load_dataset(config.dataset, data_dir=config.data_dir)
+        dataset = load_config_dataset(config, quiet)
     source = dataset.train if hasattr(dataset, "train") else dataset
     if config.limit is not None:
         source = limit_images(source, config.limit, config.seed)
     size = getattr(dataset, "image_size", None)
     if size is None:
         size = tuple(source.shape[1:])
-    return source, validate_image_size(size)
+    return source, validate_image_size(size), data_facts(dataset)
+
+
+def data_facts(dataset) -> dict[str, Any]:
+    """run.json's record of a path dataset: its split and the images skipped (with the list's source)."""
+    facts: dict[str, Any] = {}
+    if getattr(dataset, "split", None):
+        facts["split"] = dataset.split
+    skipped = getattr(dataset, "skipped", ())
+    if skipped:
+        facts["skipped_images"] = {"count": len(skipped), "file": SKIPPED_IMAGES}
+        facts["_skipped"] = list(skipped)
+    return facts
 
 
 def resolve_run_config(flags: dict[str, Any], control: dict[str, Any],
@@ -141,7 +173,8 @@ def resolve_run_config(flags: dict[str, Any], control: dict[str, Any],
     if resume_dir is not None:
         config = replace(config, out=str(resume_dir))
     elif config.out is None:
-        config = replace(config, out=default_out(config.dataset))
+        config = replace(config, out=default_out(Path(config.dataset).name if is_path_dataset(config.dataset)
+                                                 else config.dataset))
     return config, resume_dir
 
 
@@ -173,9 +206,15 @@ def claim_run_dir(world: World, run_dir: Path, resume_dir: Path | None, overwrit
 
 
 def write_run_files(config: RunConfig, run_dir: Path, world: World, n_images: int, img_size, length: RunLength,
-                    resume: tuple[Path, dict[str, Any]] | None, argv: Sequence[str] | None) -> None:
-    """config.json, run.json and (resuming) the log cut back to the checkpoint; one line on stderr. Rank 0."""
+                    resume: tuple[Path, dict[str, Any]] | None, argv: Sequence[str] | None,
+                    facts: dict[str, Any] | None = None) -> None:
+    """config.json, run.json (with `facts`, data_facts), skipped_images.txt and (resuming) the log cut back to the
+    checkpoint; one line on stderr. Rank 0."""
+    facts = dict(facts or {})
+    skipped = facts.pop("_skipped", None)
     atomic_write_text(run_dir / CONFIG, json.dumps(config.to_dict(), indent=2) + "\n")
+    if skipped:
+        atomic_write_text(run_dir / SKIPPED_IMAGES, skipped_text(skipped))
     start = int(resume[1]["training"]["step"]) if resume else 0
     if resume:
         truncate_log(run_dir / LOG, start)
@@ -190,6 +229,7 @@ def write_run_files(config: RunConfig, run_dir: Path, world: World, n_images: in
         "steps_per_epoch": length.steps_per_epoch,
         "total_steps": length.total,
         "resumed_from": {"checkpoint": str(resume[0]), "step": start} if resume else None,
+        **facts,
         "jointvae_fast_version": __version__,
         "torch_version": torch.__version__,
         "command": [sys.executable, "-m", "jointvae_fast.train", *(argv if argv is not None else sys.argv[1:])],
@@ -233,7 +273,7 @@ def run(config: RunConfig, control: dict[str, Any], resume_dir: Path | None, wor
     run_dir = Path(config.out)
     overwrite = bool(control.get("overwrite"))
     resume_path = claim_run_dir(world, run_dir, resume_dir, overwrite)
-    source, img_size = load_training_data(config, dataset)
+    source, img_size, facts = load_training_data(config, dataset, quiet=not world.is_writer)
     data = TrainImages(source, world.device)
     length = run_length(config, len(data), world.size)
     check_memory(img_size, config.cont, config.disc, length.local_batch, world.device)
@@ -246,7 +286,7 @@ def run(config: RunConfig, control: dict[str, Any], resume_dir: Path | None, wor
     if world.is_writer:  # every check passed: only now does the run directory change
         if resume is None:
             prepare_run_dir(run_dir, overwrite)
-        write_run_files(config, run_dir, world, len(data), img_size, length, resume, argv)
+        write_run_files(config, run_dir, world, len(data), img_size, length, resume, argv, facts)
     result = train(config, model, data, world, run_dir, resume=resume, show_progress=control.get("progress", True))
     if world.is_writer:
         record_step_modes(run_dir, result.step_modes)

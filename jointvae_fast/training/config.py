@@ -24,7 +24,9 @@ from typing import Any
 from ..errors import UserInputError
 from ..ops.limits import check_latent_limits
 from ..total_correlation import ESTIMATORS as TC_ESTIMATORS, TC_ON
-from .presets import DATASET_PRESETS, PRESET_IMAGE_SIZES, PRESETS
+from ..data import OPTION_KEYS, looks_like_path
+from ..data.own.options import FITS as OWN_FITS, SIZES as OWN_SIZES, parse_background
+from .presets import DATASET_PRESETS, PATH_PRESET, PRESET_IMAGE_SIZES, PRESETS
 
 
 @dataclass(frozen=True)
@@ -46,14 +48,36 @@ class Setting:
 
 
 _RUN, _LENGTH, _MODEL, _LOG = None, "length and optimisation", "model and objective", "logging and checkpoints"
+_OWN = "your own images (--dataset PATH)"
+OWN_KEYS = OPTION_KEYS  # the settings that go to data.own.load_own (the same names)
 _PRESET = "the preset's"
 
 SCHEMA: dict[str, Setting] = {
-    "dataset": Setting("str", None, "dataset to train on", _RUN, choices=tuple(DATASET_PRESETS), required=True),
+    "dataset": Setting("str", None, f"dataset to train on: {', '.join(DATASET_PRESETS)}, or a path: a folder of "
+                       "images (searched recursively) or an .npy, .npz, .h5 file (a built-in name means the built-in "
+                       "set; write ./NAME for a folder of that name)", _RUN, metavar="NAME|PATH", required=True),
     "preset": Setting("str?", None, "preset name", _RUN, "the dataset's own", choices=tuple(PRESETS)),
     "data_dir": Setting("str?", None, "folder holding the dataset files (see jointvae_fast.data)", _RUN,
                         "$JOINTVAE_DATA, then a per-user cache folder"),
     "out": Setting("str?", None, "run directory", _RUN, "runs/<dataset>-<UTC time>"),
+    "img_size": Setting("int?", None, "a path dataset's image size: 32, 64, 128 or 256 (the paper's network, one "
+                        "more stride-2 block per doubling above 64)", _OWN, "64"),
+    "fit": Setting("str?", None, "how a path dataset's images become square: crop (shorter side to the size, centre "
+                   "crop), pad (longer side to the size, background around) or stretch", _OWN, "crop",
+                   choices=OWN_FITS),
+    "channels": Setting("int?", None, "a path dataset's channels: 1 (grayscale) or 3 (RGB)", _OWN,
+                        "1 when every image is grayscale, else 3"),
+    "background": Setting("str?", None, "colour under transparent pixels and around --fit pad: white, black, gray, "
+                          "#rrggbb or r,g,b", _OWN, "white"),
+    "labels": Setting("str?", None, "CSV of labels for evaluation: a file column (an index column for an array "
+                      "file) and one column per factor", _OWN, "the sub-folder names, when every image is in one",
+                      metavar="FILE.csv"),
+    "data_key": Setting("str?", None, "the array inside an .npz or HDF5 file", _OWN,
+                        "its only array, else images, imgs, x, data or arr_0"),
+    "test_fraction": Setting("float?", None, "share of a path dataset held out for evaluation, by a hash of each "
+                             "file's relative path (adding files moves no other)", _OWN, "0.1"),
+    "strict_images": Setting("bool", False, "stop at an unreadable image instead of skipping it (more than a tenth "
+                             "unreadable always stops)", _OWN, "off"),
     "epochs": Setting("int?", 100, "number of passes over the training split", _LENGTH, _PRESET),
     "steps": Setting("int?", None, "number of optimizer steps; overrides epochs when given", _LENGTH,
                      "unset: epochs decide"),
@@ -229,8 +253,7 @@ def _validate_values(cfg: RunConfig) -> None:
         if not cond:
             raise ConfigError(f"{key} must be {what}, got {getattr(cfg, key)!r}")
 
-    if cfg.dataset not in DATASET_PRESETS:
-        raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASET_PRESETS)}")
+    _validate_own(cfg)
     if cfg.preset not in PRESETS:
         raise ConfigError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(PRESETS)}")
     for key in ("batch_size", "cont_iters", "disc_iters", "log_every", "save_every", "keep",
@@ -315,6 +338,45 @@ RunConfig = make_dataclass(
     frozen=True, kw_only=True)
 
 
+def is_path_dataset(dataset: str) -> bool:
+    """Whether a config's dataset is a path (your own data) rather than a built-in name."""
+    return dataset not in DATASET_PRESETS
+
+
+def _validate_own(cfg: RunConfig) -> None:
+    """The own-images settings: in range for a path dataset, unset for a built-in one."""
+    if not is_path_dataset(cfg.dataset):
+        given = [k for k in OWN_KEYS if getattr(cfg, k) not in (None, False)]
+        if given:
+            raise ConfigError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to a path dataset (a "
+                              f"folder or array file), not to the built-in {cfg.dataset!r}")
+        return
+    if cfg.img_size is not None and cfg.img_size not in OWN_SIZES:
+        raise ConfigError(f"img_size must be one of {', '.join(map(str, OWN_SIZES))}, got {cfg.img_size!r}")
+    if cfg.channels is not None and cfg.channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3 (or unset: detected), got {cfg.channels!r}")
+    if cfg.fit is not None and cfg.fit not in OWN_FITS:
+        raise ConfigError(f"fit must be one of {', '.join(OWN_FITS)}, got {cfg.fit!r}")
+    f = cfg.test_fraction
+    if f is not None and not (math.isfinite(f) and 0 < f < 1):
+        raise ConfigError(f"test_fraction must be a number in (0, 1), got {f!r}")
+    if cfg.background is not None:
+        parse_background(cfg.background)
+
+
+def _dataset_value(dataset: str) -> str:
+    """A built-in name as it is; a path made absolute (so a resumed or evaluated run finds it from anywhere)."""
+    if dataset in DATASET_PRESETS:
+        return dataset
+    if not looks_like_path(dataset):
+        raise ConfigError(f"unknown dataset {dataset!r}: neither one of {', '.join(DATASET_PRESETS)} nor a folder "
+                          "of images or an .npy, .npz, .h5 file")
+    path = Path(dataset).expanduser()
+    if not path.exists():
+        raise ConfigError(f"dataset {dataset} does not exist (give a folder of images or an .npy, .npz, .h5 file)")
+    return str(path.resolve())
+
+
 def resolve_config(*layers: tuple[str, dict[str, Any]]) -> RunConfig:
     """The full config from (source, settings) layers, lowest priority first, on top of DEFAULTS < preset.
 
@@ -325,10 +387,9 @@ def resolve_config(*layers: tuple[str, dict[str, Any]]) -> RunConfig:
         explicit.update(check_config_layer(layer, source))
     dataset = explicit.get("dataset")
     if dataset is None:
-        raise ConfigError("no dataset given (use --dataset NAME)")
-    if dataset not in DATASET_PRESETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_PRESETS)}")
-    preset = explicit.get("preset") or DATASET_PRESETS[dataset]
+        raise ConfigError("no dataset given (use --dataset NAME or --dataset PATH)")
+    dataset = explicit["dataset"] = _dataset_value(dataset)
+    preset = explicit.get("preset") or DATASET_PRESETS.get(dataset, PATH_PRESET)
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return RunConfig.from_dict({**DEFAULTS, **PRESETS[preset], **explicit, "preset": preset}, "the resolved settings")
@@ -361,7 +422,8 @@ def _preset_rows() -> list[list[str]]:
     for name, preset in PRESETS.items():
         values = {**DEFAULTS, **preset}
         other = [f"{k} {_cell(v)}" for k, v in preset.items() if k not in shown and v != SCHEMA[k].default]
-        rows.append([name, "x".join(map(str, PRESET_IMAGE_SIZES[name])),
+        size = PRESET_IMAGE_SIZES[name]
+        rows.append([name, "x".join(map(str, size)) if size is not None else "any",
                      *(", ".join(_cell(values[k]) for k in keys) for keys in _TABLE_COLUMNS.values()),
                      "; ".join(other) or "-"])
     return rows

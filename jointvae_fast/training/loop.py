@@ -43,7 +43,7 @@ import torch
 from ..model import JointVAE
 from ..objective import Capacity, Objective
 from ..progress import Progress
-from .batches import TrainImages, derive_seed, epoch_permutation, run_length
+from .batches import BatchOrder, TrainImages, derive_seed, run_length
 from .config import RunConfig
 from .distributed import World, any_rank
 from ..store.run_layout import LOG, list_checkpoints
@@ -119,21 +119,11 @@ class _Run:
         self.config, self.model, self.data, self.world, self.run_dir = config, model, data, world, run_dir
         self.length, self.step_fn, self.log, self.sampling = length, step_fn, log, sampling
         self.tensorboard = log.tensorboard
-        self.epoch, self.perm = -1, None
-
-    def batch(self, step: int) -> torch.Tensor:
-        """This rank's batch of optimizer step `step` (1-based): its slice of the epoch's permutation."""
-        epoch, pos = divmod(step - 1, self.length.steps_per_epoch)
-        if epoch != self.epoch:
-            self.perm = epoch_permutation(len(self.data), self.config.seed, epoch, self.world.device)
-            self.epoch = epoch
-        lo = pos * self.length.global_batch + self.world.rank * self.length.local_batch
-        return self.data.batch(self.perm[lo : lo + self.length.local_batch])
 
     def step(self, step: int) -> None:
         if self.config.temperature_final is not None:
             self.model.temperature = temperature_at(self.config, step)
-        self.log.append(self.step_fn(self.batch(step), step))
+        self.log.append(self.step_fn(self.data.batch_at(step), step))
         self.log.note_mode(step, self.step_fn.step_mode)
 
     def stopping(self, stop: StopRequest, at_log: bool) -> bool:
@@ -215,10 +205,13 @@ def train(
     progress = Progress(length.total, "step", unit="step", initial=start, every_s=PLAIN_LINE_SECONDS,
                         enable=None if show_progress and world.is_writer else False)
     log = TermLog(model, objective, world, length, config.log_every, run_dir / LOG, progress, tensorboard)
+    data.plan(BatchOrder(len(data), config.seed, length.steps_per_epoch, length.global_batch, length.local_batch,
+                         world.rank), start + 1, length.total)
     try:
         status, message, step = _Run(config, model, data, world, run_dir, length, step_fn, log, sampling).run(
             start, step_hook)
     finally:
+        data.close()
         progress.close()
         if tensorboard is not None:
             tensorboard.close()

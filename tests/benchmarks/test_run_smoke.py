@@ -48,6 +48,23 @@ def test_run_py_train_suite_smoke(tmp_path):
     assert rows[0]["baseline_runs"] == rows[1]["baseline_runs"]  # the float32 baseline is shared by both rows
 
 
+def test_run_py_data_suite_smoke(tmp_path, monkeypatch):
+    from benchmarks import data_suite
+
+    monkeypatch.setattr(data_suite, "TRAIN_IMAGES", 256)
+    monkeypatch.setattr(data_suite, "GATHER_REPEATS", 3)
+    result = data_suite.run(images=8, steps=2, warmup=1, repeats=1, workers=[1], log=lambda line: None)
+    assert [(r["format"], r["workers"], r["images"]) for r in result["decode"]] == [("jpg", 1, 8), ("png", 1, 8)]
+    assert all(r["img_per_s"] > 0 for r in result["decode"])
+    t = result["train"]
+    assert t["resident_img_s"] > 0 and t["streamed_img_s"] > 0
+    assert t["ratio"] == pytest.approx(t["streamed_img_s"] / t["resident_img_s"])
+    assert t["ratio_per_cpu_s"] == pytest.approx(t["streamed_img_per_cpu_s"] / t["resident_img_per_cpu_s"])
+    assert t["gather_ms"]["mapped_ms"] > 0 and t["gather_ms"]["resident_ms"] > 0
+    assert set(t["batch_wait_ms"]) == {"resident", "streamed"} and min(t["batch_wait_ms"].values()) > 0
+    assert "streamed/resident" in data_suite.format_report(result)
+
+
 def _model_and_objective(size, cont):
     return JointVAE((1, size, size), cont, [10]), Objective((10,), Capacity(0.0, 5.0, 100, 30.0),
                                                            Capacity(0.0, 5.0, 100, 30.0))

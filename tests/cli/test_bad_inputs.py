@@ -59,12 +59,16 @@ def base_args(out, *extra, steps=2):
 
 
 def tree_state(root: Path) -> dict[str, str]:
-    """relative path -> sha256 of the bytes (files), 'dir' (folders): a byte-level picture of a tree."""
+    """relative path -> sha256 of the bytes (files), 'dir' (folders), the target (symlinks, not followed): a
+    byte-level picture of a tree."""
     state = {}
     if not root.exists():
         return state
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
+        if p.is_symlink():
+            state[rel] = "link " + os.readlink(p)
+            continue
         state[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return state
 
@@ -309,6 +313,200 @@ def test_corrupt_dataset_cache_is_rebuilt_with_a_warning(ws, tmp_path):
     with pytest.warns(UserWarning, match=str(caches[0].name)):
         again = load_dataset("mnist", data_dir=data, progress=False)
     assert torch.equal(first.train, again.train)
+
+
+# ---------------------------------------------------------------- your own data (--dataset PATH)
+
+
+def _png(path: Path, value=100, size=(20, 16), mode="L"):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value).save(path)
+    return path
+
+
+def _folder(ws, n=10, sub=("a", "b")) -> Path:
+    for k in sub:
+        for i in range(n // len(sub)):
+            _png(ws / "data" / k / f"{i}.png", value=10 * i)
+    return ws / "data"
+
+
+def _text_png(ws):
+    (ws / "data").mkdir()
+    (ws / "data/x.png").write_text("this is text")
+    return ws / "data"
+
+
+def _truncated_jpeg(ws):
+    import io
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buf, "JPEG")
+    (ws / "data").mkdir()
+    (ws / "data/t.jpg").write_bytes(buf.getvalue()[:300])
+    return ws / "data"
+
+
+def _csv(ws, lines, folder=None):
+    folder = folder or _folder(ws)
+    (ws / "l.csv").write_text("file,kind\n" + "".join(f"{line}\n" for line in lines))
+    return folder, ["--labels", str(ws / "l.csv")]
+
+
+def _all_rows(folder, value=lambda i: "x" if i % 2 else "y"):
+    return [f"{p.relative_to(folder).as_posix()},{value(i)}" for i, p in enumerate(sorted(folder.rglob("*.png")))]
+
+
+def _own_cases():
+    """(id, build(ws) -> (dataset path, extra flags), fragment of the error line)."""
+    def empty(ws):
+        (ws / "data").mkdir()
+        return ws / "data", []
+
+    def no_images(ws):
+        (ws / "data").mkdir()
+        (ws / "data/readme.txt").write_text("x")
+        return ws / "data", []
+
+    def strict(ws):
+        folder = _folder(ws)
+        (folder / "a/bad.png").write_text("text")
+        return folder, ["--strict-images"]
+
+    def too_many(ws):
+        folder = _folder(ws, n=4)
+        (folder / "a/bad.png").write_text("text")
+        return folder, []
+
+    def one_image(ws):
+        return _png(ws / "data/a.png").parent, []
+
+    def csv_names_missing(ws):
+        folder = _folder(ws)
+        return _csv(ws, _all_rows(folder) + ["a/ghost.png,x"], folder)
+
+    def csv_misses_images(ws):
+        folder = _folder(ws)
+        return _csv(ws, _all_rows(folder)[:-1], folder)
+
+    def csv_one_value(ws):
+        folder = _folder(ws)
+        return _csv(ws, _all_rows(folder, lambda i: "same"), folder)
+
+    def csv_absent(ws):
+        return _folder(ws), ["--labels", str(ws / "nope.csv")]
+
+    def self_symlink(ws):
+        (ws / "data").mkdir()
+        os.symlink(ws / "data/self.png", ws / "data/self.png")
+        return ws / "data", []
+
+    def unreadable(ws):
+        folder = _folder(ws, n=2)
+        for p in folder.rglob("*.png"):
+            p.chmod(0)
+        return folder, []
+
+    def array(arr, name="a.npy", **kw):
+        def build(ws):
+            np.save(ws / name, arr)
+            return ws / name, []
+        return build
+
+    def npz_two(ws):
+        np.savez(ws / "a.npz", one=np.zeros((4, 8, 8), np.uint8), two=np.zeros((4, 8, 8), np.uint8))
+        return ws / "a.npz", []
+
+    def h5_key(ws):
+        h5py = pytest.importorskip("h5py")
+        with h5py.File(ws / "a.h5", "w") as f:
+            f["images"] = np.zeros((4, 8, 8), np.uint8)
+        return ws / "a.h5", ["--data-key", "nope"]
+
+    def text_file(ws):
+        (ws / "notes.txt").write_text("x")
+        return ws / "notes.txt", []
+
+    def missing(ws):
+        return ws / "no/such/folder", []
+
+    def flags(*extra):
+        return lambda ws: (_folder(ws), list(extra))
+
+    cases = [
+        ("empty-folder", empty, "empty"),
+        ("folder-without-images", no_images, "no images"),
+        ("text-file-named-png", lambda ws: (_text_png(ws), []), "none of the 1 image file"),
+        ("truncated-jpeg", lambda ws: (_truncated_jpeg(ws), []), ("none of the 1", "truncated")),
+        ("unreadable-with-strict-images", strict, ("--strict-images", "a/bad.png")),
+        ("too-many-unreadable", too_many, "more than 10%"),
+        ("one-image", one_image, "at least 2"),
+        ("self-symlink-loop", self_symlink, "symlink loop"),
+        ("csv-names-missing-files", csv_names_missing, ("not in the data set", "a/ghost.png")),
+        ("csv-misses-images", csv_misses_images, "have no row"),
+        ("csv-one-value-column", csv_one_value, ("kind", "one value")),
+        ("csv-missing", csv_absent, "nope.csv"),
+        ("array-dtype", array(np.zeros((4, 8, 8), np.int64)), "dtype int64"),
+        ("array-rank", array(np.zeros((4, 8), np.uint8)), "rank 2"),
+        ("array-value-range", array(np.full((4, 8, 8), 2.0, np.float32)), "[0, 1]"),
+        ("array-nan", array(np.full((4, 8, 8), np.nan, np.float32)), "[0, 1]"),
+        ("npz-without-key", npz_two, "--data-key"),
+        ("hdf5-missing-key", h5_key, "no dataset 'nope'"),
+        ("not-an-array-file", text_file, "not an array file"),
+        ("path-missing", missing, "does not exist"),
+        ("img-size-48", flags("--img-size", "48"), "img_size"),
+        ("fit-zoom", flags("--fit", "zoom"), "--fit"),
+        ("channels-2", flags("--channels", "2"), "channels"),
+        ("test-fraction-1", flags("--test-fraction", "1"), "test_fraction"),
+        ("background-purple", flags("--background", "purple"), "background"),
+        ("data-key-on-a-folder", flags("--data-key", "images"), "data-key"),
+    ]
+    out = [pytest.param(b, f, id=f"own-data-{i}") for i, b, f in cases]
+    out.append(pytest.param(unreadable, "none of the", id="own-data-unreadable-files", marks=pytest.mark.skipif(
+        os.geteuid() == 0, reason="root reads files without read permission")))
+    return out
+
+
+@pytest.mark.parametrize("build,fragment", _own_cases())
+def test_own_data(build, fragment, ws, capsys):
+    path, extra = build(ws)
+    check_case(train_cli.main, base_args(ws / "run", "--dataset", str(path), "--img-size", "32", *extra), ws,
+               fragment, capsys)
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    pytest.param(["--img-size", "128"], "img_size applies to a path dataset", id="own-data-img-size-on-mnist"),
+    pytest.param(["--fit", "pad", "--strict-images"], "fit, strict_images apply", id="own-data-fit-on-mnist"),
+])
+def test_own_data_settings_on_a_builtin_dataset(extra, fragment, ws, capsys):
+    check_case(train_cli.main, base_args(ws / "run", *extra), ws, fragment, capsys, dataset=TINY)
+
+
+def test_own_data_odd_but_accepted(ws, capsys):
+    """Not errors: mixed channel counts (converted, said once), file names with spaces and non-ASCII, a symlink
+    loop (read once, said once), one unreadable file among many (skipped: one warning line, listed in the run
+    directory)."""
+    folder = ws / "data"
+    for i in range(12):
+        _png(folder / "grå bilder" / f"bild {i}.png", value=20 * i)
+        _png(folder / "彩色" / f"图 {i}.png", value=(20 * i, 0, 0), mode="RGB")
+    os.symlink(folder, folder / "grå bilder" / "loop")
+    (folder / "彩色" / "broken.png").write_text("text")
+    run = ws / "run"
+    rc = call(train_cli.main, base_args(run, "--dataset", str(folder), "--img-size", "32", "--steps", "1"))
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert err.count("12 grayscale and 12 colour images: all read as RGB") == 1
+    assert err.count("reached again through a symlink") == 1
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "1 of 25 image files could not be read" in warnings[0]
+    assert (run / run_layout.SKIPPED_IMAGES).read_text().startswith("彩色/broken.png\t")
+    info = json.loads((run / run_layout.RUN_INFO).read_text())
+    assert info["skipped_images"]["count"] == 1 and info["image_size"] == [3, 32, 32]
+    assert info["split"]["train"] + info["split"]["test"] == 24
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -5,12 +5,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from jointvae_fast import pretrained
 from jointvae_fast.model import JointVAE
 from jointvae_fast.training.presets import PRESET_IMAGE_SIZES, PRESETS
 
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 FIXTURES = SHARED / "fixtures" / "official-jointvae"
+# conv channels of the encoder and the decoder per image size: the paper's Appendix B for 32 and 64; one more
+# 32-channel stride-2 block per doubling above (first in the encoder, last in the decoder)
+CHANNELS = {32: ([32, 64, 64], [64, 32, 32]), 64: ([32, 32, 64, 64], [64, 64, 32, 32]),
+            128: ([32, 32, 32, 64, 64], [64, 64, 32, 32, 32]), 256: ([32, 32, 32, 32, 64, 64], [64, 64, 32, 32, 32, 32])}
 
 
 def conv_params(cin, cout):
@@ -19,8 +24,8 @@ def conv_params(cin, cout):
 
 def expected_param_count(c, size, cont, disc):
     """Appendix B counted by hand: convs, 1024->256, heads, latent->256->1024, transposed convs."""
-    enc = [c, 32, 32, 64, 64] if size == 64 else [c, 32, 64, 64]
-    dec = [64, 64, 32, 32, c] if size == 64 else [64, 32, 32, c]
+    enc = [c] + CHANNELS[size][0]
+    dec = CHANNELS[size][1] + [c]
     n = sum(conv_params(a, b) for a, b in zip(enc[:-1], enc[1:]))
     n += 1024 * 256 + 256 + (256 + 1) * (2 * cont + sum(disc))
     n += (cont + sum(disc)) * 256 + 256 + 256 * 1024 + 1024
@@ -31,7 +36,7 @@ def expected_param_count(c, size, cont, disc):
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_shapes_for_every_preset(preset):
     p = PRESETS[preset]
-    c, h, w = PRESET_IMAGE_SIZES[preset]
+    c, h, w = PRESET_IMAGE_SIZES[preset] or (3, 128, 128)  # a path dataset's preset: any size, here 3x128x128
     model = JointVAE((c, h, w), p["cont"], p["disc"], p["temperature"])
     assert sum(t.numel() for t in model.parameters()) == expected_param_count(c, h, p["cont"], p["disc"])
     b = 3
@@ -140,7 +145,7 @@ def reference_decoder(sd: dict, latent: torch.Tensor, n_conv: int):
 
 
 def check_same_function(model: JointVAE, sd: dict):
-    n_conv = 4 if model.img_size[1] == 64 else 3
+    n_conv = len(CHANNELS[model.img_size[1]][0])
     x = torch.rand(4, *model.img_size, generator=torch.Generator().manual_seed(2))
     mu, logvar, logits = model.encode(x)
     rmu, rlogvar, ralphas = reference_encoder(sd, x, n_conv, len(model.disc))
@@ -154,7 +159,8 @@ def check_same_function(model: JointVAE, sd: dict):
     torch.testing.assert_close(model.probabilities(latent), reference_decoder(sd, latent, n_conv))
 
 
-@pytest.mark.parametrize("img_size, cont, disc", [((1, 32, 32), 10, [10]), ((3, 64, 64), 5, [2, 3, 4])])
+@pytest.mark.parametrize("img_size, cont, disc", [((1, 32, 32), 10, [10]), ((3, 64, 64), 5, [2, 3, 4]),
+                                                  ((3, 128, 128), 4, [3]), ((1, 256, 256), 2, [2])])
 def test_loads_a_state_dict_converted_from_the_reference_layout(img_size, cont, disc):
     model = JointVAE(img_size, cont, disc)
     sd = reference_layout(model, torch.Generator().manual_seed(0))
@@ -171,3 +177,43 @@ def test_loads_the_published_reference_checkpoints(name, img_size, cont, disc):
     model = JointVAE(img_size, cont, disc)
     model.load_state_dict(to_our_layout(sd, len(disc)), strict=True)
     check_same_function(model, sd)
+
+
+# the state dict of the paper's networks, key by key (Appendix B; what every 32x32 and 64x64 checkpoint holds)
+PAPER_KEYS = {
+    32: ["img_to_features.0 [32, C, 4, 4]", "img_to_features.2 [64, 32, 4, 4]", "img_to_features.4 [64, 64, 4, 4]",
+         "features_to_img.0 [64, 32, 4, 4]", "features_to_img.2 [32, 32, 4, 4]", "features_to_img.4 [32, C, 4, 4]"],
+    64: ["img_to_features.0 [32, C, 4, 4]", "img_to_features.2 [32, 32, 4, 4]", "img_to_features.4 [64, 32, 4, 4]",
+         "img_to_features.6 [64, 64, 4, 4]", "features_to_img.0 [64, 64, 4, 4]", "features_to_img.2 [64, 32, 4, 4]",
+         "features_to_img.4 [32, 32, 4, 4]", "features_to_img.6 [32, C, 4, 4]"],
+}
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("c", [1, 3])
+def test_the_paper_networks_keep_their_state_dict(size, c):
+    """Adding 128 and 256 changed nothing at 32 and 64: the same keys with the same shapes (so every checkpoint
+    of the paper's sizes, the pretrained ones included, still loads)."""
+    sd = JointVAE((c, size, size), 3, [4]).state_dict()
+    convs = [f"{k[:-len('.weight')]} {list(v.shape)}".replace(f", {c}, 4", ", C, 4").replace(f"[{c}, ", "[C, ")
+             for k, v in sd.items() if k.endswith(".weight") and v.dim() == 4]
+    assert convs == PAPER_KEYS[size]
+    assert [k for k in sd if not k.startswith(("img_to_features", "features_to_img"))] == [
+        "features_to_hidden.0.weight", "features_to_hidden.0.bias", "to_posterior.weight", "to_posterior.bias",
+        "latent_to_features.0.weight", "latent_to_features.0.bias", "latent_to_features.2.weight",
+        "latent_to_features.2.bias"]
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_larger_images_add_one_block_per_doubling(size):
+    model = JointVAE((3, size, size), 4, [3])
+    assert sum(t.numel() for t in model.parameters()) == expected_param_count(3, size, 4, [3])
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    assert model.img_to_features(x).shape == (2, 64, 4, 4)
+    assert model(x).x_logits.shape == (2, 3, size, size)
+
+
+def test_pretrained_models_still_load():
+    for name in pretrained.names():
+        model, _ = pretrained.load(name)
+        assert model.img_size[1] in (32, 64)

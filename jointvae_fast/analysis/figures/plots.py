@@ -212,3 +212,26 @@ def sweep_figure(records: Sequence[dict[str, Any]], path) -> Path:
             ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def class_members_figure(labels: Sequence[str], strips: Sequence[np.ndarray], columns: int, path) -> Path:
+    """One row per class: its label on the left, then up to `columns` test images (strips[k]: float [n_k, C, H, W]
+    in [0, 1], n_k may be 0: "no test image")."""
+    if len(labels) != len(strips) or not labels:
+        raise ValueError(f"labels and strips must be non-empty and of equal length, got {len(labels)}, {len(strips)}")
+    rows = len(labels)
+    fig = _figure(1.4 + 0.6 * columns, 0.62 * rows + 0.3)
+    grid = fig.add_gridspec(rows, 2, width_ratios=[1.4, 0.6 * columns], wspace=0.02, hspace=0.08)
+    for r, (label, strip) in enumerate(zip(labels, strips)):
+        axl = fig.add_subplot(grid[r, 0])
+        axl.axis("off")
+        axl.text(0.0, 0.5, label, transform=axl.transAxes, va="center", fontsize=8)
+        axi = fig.add_subplot(grid[r, 1])
+        axi.axis("off")
+        if len(strip) == 0:
+            axi.text(0.0, 0.5, "(no test image)", transform=axi.transAxes, va="center", fontsize=8, color="gray")
+            continue
+        g = image_grid(strip, nrow=columns, padding=1)
+        axi.imshow(g[:, :, 0] if g.shape[2] == 1 else g, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        axi.set_xlim(-0.5, columns * (strip.shape[-1] + 1) + 0.5)
+    return _save(fig, path)
