@@ -2,9 +2,9 @@
 the decode route on starlette + uvicorn, and the server before hardening; the numbers behind docs/explorer.md's
 choice. Not part of benchmarks/run.py: uvicorn and starlette are no dependency of the project.
 
-    pip install --target /tmp/stacks uvicorn starlette          # h11; add httptools uvloop for the fast arm
-    git archive 288fb4c | tar -x -C /tmp/before                 # the explorer before hardening (optional)
-    python benchmarks/explore_stacks.py --site /tmp/stacks [--site-fast /tmp/stacks-fast] [--before /tmp/before]
+    pip install --target STACKS_DIR uvicorn starlette          # h11; add httptools uvloop for the fast arm
+    git archive 288fb4c | tar -x -C BEFORE_DIR                 # the explorer before hardening (optional)
+    python benchmarks/explore_stacks.py --site STACKS_DIR [--site-fast STACKS_FAST_DIR] [--before BEFORE_DIR]
                                         [--rounds 3] [--json PATH]
 
 Each arm is a fresh server process serving pretrained:fashion-mnist (no test images), measured by

@@ -51,7 +51,8 @@ VARIANTS = ("baseline", "baseline-dataloader", "fast")
 BASELINES = ("baseline", "baseline-dataloader", "baseline-tuned-allocator")  # float32 only
 # ablation variants: the fast path with one part switched off (see `fast_runner`)
 ABLATIONS = ("fast", "fast-no-allocator", "fast-no-channels-last", "fast-default-adam", "fast-composite-ops",
-             "fast-fused-deconv-bias", "eager", "baseline-tuned-allocator", "fast-no-tc-log", "fast-tc")
+             "fast-fused-deconv-bias", "fast-torch-image-layers", "eager", "baseline-tuned-allocator", "fast-no-tc-log",
+             "fast-tc")
 N_IMAGES = 2048
 BASELINE_MODE = "eager (paper-style baseline)"
 
@@ -111,8 +112,9 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     variant: "fast" (defaults), or one part off: "fast-no-allocator", "fast-no-channels-last",
     "fast-default-adam", "fast-composite-ops" (JOINTVAE_FAST_BACKEND=composite must be set before import,
     the caller does that), "fast-fused-deconv-bias" (the decoder's transposed convolutions with the bias inside
-    the convolution, as nn.ConvTranspose2d), "eager" (all of them off: composite ops, default Adam, no
-    layout/allocator change, fused bias), "fast-no-tc-log" (the objective without the dataset size: no
+    the convolution, as nn.ConvTranspose2d), "fast-torch-image-layers" (the decoder's last layer on torch's
+    transposed convolution instead of one matrix product + col2im), "eager" (all of them off:
+    composite ops, default Adam, no layout/allocator change, fused bias, torch's image-side layers), "fast-no-tc-log" (the objective without the dataset size: no
     total-correlation diagnostics), "fast-tc" (the total-correlation term in the objective, tc_weight 1, MSS).
     precision: "fp32" or "bf16" (TrainStep's precision).
     """
@@ -132,6 +134,8 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     eager = variant == "eager"
     if eager or variant == "fast-fused-deconv-bias":
         _fuse_deconv_bias(model)
+    if eager or variant == "fast-torch-image-layers":
+        _torch_image_layers(model)
     optimizer = make_optimizer(model, lr, fused=False if (eager or variant == "fast-default-adam") else None)
     data = TrainImages(_images(size, max(N_IMAGES, 2 * batch)), dev)
     objective = Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc),
@@ -171,11 +175,18 @@ def _fuse_deconv_bias(model) -> None:
 
     import torch
 
-    from jointvae_fast.model import BiasApartConvTranspose2d
+    from jointvae_fast.layers import BiasApartConvTranspose2d
 
     for m in model.modules():
         if isinstance(m, BiasApartConvTranspose2d):
             m.forward = types.MethodType(torch.nn.ConvTranspose2d.forward, m)
+
+
+def _torch_image_layers(model) -> None:
+    """Switch the patch route of `model`'s last layer off (torch's transposed convolution runs instead)."""
+    from jointvae_fast.layers import torch_layers
+
+    torch_layers(model)
 
 
 def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,

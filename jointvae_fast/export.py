@@ -32,6 +32,7 @@ from .analysis.sources import load_source
 from .errors import ArgumentParser, UserInputError, run_cli
 from .explore.load import kl_for, test_images
 from .explore.session import TestImages
+from .layers import torch_layers
 from .model import JointVAE
 
 FORMATS = ("torchscript", "onnx")
@@ -44,8 +45,8 @@ ENCODER_PARTS = ("img_to_features", "features_to_hidden", "to_posterior")  # ...
 
 def _without(model: JointVAE, parts: Sequence[str]) -> JointVAE:
     """A copy of `model` in evaluation mode without the submodules `parts`, so an exported file holds only the
-    weights its half of the network reads."""
-    m = copy.deepcopy(model).eval()
+    weights its half of the network reads; its layers on torch's own ops (no compiled op in an exported graph)."""
+    m = torch_layers(copy.deepcopy(model).eval())
     for name in parts:
         delattr(m, name)
     return m

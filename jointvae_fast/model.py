@@ -24,14 +24,17 @@ from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .errors import UserInputError
 from . import ops
+from .layers import BiasApartConvTranspose2d, PatchConvTranspose2d
 from .ops.limits import check_latent_limits
 
 HIDDEN = 256
 FEATURES = (64, 4, 4)  # encoder output / decoder input, for both image sizes
+# A decoder's last layer to at most this many channels runs as one matrix product + col2im on the CPU
+# (layers/patch_deconv.py); with 3 channels that was no faster than oneDNN (docs/performance.md).
+PATCH_MAX_CHANNELS = 1
 
 
 class JointVAEOutput(NamedTuple):
@@ -42,26 +45,6 @@ class JointVAEOutput(NamedTuple):
     logvar: torch.Tensor  # [B, D]
     logits: torch.Tensor  # [B, sum K] discrete posteriors, packed side by side
     latent: torch.Tensor  # [B, D + sum K] what the decoder read
-
-
-class BiasApartConvTranspose2d(nn.ConvTranspose2d):
-    """nn.ConvTranspose2d (same parameters, same state_dict) that adds its bias after the convolution.
-
-    y = conv_transpose2d(x, W) + b[None, :, None, None], b cast to y's dtype (bf16 under autocast, as the fused
-    bias would give). The math is the layer's; what changes is the backward: autograd reduces db = sum over
-    (batch, H, W) of dy with a plain sum. With the bias fused, oneDNN's transposed-convolution backward made the
-    layer's forward + backward 1.1-2.0x as slow in bf16 and up to 1.16x in fp32 on the development CPU
-    (`benchmarks/run.py --suite layers`; docs/performance.md). x [B, C_in, H, W] -> y [B, C_out, 2H, 2W] for the
-    paper's k=4, s=2, p=1."""
-
-    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        if output_size is not None or self.padding_mode != "zeros":
-            return super().forward(x, output_size)
-        y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups,
-                               self.dilation)
-        if self.bias is None:
-            return y
-        return y + self.bias.to(y.dtype).view(1, -1, 1, 1)
 
 
 IMAGE_SIZES = (32, 64, 128, 256)
@@ -151,7 +134,8 @@ class JointVAE(nn.Module):
         dec = _decoder_channels(c, size)
         layers = []
         for i, (cin, cout) in enumerate(zip(dec[:-1], dec[1:])):
-            layers.append(BiasApartConvTranspose2d(cin, cout, 4, stride=2, padding=1))
+            deconv = PatchConvTranspose2d if cout <= PATCH_MAX_CHANNELS else BiasApartConvTranspose2d
+            layers.append(deconv(cin, cout, 4, stride=2, padding=1))
             if i < len(dec) - 2:
                 layers.append(nn.ReLU())
         self.features_to_img = nn.Sequential(*layers)

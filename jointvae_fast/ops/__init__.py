@@ -33,6 +33,10 @@ disc_dims a sequence of ints >= 2 summing to the logits width (may be empty).
         CUDA) streams both LSEs over m (memory O(B (D + sum K)), backward by recomputation from the two
         outputs); the composite twin materialises [B, B, D + V] (memory O(B^2 (D + V))).
 
+    im2col(image, k, s, p) -> patches [B h w, C k k];  col2im(patches, (B, C, H, W), k, s, p) -> image
+        the patches of a strided convolution and their adjoint (ops/patches.py; compiled on the CPU, F.unfold /
+        F.fold elsewhere); patches_available(device) says whether the compiled pair runs there.
+
 The first four are differentiable in their inputs (aggregate_kl in logits): C++ autograd kernels
 (kernels/torch/autograd.cpp) call the fused backward ops (no double backward). Fake kernels are registered,
 so torch.compile(fullgraph=True) works; sample_latent is tagged nondeterministic_seeded (never recomputed by
@@ -73,16 +77,19 @@ from .limits import MAX_CLASSES, MAX_DISC_VARS, check_latent_limits
 
 _COMPOSITE = ("composite_sample_latent", "composite_kl_capacity_loss", "composite_aggregate_kl",
               "composite_gaussian_aggregate_kl", "composite_tc_pairwise")
+_PATCHES = ("im2col", "col2im", "patches_available")
 _FUSED = ("sample_latent", "kl_capacity_loss", "aggregate_kl", "gaussian_aggregate_kl", "tc_pairwise",
           "philox_uniform", "backend", "backend_info")
 
-__all__ = [*_FUSED, *_COMPOSITE, "MAX_DISC_VARS", "MAX_CLASSES", "check_latent_limits"]
+__all__ = [*_FUSED, *_PATCHES, *_COMPOSITE, "MAX_DISC_VARS", "MAX_CLASSES", "check_latent_limits"]
 
 
 def __getattr__(name: str):
     """The ops' names, imported on first use (the fused ones load the compiled library then)."""
     if name in _FUSED:
         module = importlib.import_module(".fused", __name__)
+    elif name in _PATCHES:
+        module = importlib.import_module(".patches", __name__)
     elif name in _COMPOSITE:
         module = importlib.import_module(".composite", __name__)
     else:

@@ -23,6 +23,7 @@ LAYERS = [
     {"errors", "progress"},
     {"atomic_write", "devices"},
     {"ops", "data"},
+    {"layers"},
     {"model", "total_correlation"},
     {"objective", "paper_checkpoints", "grids", "store"},
     {"training", "pretrained"},

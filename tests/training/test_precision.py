@@ -57,20 +57,24 @@ def test_bf16_step_keeps_weights_adam_state_and_loss_in_float32():
 
 
 def test_bf16_forward_runs_the_layers_in_bfloat16():
-    """The autocast region is really on: the first convolution and the decoder's last layer give bfloat16
-    (without this, the float32 checks above would pass for a step that never used bf16)."""
+    """The autocast region is really on: the first convolution and the decoder's inner layers give bfloat16
+    (without this, the float32 checks above would pass for a step that never used bf16). The decoder's last
+    layer computes in float32 where its patch route runs (layers/patch_deconv.py: the CPU with the compiled
+    ops), so the reconstruction's logits are float32 there."""
     model, x, _ = _setup()
     seen = {}
     model.img_to_features[0].register_forward_hook(lambda m, i, o: seen.update(conv=o.dtype))
-    model.features_to_img[-1].register_forward_hook(lambda m, i, o: seen.update(deconv=o.dtype))
+    model.features_to_img[-3].register_forward_hook(lambda m, i, o: seen.update(deconv=o.dtype))
+    model.features_to_img[-1].register_forward_hook(lambda m, i, o: seen.update(last=o.dtype))
     with autocast("bf16", torch.device("cpu")):
         out = model(x)
-    assert seen == {"conv": torch.bfloat16, "deconv": torch.bfloat16}
+    last = torch.float32 if ops.patches_available("cpu") else torch.bfloat16
+    assert seen == {"conv": torch.bfloat16, "deconv": torch.bfloat16, "last": last}
     assert out.mu.dtype == out.logvar.dtype == out.logits.dtype == out.latent.dtype == torch.float32
     with autocast("fp32", torch.device("cpu")):
         seen.clear()
         model(x)
-    assert seen == {"conv": torch.float32, "deconv": torch.float32}
+    assert seen == {"conv": torch.float32, "deconv": torch.float32, "last": torch.float32}
 
 
 def test_fused_ops_see_float32_inputs_under_bf16(monkeypatch):
