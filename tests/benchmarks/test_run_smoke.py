@@ -119,19 +119,23 @@ def test_the_floor_rate_is_the_fastest_library_and_every_library_computes_the_pr
 
 def test_the_fused_deconv_bias_ablation_puts_the_bias_back_into_the_convolution():
     """train_suite's "fast-fused-deconv-bias" (and "eager") run the decoder's transposed convolutions as
-    nn.ConvTranspose2d does, bias inside; "fast" keeps BiasApartConvTranspose2d's own forward."""
+    nn.ConvTranspose2d does, bias inside; "fast" keeps each layer's own forward (BiasApartConvTranspose2d's, and
+    PatchConvTranspose2d's for the last layer with its patch route on); "fast-torch-image-layers" switches the
+    last layer's patch route off."""
     from benchmarks import train_suite
-    from jointvae_fast.model import BiasApartConvTranspose2d
+    from jointvae_fast.layers import BiasApartConvTranspose2d, PatchConvTranspose2d
 
-    def forwards(variant):
+    def layers(variant):
         run, step = train_suite.fast_runner(32, 4, "cpu", variant)
         run(1, 1)
         mods = [m for m in step.model.modules() if isinstance(m, BiasApartConvTranspose2d)]
-        assert len(mods) == 3
-        return {getattr(m.forward, "__func__", None) for m in mods}
+        assert len(mods) == 3 and isinstance(mods[-1], PatchConvTranspose2d)
+        return [getattr(m.forward, "__func__", None) for m in mods], mods[-1].patches
 
-    assert forwards("fast") == {BiasApartConvTranspose2d.forward}
-    assert forwards("fast-fused-deconv-bias") == {torch.nn.ConvTranspose2d.forward}
+    assert layers("fast") == ([BiasApartConvTranspose2d.forward] * 2 + [PatchConvTranspose2d.forward], True)
+    assert layers("fast-fused-deconv-bias")[0] == [torch.nn.ConvTranspose2d.forward] * 3
+    assert layers("fast-torch-image-layers") == ([BiasApartConvTranspose2d.forward] * 2
+                                                 + [PatchConvTranspose2d.forward], False)
 
 
 def test_layers_suite_times_every_transposed_convolution_both_ways():
