@@ -5,6 +5,8 @@
 - split.py     the test split (images, labels, factors)
 - encoding.py  posterior parameters of the split; per-latent KL, classes, reconstruction NLL
 - report.py    metrics.json, figures and index.html
+- supervised_ceiling.py  the encoder trained WITH the labels: the ceiling of the unsupervised accuracy
+                         (`python -m jointvae_fast.analysis.supervised_ceiling`)
 - metrics/     accuracy (Hungarian, majority), MIG, circular statistics (NumPy only)
 - figures/     image editing, matplotlib plots (latent traversals and image grids: jointvae_fast.grids)
 """

@@ -60,10 +60,10 @@ class EvalSplit:
     value_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # factor -> names of its values 0, 1, ...
 
 
-def _as_array(name: str, v, n: int) -> np.ndarray:
+def _as_array(name: str, v, n: int, part: str = "test") -> np.ndarray:
     a = v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
     if a.ndim != 1 or a.shape[0] != n:
-        raise EvaluationError(f"{name} must be a 1-D array with one value per test image ({n}), got shape {a.shape}")
+        raise EvaluationError(f"{name} must be a 1-D array with one value per {part} image ({n}), got shape {a.shape}")
     return a
 
 
@@ -78,13 +78,13 @@ def _value_names(dataset, factors: dict[str, np.ndarray], labels) -> dict[str, t
     return {next(iter(factors)): tuple(str(n) for n in names), **named}
 
 
-def eval_split(dataset, name: str | None = None, limit: int | None = None) -> EvalSplit:
+def eval_split(dataset, name: str | None = None, limit: int | None = None, part: str = "test") -> EvalSplit:
     """The test split of a dataset object: attributes test (uint8 [M, C, H, W], or an object with __len__ and
     gather(indices)), optional test_labels [M], test_factors {name: [M]}, factor_names, label_names (`_value_names`);
-    the first `limit` images."""
-    images = getattr(dataset, "test", None)
+    the first `limit` images. part="train" reads the training split the same way (train, train_labels, ...)."""
+    images = getattr(dataset, part, None)
     if images is None:
-        raise EvaluationError(f"dataset {name or type(dataset).__name__} has no test split (attribute `test`)")
+        raise EvaluationError(f"dataset {name or type(dataset).__name__} has no {part} split (attribute `{part}`)")
     if hasattr(images, "gather") and hasattr(images, "__len__") and not isinstance(images, (torch.Tensor, np.ndarray)):
         images = GatheredImages(images, limit)
     else:
@@ -92,19 +92,19 @@ def eval_split(dataset, name: str | None = None, limit: int | None = None) -> Ev
         if limit is not None:
             images = images[:limit]
     if images.dtype != torch.uint8 or images.dim() != 4:
-        raise EvaluationError(f"the test images must be uint8 [M, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        raise EvaluationError(f"the {part} images must be uint8 [M, C, H, W], got {images.dtype} {tuple(images.shape)}")
     n = images.shape[0]
     if n < 2:
-        raise EvaluationError(f"the test split has {n} image(s); need at least 2")
-    labels = getattr(dataset, "test_labels", None)
+        raise EvaluationError(f"the {part} split has {n} image(s); need at least 2")
+    labels = getattr(dataset, f"{part}_labels", None)
     cut = (lambda v: v[:n]) if limit is not None else (lambda v: v)  # without --limit, lengths must match
-    labels = _as_array("test_labels", cut(labels), n) if labels is not None else None
+    labels = _as_array(f"{part}_labels", cut(labels), n, part) if labels is not None else None
     factors = {}
-    raw = getattr(dataset, "test_factors", None) or {}
+    raw = getattr(dataset, f"{part}_factors", None) or {}
     order = list(getattr(dataset, "factor_names", None) or raw.keys())
     for k in order:
         if k in raw:
-            factors[k] = _as_array(f"test_factors[{k!r}]", cut(raw[k]), n)
+            factors[k] = _as_array(f"{part}_factors[{k!r}]", cut(raw[k]), n, part)
     return EvalSplit(images, labels, factors, name or getattr(dataset, "name", None),
                      _value_names(dataset, factors, labels))
 
