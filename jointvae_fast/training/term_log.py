@@ -43,6 +43,20 @@ from .distributed import World, all_reduce_mean_
 from .tensorboard_log import TensorBoardLog
 
 TC_FIELDS = ("tc", "index_code_mi", "dim_kl")  # the order of LossTerms.tc_terms
+# Eq. 7's loophole (docs/experiments/dsprites-full-2026-12-03.md): from this step on, a log line whose KL_z is at
+# least LOOPHOLE_MIN_KL nats of which under LOOPHOLE_INFO_FRACTION is information gets one warning per run.
+LOOPHOLE_FROM_STEP, LOOPHOLE_MIN_KL, LOOPHOLE_INFO_FRACTION = 1000, 0.1, 0.01
+
+
+def loophole_warning(record: dict[str, Any]) -> str | None:
+    """The warning for a log record whose continuous KL carries almost no information, else None."""
+    kl, info = record.get("kl_cont_sum", 0.0), record.get("info_cont_sum", 0.0)
+    if record.get("step", 0) < LOOPHOLE_FROM_STEP or kl < LOOPHOLE_MIN_KL or info >= LOOPHOLE_INFO_FRACTION * kl:
+        return None
+    return (f"warning: at step {record['step']} the continuous code's KL_z = {kl:.3g} nats holds only "
+            f"{max(info, 0.0):.2g} nats of information about the images: the capacity term is being met by giving "
+            f"every image the same shifted posterior (a dead encoder; the reconstruction stays at the mean image). "
+            f"Try another --seed, or --cont-capacity-on information (docs/information-variants.md)")
 
 
 def _progress_status(record: dict[str, Any], length: RunLength) -> str:
@@ -77,6 +91,7 @@ class TermLog:
         self.tensorboard = tensorboard if world.is_writer else None
         self.t_start = self.t_last = time.perf_counter()
         self.last_record: dict[str, Any] | None = None
+        self.loophole_warned = False
         self.step_modes: list[dict[str, Any]] = []  # [{"step": first step, "mode": step mode}] at each change
 
     def note_mode(self, step: int, mode: str) -> None:
@@ -107,6 +122,10 @@ class TermLog:
                     f.write(json.dumps(self.last_record) + "\n")
             if self.tensorboard is not None:
                 self.tensorboard.scalars(self.last_record)
+            warning = None if self.loophole_warned or not self.world.is_writer else loophole_warning(self.last_record)
+            if warning is not None:
+                self.loophole_warned = True
+                self.progress.write(warning)
             self.progress.update(step - self.progress.done, _progress_status(self.last_record, self.length),
                                  force=step == self.length.total)
         self.rows = 0
