@@ -55,7 +55,6 @@ def relative_error(got: dict, want: dict, names) -> float:
 
 
 def run(images: int = 256, seed: int = 0) -> dict:
-    torch.set_num_threads(1)
     data = load_fashion_mnist(progress=False)
     x = data.test[:images].float().div(255)
     model, _ = pretrained.load("fashion-mnist")
@@ -96,6 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)
     machine = describe()
     print(f"# {one_line(machine)}")
     result = run(args.images, args.seed)

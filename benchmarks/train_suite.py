@@ -121,6 +121,7 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     import torch
 
     from jointvae_fast.training.batches import TrainImages, epoch_permutation
+    from jointvae_fast.layers import torch_layers
     from jointvae_fast.model import JointVAE
     from jointvae_fast.objective import Capacity, Objective
     from jointvae_fast.training.allocator import tune_cpu_allocator
@@ -135,7 +136,7 @@ def fast_runner(size: int, batch: int, device: str, variant: str = "fast", preci
     if eager or variant == "fast-fused-deconv-bias":
         _fuse_deconv_bias(model)
     if eager or variant == "fast-torch-image-layers":
-        _torch_image_layers(model)
+        torch_layers(model)  # the last layer on torch's transposed convolution
     optimizer = make_optimizer(model, lr, fused=False if (eager or variant == "fast-default-adam") else None)
     data = TrainImages(_images(size, max(N_IMAGES, 2 * batch)), dev)
     objective = Objective(tuple(disc), Capacity(0.0, *cc), Capacity(0.0, *dc),
@@ -180,13 +181,6 @@ def _fuse_deconv_bias(model) -> None:
     for m in model.modules():
         if isinstance(m, BiasApartConvTranspose2d):
             m.forward = types.MethodType(torch.nn.ConvTranspose2d.forward, m)
-
-
-def _torch_image_layers(model) -> None:
-    """Switch the patch route of `model`'s last layer off (torch's transposed convolution runs instead)."""
-    from jointvae_fast.layers import torch_layers
-
-    torch_layers(model)
 
 
 def worker_fast(size: int, batch: int, device: str, warmup: int, steps: int,

@@ -79,8 +79,10 @@ void im2col_impl(const T* image, const ImageStrides& st, const PatchGeometry& g,
   }
 }
 
+}  // namespace
+
 template <typename T>
-void col2im_impl(const T* patches, const PatchGeometry& g, T* image, const ImageStrides& st, int64_t q0,
+void col2im_rows(const T* patches, const PatchGeometry& g, T* image, const ImageStrides& st, int64_t q0,
                  int64_t q1) {
   const int64_t k = g.k, width = g.C * k * k;
   // Offsets into patches: a row (oy) moves by w * width, a tap ky by k; a column ox by width, a tap kx by 1.
@@ -106,8 +108,6 @@ void col2im_impl(const T* patches, const PatchGeometry& g, T* image, const Image
   }
 }
 
-}  // namespace
-
 template <typename T>
 void im2col_rows(const T* image, const ImageStrides& st, const PatchGeometry& g, T* patches, int64_t r0,
                  int64_t r1) {
@@ -115,12 +115,6 @@ void im2col_rows(const T* image, const ImageStrides& st, const PatchGeometry& g,
     im2col_impl<T, 4>(image, st, g, patches, r0, r1);
   else
     im2col_impl<T, 0>(image, st, g, patches, r0, r1);
-}
-
-template <typename T>
-void col2im_rows(const T* patches, const PatchGeometry& g, T* image, const ImageStrides& st, int64_t q0,
-                 int64_t q1) {
-  col2im_impl<T>(patches, g, image, st, q0, q1);
 }
 
 #define JV_INSTANTIATE(T)                                                                                   \

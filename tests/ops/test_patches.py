@@ -102,6 +102,7 @@ def test_compiles_fullgraph():
         torch.testing.assert_close(a, b)
 
 
+@fused
 def test_float32_and_the_composite_twin_agree():
     x = torch.randn(3, 2, 9, 7)
     cols = patches.im2col(x, 4, 2, 1)
