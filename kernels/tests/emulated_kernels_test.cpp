@@ -304,7 +304,9 @@ static void tc_vs_cpu(const Inputs<T>& in, double tol) {
   CHECK(cuda::tc_pairwise_forward<T>(gpu.a, scratch.data(), joint.data(), marg.data(), nullptr) == cudaSuccess,
         "tc_pairwise_forward launch");
   cpu::tc_prepare_rows<T>(cpu_.a, 0, B);
-  cpu::tc_forward_rows<T>(cpu_.a, 0, B, joint_cpu.data(), marg_cpu.data());
+  cpu::TCWorkspace<T> ws(cpu_.a, true);
+  cpu::tc_transpose_columns<T>(ws, 0, B);
+  cpu::tc_forward_rows<T>(ws, 0, B, joint_cpu.data(), marg_cpu.data());
   CHECK(max_rel(joint, joint_cpu) < tol && max_rel(marg, marg_cpu) < tol, "tc_pairwise vs CPU twin: %g %g",
         max_rel(joint, joint_cpu), max_rel(marg, marg_cpu));
   for (int64_t n = 0; n < 3; ++n) {
@@ -324,8 +326,8 @@ static void tc_vs_cpu(const Inputs<T>& in, double tol) {
   CHECK(cuda::tc_pairwise_backward<T>(gpu.a, g, scratch.data(), nullptr) == cudaSuccess, "tc_pairwise_backward launch");
   g = TCBackwardArgs<T>{gj.data(), gm.data(), joint_cpu.data(), marg_cpu.data(), c[0].data(), c[1].data(),
                         c[2].data(), c[3].data(), c[4].data()};
-  cpu::tc_backward_rows<T>(cpu_.a, g, 0, B);
-  cpu::tc_backward_columns<T>(cpu_.a, g, 0, B);
+  cpu::tc_backward_chunks<T>(ws, g, 0, ws.chunks);
+  cpu::tc_backward_columns<T>(ws, g, 0, B);
   for (int i = 0; i < 5; ++i) CHECK(max_rel(d[i], c[i]) < tol, "tc_pairwise_backward[%d]: %g", i, max_rel(d[i], c[i]));
 }
 

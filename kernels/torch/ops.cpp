@@ -233,13 +233,15 @@ std::tuple<Tensor, Tensor> gaussian_aggregate_kl_backward_cpu(const Tensor& grad
   return {dmu, dlv};
 }
 
-// The precomputed rows of tc_pairwise over all rows, in parallel.
+// The CPU twin's workspace: the precomputed rows, then their column copies, each in parallel.
 template <typename T>
-TCPairwiseArgs<T> tc_prepared(const TCInputs& t, TCRows& rows) {
+cpu::TCWorkspace<T> tc_workspace(const TCInputs& t, TCRows& rows, bool backward) {
   const TCPairwiseArgs<T> a = tc_args<T>(t, rows);
-  at::parallel_for(0, t.in.B, row_grain(2 * t.in.D + t.in.disc.total),
-                   [&](int64_t b0, int64_t b1) { cpu::tc_prepare_rows<T>(a, b0, b1); });
-  return a;
+  const int64_t grain = row_grain(2 * t.in.D + t.in.disc.total);
+  at::parallel_for(0, t.in.B, grain, [&](int64_t b0, int64_t b1) { cpu::tc_prepare_rows<T>(a, b0, b1); });
+  cpu::TCWorkspace<T> ws(a, backward);
+  at::parallel_for(0, t.in.B, grain, [&](int64_t b0, int64_t b1) { cpu::tc_transpose_columns<T>(ws, b0, b1); });
+  return ws;
 }
 
 // Rows per task of the B x B passes (each row streams over B columns).
@@ -254,10 +256,10 @@ std::tuple<Tensor, Tensor> tc_pairwise_cpu(const Tensor& z, const Tensor& mu, co
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise", [&] {
     using T = scalar_t;
     TCRows rows(t);
-    const TCPairwiseArgs<T> a = tc_prepared<T>(t, rows);
+    const cpu::TCWorkspace<T> ws = tc_workspace<T>(t, rows, false);
     T* pj = joint.mutable_data_ptr<T>();
     T* pm = mut_or_null<T>(marg);
-    at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_forward_rows<T>(a, b0, b1, pj, pm); });
+    at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_forward_rows<T>(ws, b0, b1, pj, pm); });
   });
   return {joint, marg};
 }
@@ -268,16 +270,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> tc_pairwise_backward_cpu(
     const Tensor& log_q_joint, const Tensor& log_q_marginals) {
   const TCInputs t = check_tc_inputs(z, mu, logvar, y, logits, disc_dims, log_weights);
   TCBackward bw(t, grad_joint, grad_marginals, log_q_joint, log_q_marginals);
-  const int64_t B = t.in.B, J = t.in.D + t.in.disc.num_vars;
+  const int64_t B = t.in.B;
   if (B == 0) return bw.outputs();
   AT_DISPATCH_FLOATING_TYPES(mu.scalar_type(), "tc_pairwise_backward", [&] {
     using T = scalar_t;
     TCRows rows(t);
-    const TCPairwiseArgs<T> a = tc_prepared<T>(t, rows);
+    cpu::TCWorkspace<T> ws = tc_workspace<T>(t, rows, true);
     const TCBackwardArgs<T> g = bw.args<T>();
-    at::parallel_for(0, B, pair_grain(B, J), [&](int64_t b0, int64_t b1) { cpu::tc_backward_rows<T>(a, g, b0, b1); });
-    at::parallel_for(0, B, pair_grain(B, J),
-                     [&](int64_t b0, int64_t b1) { cpu::tc_backward_columns<T>(a, g, b0, b1); });
+    at::parallel_for(0, ws.chunks, 1, [&](int64_t c0, int64_t c1) { cpu::tc_backward_chunks<T>(ws, g, c0, c1); });
+    at::parallel_for(0, B, row_grain(2 * t.in.D + t.in.disc.total),
+                     [&](int64_t b0, int64_t b1) { cpu::tc_backward_columns<T>(ws, g, b0, b1); });
   });
   return bw.outputs();
 }

@@ -5,6 +5,8 @@
 //   log_q_joint[n] = LSE_m (w[n,m] + sum_j t[n,m,j]),  log_q_marginals[n,j] = LSE_m (w[n,m] + t[n,m,j]),
 // t = (a, b) [J = D + V]. The logsumexps stream over m (running maximum and scaled sum), so nothing of size
 // B x B is stored: the per-row precomputation (s, c [B, D], log_softmax [B, sum K]) and O(J) scratch per row.
+// (The device runs the per-row functions below, one thread per row; the CPU twin, kernels/cpu/tc_pairwise_cpu.cpp,
+// runs the same element formulas over tiles of columns, two-pass logsumexps over O(B J) scratch per row.)
 // Backward by recomputation, with G[n,m,j] = g_joint[n] P[n,m] + g_marg[n,j] R[n,m,j] (P, R the softmaxes
 // over m of the two LSEs, rebuilt from the forward's outputs):
 //   row n:    dz[n,d] = -sum_m G r s_m,d,          dy[n,k] = sum_m G log_pi[m,k]
@@ -74,9 +76,20 @@ JV_HD void tc_prepare_row(const TCPairwiseArgs<T>& a, int64_t m) {
   }
 }
 
+// The one formula of a continuous term, per element: r = (z - mu) s and a = c - r^2 / 2 (the CPU twin's
+// column tiles and the per-pair loops below both call these).
+template <typename T>
+JV_HD T tc_standardised(T z, T mu, T inv_sd) {
+  return (z - mu) * inv_sd;
+}
+template <typename T>
+JV_HD T tc_log_normal(T r, T half_c) {
+  return half_c - T(0.5) * r * r;
+}
+
 template <typename T>
 JV_HD T tc_r(const TCPairwiseArgs<T>& a, int64_t n, int64_t m, int64_t d) {
-  return (a.z[n * a.ld_z + d] - a.mu[m * a.ld_mu + d]) * a.inv_sd[m * a.D + d];
+  return tc_standardised(a.z[n * a.ld_z + d], a.mu[m * a.ld_mu + d], a.inv_sd[m * a.D + d]);
 }
 
 // t[j] = the J terms of pair (n, m); returns their sum.
@@ -84,8 +97,7 @@ template <typename T>
 JV_HD T tc_terms(const TCPairwiseArgs<T>& a, int64_t n, int64_t m, T* t) {
   T total = T(0);
   for (int64_t d = 0; d < a.D; ++d) {
-    const T r = tc_r(a, n, m, d);
-    t[d] = a.half_c[m * a.D + d] - T(0.5) * r * r;
+    t[d] = tc_log_normal(tc_r(a, n, m, d), a.half_c[m * a.D + d]);
     total += t[d];
   }
   const T* y = a.y + n * a.ld_y;
@@ -111,6 +123,12 @@ JV_HD void lse_add(T& mx, T& s, T x) {
 template <typename T>
 JV_HD T lse_value(T mx, T s) {
   return s == T(0) ? -jv_inf<T>() : mx + fast_log(s);
+}
+// The shift of a two-pass logsumexp with maximum mx: mx where finite, else 0 (all terms -inf: every exp is 0;
+// a +inf term: the sum is +inf), so no inf - inf arises and NaN terms still propagate.
+template <typename T>
+JV_HD T lse_shift(T mx) {
+  return (mx > -jv_inf<T>() && mx < jv_inf<T>()) ? mx : T(0);
 }
 
 // exp(x - lse), 0 when the LSE is -inf (every term -inf).
@@ -168,6 +186,17 @@ JV_HD void tc_backward_row(const TCPairwiseArgs<T>& a, const TCBackwardArgs<T>& 
   }
 }
 
+// One row of the log-softmax's VJP, in place: dl = dlog_pi - pi sum_block dlog_pi (lp: the row's log_pi).
+template <typename T>
+JV_HD void tc_log_softmax_vjp(const DiscLayout& disc, const T* lp, T* dl) {
+  for (int v = 0; v < disc.num_vars; ++v) {
+    const int o = disc.off[v], Kv = disc.dims[v];
+    T sum = T(0);
+    for (int k = 0; k < Kv; ++k) sum += dl[o + k];
+    for (int k = 0; k < Kv; ++k) dl[o + k] -= fast_exp(lp[o + k]) * sum;
+  }
+}
+
 // Column pass of the backward: dmu[m, :], dlogvar[m, :], dlogits[m, :]. scratch: 2 J values.
 template <typename T>
 JV_HD void tc_backward_column(const TCPairwiseArgs<T>& a, const TCBackwardArgs<T>& g, int64_t m, T* scratch) {
@@ -194,13 +223,7 @@ JV_HD void tc_backward_column(const TCPairwiseArgs<T>& a, const TCBackwardArgs<T
     g.dmu[m * a.D + d] *= a.inv_sd[m * a.D + d];
     g.dlogvar[m * a.D + d] *= T(0.5);
   }
-  const T* lp = a.log_pi + m * K;
-  for (int v = 0; v < a.disc.num_vars; ++v) {
-    const int o = a.disc.off[v], Kv = a.disc.dims[v];
-    T sum = T(0);
-    for (int k = 0; k < Kv; ++k) sum += dl[o + k];
-    for (int k = 0; k < Kv; ++k) dl[o + k] -= fast_exp(lp[o + k]) * sum;
-  }
+  tc_log_softmax_vjp(a.disc, a.log_pi + m * K, dl);
 }
 
 }  // namespace jointvae
