@@ -2,11 +2,16 @@
 # GPU check, one run on a machine with an NVIDIA GPU (about 8 minutes at most):
 #   benchmarks/gpu_check.sh OUTDIR
 # 1. build the extension (CPU + CUDA) and record backend.json;
-# 2. pytest -m "cuda or emulated_cuda" (the CUDA tests, and the emulated kernels where that marker exists);
+# 2. pytest -m cuda (every test needing the GPU: the fused ops on CUDA, tc_pairwise with its CUDA graph and
+#    opcheck, the captured training step with and without the total-correlation term), then, as its own step
+#    so it cannot eat the GPU tests' time, pytest -m emulated_cuda (the kernels run on the CPU; CI runs them too);
 # 3. the ops suite (--quick) and the train suite on CUDA (JSON: img/s, and the step mode, graph or eager);
 # 4. compute-sanitizer (if found): --tool memcheck over the cuda tests (less the profiler one: CUPTI and the
-#    sanitizer do not attach together), --tool racecheck over the KL tests (the kernels with shared memory),
-#    hypothesis at a few examples per test (HYPOTHESIS_PROFILE=quick).
+#    sanitizer do not attach together), --tool racecheck over the KL tests (the kernels with shared memory;
+#    tc_pairwise's use none), hypothesis at a few examples per test (HYPOTHESIS_PROFILE=quick, where a test
+#    does not set its own max_examples).
+# Not here: benchmarks/tc_suite.py (run.py --suite tc) times tc_pairwise on the CPU only, and the ops suite
+# times sample_latent + kl_capacity_loss; no suite times tc_pairwise or the aggregate ops on CUDA yet.
 # Everything goes to OUTDIR: one NAME.txt log per step, summary.txt (rc and seconds per step), JSON results.
 # Python: $PYTHON, else .venv/bin/python, else python3. Each step has its own timeout, and no step runs past
 # the total budget ($GPU_CHECK_BUDGET_S, default 480 s): a step left without time is recorded as skipped.
@@ -50,8 +55,9 @@ print(json.dumps(info, default=str, indent=1))
 open('$OUT/backend.json', 'w').write(json.dumps(info, default=str, indent=1))
 assert info['backend'] == 'cuda+cpu', info
 "
-step pytest_cuda 180 "$PY" -m pytest -m "cuda or emulated_cuda" -q -rs -p no:cacheprovider \
-  --junitxml="$OUT/pytest_cuda.xml" tests/
+step pytest_cuda 180 "$PY" -m pytest -m cuda -q -rs -p no:cacheprovider --junitxml="$OUT/pytest_cuda.xml" tests/
+step pytest_emulated 90 "$PY" -m pytest -m emulated_cuda -q -rs -p no:cacheprovider \
+  --junitxml="$OUT/pytest_emulated.xml" tests/
 step ops_benchmark 60 "$PY" benchmarks/ops_suite.py --device cuda --quick --json "$OUT/ops.json"
 step train_benchmark 150 "$PY" benchmarks/train_suite.py --device cuda --size 32 64 --batch-size 64 256 \
   --steps 30 --repeats 2 --precision fp32,bf16 --json "$OUT/train.json"

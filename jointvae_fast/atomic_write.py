@@ -4,26 +4,54 @@
 folder, flushes it to disk and renames it over `path` (os.replace, atomic on
 POSIX and Windows); on any error the temporary file is removed and `path` is
 left as it was.
+
+The file gets the mode a plain `open(path, "w")` would leave: a new file
+0o666 & ~umask (the temporary file is created with os.open(..., 0o666), so the
+kernel applies the umask, and a default ACL of the folder, itself; tempfile.mkstemp
+would give 0o600), and a file that is replaced keeps its permission bits
+(rwx for user, group, others; the setuid, setgid and sticky bits and the
+owner are not carried over).
 """
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .errors import storage
 
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty file `.NAME.<random>.tmp` beside `path` (never an existing one), opened for writing."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, _FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary file name beside {path}")
+
 
 @contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary file object whose contents replace `path` when the block exits without error."""
+    """A binary file object whose contents replace `path` when the block exits without error. The file's mode:
+    that of the file it replaces, else 0o666 & ~umask (module docstring)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777
+            except FileNotFoundError:
+                mode = None
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), mode)
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -12,7 +12,7 @@ The batch dimension is dynamic in every file. Evaluation mode draws no noise, so
 the graphs. TorchScript: torch.jit.trace; ONNX: torch.onnx.export's torch.export-based exporter (it needs the
 onnxscript package: pip install "jointvae-fast[onnx]"), opset of that exporter's default, one file each.
 KL ranking: the test split of --dataset (its first 1000 images, encoded now), else a recorded evaluation, the
-training log, the checkpoint's metadata or decoded prior samples (explore.kl's order of sources).
+training log, the checkpoint's metadata or decoded prior samples (analysis.latent_kl's order of sources).
 """
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .analysis.latent_kl import TestImages, kl_for, test_images
 from .analysis.sources import load_source
 from .errors import ArgumentParser, UserInputError, run_cli
-from .explore.load import kl_for, test_images
-from .explore.session import TestImages
 from .layers import torch_layers
 from .model import JointVAE
 
@@ -123,7 +122,7 @@ def export_onnx(model: JointVAE, out: Path) -> list[str]:
 
 def kl_ranking(source, model: JointVAE, dataset: str | None, data_dir) -> dict:
     """{"source", "ranked": names by KL, descending, "kl": {name: nats}} (z_j continuous, c_i discrete)."""
-    test = test_images(source, model, dataset, data_dir, use_dataset=True) if dataset else \
+    test = test_images(source, model, dataset, data_dir) if dataset else \
         TestImages(None, None, "no --dataset given")
     kl = kl_for(source, model, test)
     values = {f"z{j}": float(v) for j, v in enumerate(kl.cont)} | {f"c{i}": float(v) for i, v in enumerate(kl.disc)}

@@ -7,14 +7,13 @@ A latent travels as JSON {"z": [D numbers], "c": [V class indices]} and becomes 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..analysis.latent_kl import KL, TestImages
 from ..grids.traversal import mode_latent, prior_latents, prior_quantiles, set_class, set_unit
-from .kl import KL
 
 Z_LIMIT = 10.0  # |z| the API accepts (the prior's mass is within +-4)
 SLIDER = 3.0  # the page's slider range (+-)
@@ -28,14 +27,6 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
-
-
-@dataclass
-class TestImages:
-    images: Any  # uint8 [M, C, H, W] (tensor or analysis.split.GatheredImages), or None
-    dataset: str | None
-    note: str  # why they are unavailable, or what they are
-    stand_in: bool = False  # images of another dataset than the model's (not used for KL)
 
 
 def _int(name: str, v, lo: int, hi: int) -> int:

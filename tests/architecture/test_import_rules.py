@@ -28,8 +28,7 @@ LAYERS = [
     {"objective", "paper_checkpoints", "grids", "store"},
     {"training", "pretrained"},
     {"analysis"},
-    {"explore", "pack", "train", "evaluate", "doctor"},
-    {"export"},
+    {"explore", "pack", "train", "evaluate", "doctor", "export"},
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 

@@ -1,13 +1,16 @@
-"""The registry, search order, float conversion and the atomic cache."""
+"""The registry, search order, float conversion, the atomic cache and atomic writes' file modes."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from jointvae_fast.atomic_write import atomic_write, atomic_write_text
 from jointvae_fast.data import DATASETS, as_float_images, gather_batch, load_dataset, search_roots
 from jointvae_fast.data.cache import load_cache, save_cache
 from jointvae_fast.data.locations import cache_root
@@ -56,6 +59,56 @@ def test_cache_roundtrip_meta_mismatch_and_atomic_write(tmp_path):
     assert [q.name for q in p.parent.iterdir()] == ["x.npz"]  # no temp files left
     with np.load(p) as z:
         assert json.loads(str(z["__meta__"]))["source"] == "s1"
+
+
+@pytest.fixture
+def umask():
+    """Set a known umask for the test (the value given to the returned function) and restore the old one."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask,want", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)], ids=oct)
+def test_atomic_write_gives_a_new_file_the_umask_default_mode(tmp_path, umask, mask, want):
+    """A new file gets 0o666 & ~umask, as open(path, "w") gives, not mkstemp's 0o600."""
+    umask(mask)
+    with atomic_write(tmp_path / "a.bin") as f:
+        f.write(b"x")
+    atomic_write_text(tmp_path / "b.json", "{}")
+    assert save_cache(tmp_path / "c.npz", {"a": np.zeros(1)}, {})
+    plain = tmp_path / "plain.txt"
+    with open(plain, "w") as f:
+        f.write("x")
+    assert _mode(plain) == want
+    assert {q.name: _mode(q) for q in tmp_path.iterdir()} == dict.fromkeys(["a.bin", "b.json", "c.npz", "plain.txt"], want)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("existing", [0o640, 0o604, 0o666], ids=oct)
+def test_atomic_write_keeps_the_mode_of_the_file_it_replaces(tmp_path, umask, existing):
+    """Replacing a file keeps its permission bits (as open(path, "w") on it would), whatever the umask."""
+    p = tmp_path / "run.json"
+    p.write_text("old")
+    p.chmod(existing)
+    atomic_write_text(p, "new")
+    assert p.read_text() == "new" and _mode(p) == existing
+    assert [q.name for q in tmp_path.iterdir()] == ["run.json"]  # no temp files left
+
+
+def test_a_failed_atomic_write_leaves_the_file_and_no_temp_file(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(p) as f:
+            f.write(b"half")
+            raise RuntimeError("crash")
+    assert p.read_text() == "old" and [q.name for q in tmp_path.iterdir()] == ["x.txt"]
 
 
 def test_unwritable_cache_warns_but_data_is_returned(tmp_path):

@@ -1,11 +1,13 @@
-"""KL per latent for the explorer's ordering, from the best source at hand (first that applies):
+"""KL per latent (each continuous unit z_j, each discrete variable c_i) from the best source at hand, for ranking
+the units: the explorer's order of sliders and the `kl_ranking` of export's model.json. First that applies:
 
 1. the test split (first `limit` images), encoded now: analysis.encoding.kl_per_latent, the training objective's formula;
 2. a recorded evaluation of these weights: metrics.json of a pretrained model, or RUN_DIR/eval of the same step;
 3. the run's last training-log line (batch means over the steps before it, on training images);
 4. the checkpoint's metadata, when it records kl_cont / kl_disc;
 5. prior samples decoded and encoded again (z ~ N(0, I), classes uniform; pixel probabilities as the image).
-Each result says in words where it came from (`KL.source`), which the page shows.
+Each result says in words where it came from (`KL.source`), which the explorer's page and model.json show.
+`test_images` loads the test split for 1. (or says why there is none); the explorer also picks images from it.
 """
 from __future__ import annotations
 
@@ -13,12 +15,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from ..analysis.encoding import Encoded, encode_split, kl_per_latent
 from ..grids.traversal import prior_latents
+from .encoding import Encoded, encode_split, kl_per_latent
+from .sources import EvaluationError, Source
+from .split import eval_split, load_named_dataset
 
+KL_IMAGES = 1000  # test images the KL is measured on (source 1)
 PRIOR_SAMPLES = 512
 
 
@@ -26,7 +33,7 @@ PRIOR_SAMPLES = 512
 class KL:
     cont: np.ndarray  # [D] nats
     disc: np.ndarray  # [V] nats
-    source: str  # one line for the page
+    source: str  # one line: where the numbers came from (the explorer's page, model.json)
 
 
 def from_images(model, images, name: str | None, limit: int) -> KL:
@@ -84,3 +91,45 @@ def from_prior(model, samples: int = PRIOR_SAMPLES, seed: int = 0) -> KL:
     mu, logvar, logits = model.encode(torch.sigmoid(model.decode(lat)))
     cont, disc = kl_per_latent(Encoded(mu.float().cpu(), logvar.float().cpu(), logits.float().cpu(), 0.0), model.disc)
     return KL(cont, disc, f"{samples} prior samples decoded and encoded again (no test split or recorded KL at hand)")
+
+
+@dataclass
+class TestImages:
+    images: Any  # uint8 [M, C, H, W] (tensor or analysis.split.GatheredImages), or None
+    dataset: str | None
+    note: str  # why they are unavailable, or what they are
+    stand_in: bool = False  # images of another dataset than the model's (not used for KL)
+
+
+def test_images(source: Source, model, name: str | None, data_dir, dataset=None) -> TestImages:
+    """The test split of dataset `name` (else the source's), or why there is none. `dataset`: an already loaded
+    dataset object."""
+    name = name or source.dataset
+    if dataset is None:
+        if name is None:
+            return TestImages(None, None, "the source does not record its dataset (give --dataset NAME)")
+        try:
+            dataset = load_named_dataset(name, data_dir or source.data_dir, source.data_options)
+        except (ValueError, OSError) as e:  # not found, corrupt, unknown name: the caller shows why
+            return TestImages(None, name, f"dataset {name} could not be loaded: {e}")
+    try:
+        split = eval_split(dataset, name)
+    except EvaluationError as e:
+        return TestImages(None, name, str(e))
+    if tuple(split.images.shape[1:]) != tuple(model.img_size):
+        return TestImages(None, name, f"dataset {name} has images of size {tuple(split.images.shape[1:])}, "
+                                      f"the model takes {tuple(model.img_size)}")
+    loaded = getattr(dataset, "name", None) or name
+    if name is not None and loaded != name:
+        return TestImages(split.images, loaded, f"{loaded} test images stand in for {name}, which was not found",
+                          stand_in=True)
+    return TestImages(split.images, loaded, f"test split of {loaded}")
+
+
+def kl_for(source: Source, model, test: TestImages, limit: int = KL_IMAGES) -> KL:
+    """KL per latent from the first source that applies (the module docstring's order)."""
+    if test.images is not None and not test.stand_in:
+        return from_images(model, test.images, test.dataset, limit)
+    recorded = {"pretrained": source.path / "metrics.json", "run": Path(source.path) / "eval" / "metrics.json"}
+    found = from_metrics(model, recorded[source.kind], source.step) if source.kind in recorded else None
+    return found or from_log(model, source.log_path) or from_meta(model, source.meta) or from_prior(model)
