@@ -27,10 +27,10 @@ EPS64 = 2.0**-53
 
 
 @st.composite
-def tc_cases(draw, max_b=48, max_d=12, max_vars=3, max_k=10):
+def tc_cases(draw, max_b=48, max_d=12, max_vars=3, max_k=10, min_b=1):
     """float32 numpy inputs of tc_pairwise with their extremes: logvar in [-10, 5] (the extremes themselves in
     element 0 and 1), |mu| up to 1e3, logits up to +-1e4, relaxed or one-hot y, both estimators' weights."""
-    B = draw(st.integers(1, max_b))
+    B = draw(st.integers(min_b, max_b))
     D = draw(st.integers(0, max_d))
     dims = draw(st.lists(st.integers(2, max_k), min_size=0, max_size=max_vars))
     mu_scale = draw(st.sampled_from([0.3, 3.0, 1e3]))

@@ -58,7 +58,7 @@ JV_HD int64_t tc_width(const TCPairwiseArgs<T>& a) {
   return a.D + a.disc.num_vars;
 }
 
-// Per row m: s, c and log_softmax of each block (l - max l - log sum exp(l - max l)).
+// Per row m: s, c and log_softmax of each block ((l - max l) - log sum exp(l - max l)).
 template <typename T>
 JV_HD void tc_prepare_row(const TCPairwiseArgs<T>& a, int64_t m) {
   const T* lv = a.logvar + m * a.ld_logvar;
@@ -71,8 +71,8 @@ JV_HD void tc_prepare_row(const TCPairwiseArgs<T>& a, int64_t m) {
   for (int v = 0; v < a.disc.num_vars; ++v) {
     const int o = a.disc.off[v], K = a.disc.dims[v];
     const ShiftedExpSums<T> s = shifted_exp_sums(l + o, K, [](int, T) {});
-    const T shift = s.max + fast_log(s.S);
-    for (int k = 0; k < K; ++k) lp[o + k] = l[o + k] - shift;
+    const T log_s = fast_log(s.S);  // (l - max) first: exact near the maximum, so lp ~ 0 stays accurate
+    for (int k = 0; k < K; ++k) lp[o + k] = (l[o + k] - s.max) - log_s;
   }
 }
 
