@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from jointvae_fast.data.own.labels import folder_classes, read_label_csv
 from jointvae_fast.data.own.listing import list_images, require_images
 from jointvae_fast.data.own.problems import ImageFolderError, LabelFileError
-from jointvae_fast.data.own.split import hash_split, key_fractions
+from jointvae_fast.data.own.split import hash_split, key_fractions, split_indices
 
 from tests.own_fixtures import pattern, write_image
 
@@ -71,6 +71,18 @@ def test_adding_keys_never_moves_old_ones(old, added, fraction):
     a, b = key_fractions(old) < fraction, key_fractions(everything) < fraction
     pos = {k: i for i, k in enumerate(everything)}
     assert [b[pos[k]] for k in old] == list(a)
+
+
+def test_test_images_come_in_hash_order_not_by_class():
+    """A folder lists class by class; the test split's first images must not all be one class (the
+    reconstruction NLL is measured on the first 1000 test images)."""
+    keys = [f"{c}/{i:05d}.png" for c in ("a_boot", "bag", "coat", "dress") for i in range(2500)]
+    train, test = split_indices(keys, 0.1)
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(keys)))
+    np.testing.assert_array_equal(np.sort(test), np.flatnonzero(hash_split(keys, 0.1)))
+    assert (np.diff(train) > 0).all() and (np.diff(key_fractions(keys)[test]) >= 0).all()
+    first = [keys[i].split("/")[0] for i in test[:200]]
+    assert all(40 <= first.count(c) <= 60 for c in ("a_boot", "bag", "coat", "dress")), first
 
 
 def test_tiny_sets_always_have_both_splits():

@@ -30,7 +30,7 @@ from .mapped import MappedImages
 from .options import FITS, SIZES, check_test_fraction, pixel_options
 from .problems import (ArrayFileError, ImageFolderError, LabelFileError, MissingExtraError, OptionError,
                        OwnDataError)
-from .split import RULE, hash_split, row_keys
+from .split import RULE, row_keys, split_indices
 
 MAX_SKIPPED_FRACTION = 0.1
 # the load_own keywords a training run's config holds (same names as its settings)
@@ -88,8 +88,8 @@ def _read_source(root: Path, opts, labels, cache_dir, workers, progress) -> tupl
     return ingest_array(reader, opts, cache_dir, workers, progress), True
 
 
-def _split_part(values: np.ndarray | None, mask: np.ndarray):
-    return None if values is None else values[mask]
+def _split_part(values: np.ndarray | None, index: np.ndarray):
+    return None if values is None else values[index]
 
 
 def load_own(path, *, img_size=None, fit=None, channels=None, labels=None, data_key=None, background=None,
@@ -112,19 +112,19 @@ def load_own(path, *, img_size=None, fit=None, channels=None, labels=None, data_
     if ing.skipped:
         say(f"warning: {len(ing.skipped)} of {ing.listed} image files could not be read and are skipped "
             f"(listed in {ing.folder / SKIPPED})")
-    test = hash_split(ing.keys, fraction)
+    train, test = split_indices(ing.keys, fraction)
     size = (ing.channels, ing.size, ing.size)
     factors = lab.factors if lab else None
     label = factors[lab.label] if lab and lab.label else None
-    split = {"rule": RULE, "test_fraction": fraction, "train": int((~test).sum()), "test": int(test.sum())}
+    split = {"rule": RULE, "test_fraction": fraction, "train": len(train), "test": len(test)}
     notes = "; ".join([*ing.notes, f"fit {opts.fit} to {opts.size}x{opts.size}, bilinear",
                        f"test split: {RULE} ({fraction:g})"]
                       + ([f"labels: {lab.source}"] if lab else []))
     return Dataset(
-        name=str(root), train=MappedImages(ing.images, ing.total, size, ing.rows[~test]),
+        name=str(root), train=MappedImages(ing.images, ing.total, size, ing.rows[train]),
         test=MappedImages(ing.images, ing.total, size, ing.rows[test]), image_size=size,
-        train_labels=_split_part(label, ~test), test_labels=_split_part(label, test),
-        train_factors={k: v[~test] for k, v in factors.items()} if factors else None,
+        train_labels=_split_part(label, train), test_labels=_split_part(label, test),
+        train_factors={k: v[train] for k, v in factors.items()} if factors else None,
         test_factors={k: v[test] for k, v in factors.items()} if factors else None,
         factor_names=tuple(factors) if factors else (), source=str(root), notes=notes,
         label_names=lab.value_names.get(lab.label) if lab and lab.label else None,
