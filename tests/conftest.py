@@ -38,6 +38,17 @@ def _cuda_visible() -> bool:
     return torch.cuda.is_available()
 
 
+def pytest_sessionstart(session):
+    """Load (on a fresh checkout: build, about a minute) the compiled ops before any test runs, so that the
+    build's progress lines land here and not in the captured output of whichever test first needs the ops
+    (tests that check a command's stderr line by line failed on a checkout's first run)."""
+    try:
+        from jointvae_fast import ops
+    except ImportError:
+        return
+    ops.backend()
+
+
 def pytest_collection_modifyitems(config, items):
     if _cuda_visible():
         return
