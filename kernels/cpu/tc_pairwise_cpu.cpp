@@ -85,8 +85,25 @@ JV_TC_INLINE T row_lse(const T* __restrict x, int64_t Bp) {
   return lse_value(shift, S);
 }
 
+// sum_m x[m] and sum_m x[m] y[m] over Bp entries, each in L partial lanes (then the lanes in order).
 template <typename T>
-JV_TC_INLINE T lane_sum(const T* s) {
+JV_TC_INLINE T lane_sum(const T* __restrict x, int64_t Bp) {
+  T s[L];
+  for (int64_t l = 0; l < L; ++l) s[l] = T(0);
+  for (int64_t m = 0; m < Bp; m += L) {
+    for (int64_t l = 0; l < L; ++l) s[l] += x[m + l];
+  }
+  T S = T(0);
+  for (int64_t l = 0; l < L; ++l) S += s[l];
+  return S;
+}
+template <typename T>
+JV_TC_INLINE T lane_dot(const T* __restrict x, const T* __restrict y, int64_t Bp) {
+  T s[L];
+  for (int64_t l = 0; l < L; ++l) s[l] = T(0);
+  for (int64_t m = 0; m < Bp; m += L) {
+    for (int64_t l = 0; l < L; ++l) s[l] += x[m + l] * y[m + l];
+  }
   T S = T(0);
   for (int64_t l = 0; l < L; ++l) S += s[l];
   return S;
@@ -104,57 +121,64 @@ JV_TC_INLINE void forward_rows(const TCWorkspace<T>& ws, int64_t begin, int64_t 
   }
 }
 
+// One continuous unit of row n over the Bp columns: G = P + g_marg R, then x <- G r s (for d z) and the column
+// sums d mu += G r, d logvar += G (r^2 - 1). __restrict parameters, not locals: GCC keeps them when it
+// inlines; without them it checked aliasing at run time and ran the scalar loop.
+template <typename T>
+JV_TC_INLINE void continuous_grads(const T* __restrict P, T* __restrict x, const T* __restrict mu,
+                                   const T* __restrict s, TCSoftmaxRow<T> R, T zd, int64_t Bp, T* __restrict dmu,
+                                   T* __restrict dlv) {
+  for (int64_t m = 0; m < Bp; ++m) {
+    const T G = P[m] + R.scale * fast_exp(x[m] - R.shift);
+    const T r = tc_standardised(zd, mu[m], s[m]);
+    x[m] = G * r * s[m];
+    dmu[m] += G * r;
+    dlv[m] += G * (r * r - T(1));
+  }
+}
+
+// x <- P + g_marg R over one discrete variable's terms x.
+template <typename T>
+JV_TC_INLINE void discrete_weights(const T* __restrict P, T* __restrict x, TCSoftmaxRow<T> R, int64_t Bp) {
+  for (int64_t m = 0; m < Bp; ++m) x[m] = P[m] + R.scale * fast_exp(x[m] - R.shift);
+}
+
+// dlp += G y_k over the Bp columns.
+template <typename T>
+JV_TC_INLINE void add_scaled(const T* __restrict G, T yk, int64_t Bp, T* __restrict dlp) {
+  for (int64_t m = 0; m < Bp; ++m) dlp[m] += G[m] * yk;
+}
+
+// x <- g_joint P, P = exp(x - LSE) the joint's responsibilities.
+template <typename T>
+JV_TC_INLINE void joint_weights(T* __restrict x, TCSoftmaxRow<T> R, int64_t Bp) {
+  for (int64_t m = 0; m < Bp; ++m) x[m] = R.scale * fast_exp(x[m] - R.shift);
+}
+
 // Row n of the backward: G[j, m] = g_joint P[m] + g_marg[j] R[j, m] (tc_pair_grad's), dz[n], dy[n], and the
 // column sums of the pairs (n, m) added to `part` [2 D + K, Bp].
 template <typename T>
-JV_TC_INLINE void backward_row(const TCWorkspace<T>& ws, const TCBackwardArgs<T>& g, int64_t n, T* __restrict buf,
-                               T* __restrict part) {
+JV_TC_INLINE void backward_row(const TCWorkspace<T>& ws, const TCBackwardArgs<T>& g, int64_t n, T* buf, T* part) {
   const TCPairwiseArgs<T>& a = ws.a;
   const int64_t Bp = ws.Bp, D = a.D, K = a.disc.total, J = tc_width(a);
   row_terms(ws, n, buf);
-  T* __restrict P = buf + J * Bp;
-  const T gj = g.g_joint[n], lj = g.joint[n];
-  for (int64_t m = 0; m < Bp; ++m) P[m] = gj * tc_softmax(P[m], lj);
+  T* P = buf + J * Bp;
+  joint_weights(P, tc_softmax_row(g.joint[n], g.g_joint[n]), Bp);
   for (int64_t d = 0; d < D; ++d) {
-    const T gm = g.g_marg[n * J + d], lm = g.marg[n * J + d], zd = a.z[n * a.ld_z + d];
-    const T* __restrict x = buf + d * Bp;
-    const T* __restrict mu = ws.mu_t.data() + d * Bp;
-    const T* __restrict s = ws.s_t.data() + d * Bp;
-    T* __restrict dmu = part + d * Bp;
-    T* __restrict dlv = part + (D + d) * Bp;
-    T dz[L];
-    for (int64_t l = 0; l < L; ++l) dz[l] = T(0);
-    for (int64_t m = 0; m < Bp; m += L) {
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t i = m + l;
-        const T G = P[i] + gm * tc_softmax(x[i], lm);
-        const T r = tc_standardised(zd, mu[i], s[i]);
-        dz[l] -= G * r * s[i];
-        dmu[i] += G * r;
-        dlv[i] += G * (r * r - T(1));
-      }
-    }
-    g.dz[n * D + d] = lane_sum(dz);
+    T* x = buf + d * Bp;  // the terms, then G r s (summed for d z)
+    continuous_grads(P, x, ws.mu_t.data() + d * Bp, ws.s_t.data() + d * Bp,
+                     tc_softmax_row(g.marg[n * J + d], g.g_marg[n * J + d]), a.z[n * a.ld_z + d], Bp, part + d * Bp,
+                     part + (D + d) * Bp);
+    g.dz[n * D + d] = -lane_sum(x, Bp);
   }
   const T* y = a.y + n * a.ld_y;
   for (int v = 0; v < a.disc.num_vars; ++v) {
     const int off = a.disc.off[v];
-    const T gm = g.g_marg[n * J + D + v], lm = g.marg[n * J + D + v];
-    T* __restrict G = buf + (D + v) * Bp;
-    for (int64_t m = 0; m < Bp; ++m) G[m] = P[m] + gm * tc_softmax(G[m], lm);
+    T* G = buf + (D + v) * Bp;
+    discrete_weights(P, G, tc_softmax_row(g.marg[n * J + D + v], g.g_marg[n * J + D + v]), Bp);
     for (int k = 0; k < a.disc.dims[v]; ++k) {
-      const T yk = y[off + k];
-      const T* __restrict lp = ws.lp_t.data() + (off + k) * Bp;
-      T* __restrict dlp = part + (2 * D + off + k) * Bp;
-      T dy[L];
-      for (int64_t l = 0; l < L; ++l) dy[l] = T(0);
-      for (int64_t m = 0; m < Bp; m += L) {
-        for (int64_t l = 0; l < L; ++l) {
-          dy[l] += G[m + l] * lp[m + l];
-          dlp[m + l] += G[m + l] * yk;
-        }
-      }
-      g.dy[n * K + off + k] = lane_sum(dy);
+      add_scaled(G, y[off + k], Bp, part + (2 * D + off + k) * Bp);
+      g.dy[n * K + off + k] = lane_dot(G, ws.lp_t.data() + (off + k) * Bp, Bp);
     }
   }
 }

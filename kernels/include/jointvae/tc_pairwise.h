@@ -136,6 +136,17 @@ template <typename T>
 JV_HD T tc_softmax(T x, T lse) {
   return lse == -jv_inf<T>() ? T(0) : fast_exp(x - lse);
 }
+// The same over a row, g * tc_softmax(x, lse) = scale * exp(x - shift) with no test per element: (shift, scale)
+// = (lse, g), or (0, 0) when lse is -inf (then every x of the row is -inf and exp(x - 0) = 0).
+template <typename T>
+struct TCSoftmaxRow {
+  T shift, scale;
+};
+template <typename T>
+JV_HD TCSoftmaxRow<T> tc_softmax_row(T lse, T g) {
+  const bool none = lse == -jv_inf<T>();
+  return {none ? T(0) : lse, none ? T(0) : g};
+}
 
 // Row n of the forward: joint[n], marg[n, :J]. scratch: 3 (J + 1) values.
 template <typename T>
