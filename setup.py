@@ -81,7 +81,9 @@ def _torch_build():
         sources=[str(p.relative_to(HERE)) for p in bs.library_sources(KERNELS, SPEC, with_cuda)],
         include_dirs=[str(p) for p in bs.include_dirs(KERNELS, SPEC)],
         # -g0: setuptools adds python's CFLAGS (-g), which made the library 17x larger; the JIT build has no -g
-        extra_compile_args={"cxx": list(SPEC["cxx_flags"]) + ["-g0"], "nvcc": list(SPEC["nvcc_flags"])},
+        extra_compile_args={"cxx": list(SPEC["cxx_flags"]) + list(SPEC.get("torch_openmp_flags", [])) + ["-g0"],
+                            "nvcc": list(SPEC["nvcc_flags"])},
+        extra_link_args=list(SPEC.get("torch_openmp_flags", [])),  # at::parallel_for runs serially without it
     )
 
     class BuildOps(cpp_extension.BuildExtension):
