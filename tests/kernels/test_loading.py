@@ -228,3 +228,28 @@ def test_a_failing_build_says_why_in_one_warning(isolated, monkeypatch):
     assert "CPU build failed" in msg and "broken.cpp" in msg and "error" in msg and "full log:" in msg
     log = Path(msg.split("full log: ")[1].split(")")[0])
     assert log.is_file() and "broken" in log.read_text()
+
+
+def test_the_torch_library_is_compiled_and_linked_with_openmp(tmp_path):
+    """at::parallel_for is an inline OpenMP loop in ATen's headers: without -fopenmp at compile and link time
+    every CPU op ran on one thread whatever torch.set_num_threads said. The JIT build passes build.json's
+    torch_openmp_flags to both, and setup.py reads the same field."""
+    kdir = Path(extension.__file__).resolve().parents[2] / "kernels"
+    spec = build_spec.read_spec(kdir)
+    assert "-fopenmp" in spec["torch_openmp_flags"]
+    seen = {}
+
+    class FakeCppExtension:
+        CUDA_HOME = None
+
+        @staticmethod
+        def load(**kw):
+            seen.update(kw)
+
+    plan = {"build_dir": tmp_path, "cuda_home": None, "arches": None, "digest": "x",
+            "library": tmp_path / "jointvae_ext.so"}
+    extension._compile(kdir, spec, False, plan, FakeCppExtension)
+    for flag in spec["torch_openmp_flags"]:
+        assert flag in seen["extra_cflags"] and flag in seen["extra_ldflags"]
+    setup_py = (kdir.parent / "setup.py").read_text()
+    assert 'extra_link_args=list(SPEC.get("torch_openmp_flags"' in setup_py
