@@ -66,47 +66,31 @@ JV_TC_INLINE void row_terms(const TCWorkspace<T>& ws, int64_t n, T* __restrict b
   }
 }
 
-// LSE over the Bp entries of x: the maximum, then the sum of exps, each in L partial lanes.
+// sum_m term(m) over Bp entries (a multiple of L), in L partial lanes, then the lanes in order.
+template <typename T, typename Term>
+JV_TC_INLINE T lane_sum(int64_t Bp, Term term) {
+  T s[L];
+  for (int64_t l = 0; l < L; ++l) s[l] = T(0);
+  for (int64_t m = 0; m < Bp; m += L) {
+    for (int64_t l = 0; l < L; ++l) s[l] += term(m + l);
+  }
+  T S = T(0);
+  for (int64_t l = 0; l < L; ++l) S += s[l];
+  return S;
+}
+
+// LSE over the Bp entries of x: the maximum (in L partial lanes), then the sum of exps.
 template <typename T>
 JV_TC_INLINE T row_lse(const T* __restrict x, int64_t Bp) {
-  T mx[L], s[L];
-  for (int64_t l = 0; l < L; ++l) mx[l] = -jv_inf<T>(), s[l] = T(0);
+  T mx[L];
+  for (int64_t l = 0; l < L; ++l) mx[l] = -jv_inf<T>();
   for (int64_t m = 0; m < Bp; m += L) {
     for (int64_t l = 0; l < L; ++l) mx[l] = x[m + l] > mx[l] ? x[m + l] : mx[l];
   }
   T top = -jv_inf<T>();
   for (int64_t l = 0; l < L; ++l) top = mx[l] > top ? mx[l] : top;
   const T shift = lse_shift(top);
-  for (int64_t m = 0; m < Bp; m += L) {
-    for (int64_t l = 0; l < L; ++l) s[l] += fast_exp(x[m + l] - shift);
-  }
-  T S = T(0);
-  for (int64_t l = 0; l < L; ++l) S += s[l];
-  return lse_value(shift, S);
-}
-
-// sum_m x[m] and sum_m x[m] y[m] over Bp entries, each in L partial lanes (then the lanes in order).
-template <typename T>
-JV_TC_INLINE T lane_sum(const T* __restrict x, int64_t Bp) {
-  T s[L];
-  for (int64_t l = 0; l < L; ++l) s[l] = T(0);
-  for (int64_t m = 0; m < Bp; m += L) {
-    for (int64_t l = 0; l < L; ++l) s[l] += x[m + l];
-  }
-  T S = T(0);
-  for (int64_t l = 0; l < L; ++l) S += s[l];
-  return S;
-}
-template <typename T>
-JV_TC_INLINE T lane_dot(const T* __restrict x, const T* __restrict y, int64_t Bp) {
-  T s[L];
-  for (int64_t l = 0; l < L; ++l) s[l] = T(0);
-  for (int64_t m = 0; m < Bp; m += L) {
-    for (int64_t l = 0; l < L; ++l) s[l] += x[m + l] * y[m + l];
-  }
-  T S = T(0);
-  for (int64_t l = 0; l < L; ++l) S += s[l];
-  return S;
+  return lse_value(shift, lane_sum<T>(Bp, [&](int64_t i) { return fast_exp(x[i] - shift); }));
 }
 
 template <typename T>
@@ -169,7 +153,7 @@ JV_TC_INLINE void backward_row(const TCWorkspace<T>& ws, const TCBackwardArgs<T>
     continuous_grads(P, x, ws.mu_t.data() + d * Bp, ws.s_t.data() + d * Bp,
                      tc_softmax_row(g.marg[n * J + d], g.g_marg[n * J + d]), a.z[n * a.ld_z + d], Bp, part + d * Bp,
                      part + (D + d) * Bp);
-    g.dz[n * D + d] = -lane_sum(x, Bp);
+    g.dz[n * D + d] = -lane_sum<T>(Bp, [&](int64_t i) { return x[i]; });
   }
   const T* y = a.y + n * a.ld_y;
   for (int v = 0; v < a.disc.num_vars; ++v) {
@@ -178,7 +162,8 @@ JV_TC_INLINE void backward_row(const TCWorkspace<T>& ws, const TCBackwardArgs<T>
     discrete_weights(P, G, tc_softmax_row(g.marg[n * J + D + v], g.g_marg[n * J + D + v]), Bp);
     for (int k = 0; k < a.disc.dims[v]; ++k) {
       add_scaled(G, y[off + k], Bp, part + (2 * D + off + k) * Bp);
-      g.dy[n * K + off + k] = lane_dot(G, ws.lp_t.data() + (off + k) * Bp, Bp);
+      const T* lp = ws.lp_t.data() + (off + k) * Bp;
+      g.dy[n * K + off + k] = lane_sum<T>(Bp, [&](int64_t i) { return G[i] * lp[i]; });
     }
   }
 }
